@@ -1,0 +1,118 @@
+"""CreateML JSON as LabelImg's CreateML mode writes it (reader and writer).
+
+One JSON file holds a list of ``{"image", "verified", "annotations": [{"label", "coordinates": {x, y, width,
+height}}]}`` with pixel centre coordinates. No image sizes are stored: the caller passes real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fabricdata.annotation import ImageAnnotation, LabeledBox, check_box, check_label
+from fabricdata.boxes import ImageSize, box_to_createml, createml_to_box
+from fabricdata.errors import AnnotationError, InvalidValueError, MissingFieldError
+from fabricdata.fileio import atomic_write_text
+
+
+def load_createml(path: str | Path) -> list[dict[str, Any]]:
+    """Load and shape-check a CreateML file; each entry must be an object with an ``image`` name."""
+    source = Path(path)
+    try:
+        text = source.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidValueError(source, "document", f"invalid UTF-8 at byte {exc.start}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidValueError(
+            source, "document", f"malformed JSON at line {exc.lineno}: {exc.msg}"
+        ) from None
+    if not isinstance(data, list):
+        raise InvalidValueError(source, "document", "expected a JSON list of images", type(data).__name__)
+    for index, entry in enumerate(data):
+        if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
+            raise InvalidValueError(source, f"[{index}].image", "each entry needs an image name", entry)
+    return data
+
+
+def read_createml_entry(
+    path: str | Path,
+    index: int,
+    entry: dict[str, Any],
+    size: ImageSize,
+    classes: Sequence[str] | None = None,
+) -> ImageAnnotation:
+    """Turn one entry of a CreateML list into an annotation of an image of ``size``."""
+    where = f"[{index}]"
+    raw_objects = entry.get("annotations", [])
+    if not isinstance(raw_objects, list):
+        raise InvalidValueError(path, f"{where}.annotations", "expected a list", raw_objects)
+    objects = [
+        _read_object(path, f"{where}.annotations[{number}]", raw, size, classes)
+        for number, raw in enumerate(raw_objects)
+    ]
+    return ImageAnnotation(
+        filename=entry["image"],
+        size=size,
+        objects=tuple(objects),
+        folder=Path(path).parent.name,
+        verified=bool(entry.get("verified", False)),
+    )
+
+
+def _read_object(
+    path: str | Path, where: str, raw: Any, size: ImageSize, classes: Sequence[str] | None
+) -> LabeledBox:
+    if not isinstance(raw, dict):
+        raise InvalidValueError(path, where, "expected an object", raw)
+    label = check_label(path, f"{where}.label", str(raw.get("label", "")), classes)
+    coords = raw.get("coordinates")
+    if not isinstance(coords, dict):
+        raise MissingFieldError(path, f"{where}.coordinates")
+    for key in ("x", "y", "width", "height"):
+        value = coords.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidValueError(path, f"{where}.coordinates.{key}", "not a number", value)
+        if not math.isfinite(value):
+            raise InvalidValueError(path, f"{where}.coordinates.{key}", "not a finite number", value)
+    box = createml_to_box(coords)
+    check_box(path, f"{where}.coordinates", box, size)
+    return LabeledBox(label=label, box=box)
+
+
+def read_createml(
+    path: str | Path,
+    size_of: Callable[[str], ImageSize],
+    classes: Sequence[str] | None = None,
+) -> tuple[list[ImageAnnotation], list[AnnotationError]]:
+    """Read every entry; bad entries become errors while the good ones are still returned."""
+    annotations: list[ImageAnnotation] = []
+    errors: list[AnnotationError] = []
+    for index, entry in enumerate(load_createml(path)):
+        try:
+            annotations.append(read_createml_entry(path, index, entry, size_of(entry["image"]), classes))
+        except AnnotationError as exc:
+            errors.append(exc)
+    return annotations, errors
+
+
+def createml_to_text(annotations: Sequence[ImageAnnotation]) -> str:
+    entries = [
+        {
+            "image": ann.filename,
+            "verified": ann.verified,
+            "annotations": [
+                {"label": obj.label, "coordinates": box_to_createml(obj.box)} for obj in ann.objects
+            ],
+        }
+        for ann in annotations
+    ]
+    return json.dumps(entries, ensure_ascii=False)
+
+
+def write_createml(annotations: Sequence[ImageAnnotation], path: str | Path) -> None:
+    atomic_write_text(path, createml_to_text(annotations))

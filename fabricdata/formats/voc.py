@@ -1,0 +1,253 @@
+"""Pascal VOC XML exactly as LabelImg writes it (reader and writer).
+
+The reader is hardened: documents with a DTD or entity declarations are rejected before parsing, the parser
+resolves no entities and touches no network or file, and files above ``MAX_XML_BYTES`` are refused. It also
+reads what other tools write (float coordinates, missing optional elements).
+The writer reproduces LabelImg's layout byte for byte: tab indentation, no XML declaration, ``verified="yes"``
+only when verified, integer ``bndbox`` rounded to nearest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from fabricdata.annotation import ImageAnnotation, LabeledBox, check_box, check_label
+from fabricdata.boxes import Box, ImageSize, box_to_voc, voc_to_box
+from fabricdata.errors import InvalidValueError, MissingFieldError, UnsafeXMLError
+from fabricdata.fileio import atomic_write_bytes
+
+MAX_XML_BYTES = 4 * 1024 * 1024
+_MODELLED_TOP = {"folder", "filename", "path", "source", "size", "segmented", "object"}
+_MODELLED_OBJECT = {"name", "pose", "truncated", "difficult", "bndbox", "caption"}
+_COORDS = ("xmin", "ymin", "xmax", "ymax")
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=False,
+    )
+
+
+def read_voc(path: str | Path, classes: Sequence[str] | None = None) -> ImageAnnotation:
+    """Read one VOC XML file; raise a typed error naming the file, element and value on bad input."""
+    source = Path(path)
+    try:
+        size = source.stat().st_size
+    except FileNotFoundError:
+        raise MissingFieldError(source, "file") from None
+    if size > MAX_XML_BYTES:
+        raise UnsafeXMLError(source, "document", f"larger than {MAX_XML_BYTES} bytes", size)
+    return parse_voc(source.read_bytes(), source, classes)
+
+
+def parse_voc(
+    data: bytes, path: str | Path | None = None, classes: Sequence[str] | None = None
+) -> ImageAnnotation:
+    """Parse VOC XML bytes (see :func:`read_voc`)."""
+    root = _safe_root(data, path)
+    if root.tag != "annotation":
+        raise InvalidValueError(path, "annotation", "root element must be <annotation>", root.tag)
+    size = _read_size(root, path)
+    objects = tuple(
+        _read_object(node, index, size, path, classes)
+        for index, node in enumerate(root.findall("object"), start=1)
+    )
+    return ImageAnnotation(
+        filename=_text(root, "filename", path, required=True),
+        size=size,
+        objects=objects,
+        depth=_int(root, "size/depth", path, default=3),
+        folder=_text(root, "folder", path),
+        path=root.findtext("path"),
+        database=_text(root, "source/database", path) or "Unknown",
+        segmented=_int(root, "segmented", path, default=0),
+        verified=root.get("verified") == "yes",
+        extra_xml=tuple(_serialize(child) for child in root if _is_extra(child, _MODELLED_TOP)),
+    )
+
+
+def _safe_root(data: bytes, path: str | Path | None) -> etree._Element:
+    head = data.lstrip()[:4]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
+        raise InvalidValueError(path, "document", "UTF-16/32 XML is not supported; save as UTF-8")
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise UnsafeXMLError(path, "document", "DTD and entity declarations are not allowed (XXE protection)")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidValueError(
+            path, "document", f"invalid UTF-8 at byte {exc.start}", data[exc.start : exc.end]
+        ) from None
+    try:
+        root = etree.fromstring(data, parser=_parser())
+    except etree.XMLSyntaxError as exc:
+        raise InvalidValueError(path, "document", f"malformed XML: {exc.msg}") from None
+    docinfo: Any = root.getroottree().docinfo
+    if docinfo.doctype:
+        raise UnsafeXMLError(path, "document", "DTD declarations are not allowed")
+    return root
+
+
+def _read_size(root: etree._Element, path: str | Path | None) -> ImageSize:
+    if root.find("size") is None:
+        raise MissingFieldError(path, "size")
+    width = _int(root, "size/width", path, required=True)
+    height = _int(root, "size/height", path, required=True)
+    for name, value in (("size/width", width), ("size/height", height)):
+        if value <= 0:
+            raise InvalidValueError(path, name, "image size must be positive", value)
+    return ImageSize(width, height)
+
+
+def _read_object(
+    node: etree._Element,
+    index: int,
+    size: ImageSize,
+    path: str | Path | None,
+    classes: Sequence[str] | None,
+) -> LabeledBox:
+    where = f"object[{index}]"
+    label = check_label(path, f"{where}/name", node.findtext("name") or "", classes)
+    if node.find("bndbox") is None:
+        raise MissingFieldError(path, f"{where}/bndbox")
+    values = [_number(node, f"bndbox/{name}", path, where) for name in _COORDS]
+    box = voc_to_box(values)
+    check_box(path, f"{where}/bndbox", box, size)
+    caption = node.findtext("caption")
+    return LabeledBox(
+        label=label,
+        box=box,
+        difficult=_flag(node, "difficult", path, where),
+        truncated=_flag(node, "truncated", path, where),
+        pose=node.findtext("pose") or "Unspecified",
+        caption=caption.strip() if caption and caption.strip() else None,
+        extra_xml=tuple(_serialize(child) for child in node if _is_extra(child, _MODELLED_OBJECT)),
+    )
+
+
+def _text(root: etree._Element, xpath: str, path: str | Path | None, required: bool = False) -> str:
+    value = root.findtext(xpath)
+    if value is None:
+        if required:
+            raise MissingFieldError(path, xpath)
+        return ""
+    return value.strip()
+
+
+def _number(node: etree._Element, xpath: str, path: str | Path | None, where: str) -> float:
+    raw = node.findtext(xpath)
+    element = f"{where}/{xpath}"
+    if raw is None:
+        raise MissingFieldError(path, element)
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise InvalidValueError(path, element, "not a number", raw) from None
+    if not math.isfinite(value):
+        raise InvalidValueError(path, element, "not a finite number", raw)
+    return value
+
+
+def _int(
+    root: etree._Element, xpath: str, path: str | Path | None, default: int = 0, required: bool = False
+) -> int:
+    raw = root.findtext(xpath)
+    if raw is None or not raw.strip():
+        if required:
+            raise MissingFieldError(path, xpath)
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise InvalidValueError(path, xpath, "not a number", raw) from None
+    if not math.isfinite(value) or value != int(value):
+        raise InvalidValueError(path, xpath, "not a whole number", raw)
+    return int(value)
+
+
+def _flag(node: etree._Element, name: str, path: str | Path | None, where: str) -> bool:
+    raw = (node.findtext(name) or "0").strip().lower()
+    if raw in ("0", "false", "no", ""):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise InvalidValueError(path, f"{where}/{name}", "expected 0 or 1", raw)
+
+
+def _is_extra(child: etree._Element, modelled: set[str]) -> bool:
+    return isinstance(child.tag, str) and child.tag not in modelled
+
+
+def _serialize(child: etree._Element) -> str:
+    clone = etree.fromstring(etree.tostring(child, with_tail=False))
+    for element in clone.iter():
+        if len(element):
+            element.text = None
+        element.tail = None
+    return etree.tostring(clone, encoding="unicode")
+
+
+# --- writer --------------------------------------------------------------------------------------------
+
+
+def voc_to_bytes(annotation: ImageAnnotation) -> bytes:
+    """Serialise an annotation exactly as LabelImg lays out its XML files."""
+    root = etree.Element("annotation")
+    if annotation.verified:
+        root.set("verified", "yes")
+    _sub(root, "folder", annotation.folder)
+    _sub(root, "filename", annotation.filename)
+    if annotation.path is not None:
+        _sub(root, "path", annotation.path)
+    _sub(etree.SubElement(root, "source"), "database", annotation.database)
+    size = etree.SubElement(root, "size")
+    _sub(size, "width", str(annotation.size.width))
+    _sub(size, "height", str(annotation.size.height))
+    _sub(size, "depth", str(annotation.depth))
+    _sub(root, "segmented", str(annotation.segmented))
+    for extra in annotation.extra_xml:
+        root.append(etree.fromstring(extra, parser=_parser()))
+    for obj in annotation.objects:
+        _write_object(root, obj)
+    etree.indent(root, space="\t")
+    return etree.tostring(root, encoding="utf-8", pretty_print=True)
+
+
+def _write_object(root: etree._Element, obj: LabeledBox) -> None:
+    node = etree.SubElement(root, "object")
+    _sub(node, "name", obj.label)
+    _sub(node, "pose", obj.pose)
+    _sub(node, "truncated", "1" if obj.truncated else "0")
+    _sub(node, "difficult", "1" if obj.difficult else "0")
+    if obj.caption is not None:
+        _sub(node, "caption", obj.caption)
+    for extra in obj.extra_xml:
+        node.append(etree.fromstring(extra, parser=_parser()))
+    bndbox = etree.SubElement(node, "bndbox")
+    for name, value in zip(_COORDS, box_to_voc(obj.box), strict=True):
+        _sub(bndbox, name, str(value))
+
+
+def _sub(parent: etree._Element, tag: str, text: str) -> None:
+    etree.SubElement(parent, tag).text = text
+
+
+def write_voc(annotation: ImageAnnotation, path: str | Path) -> None:
+    """Write an annotation atomically (temp file + rename) in LabelImg's layout."""
+    atomic_write_bytes(path, voc_to_bytes(annotation))
+
+
+def voc_box_text(box: Box) -> tuple[str, str, str, str]:
+    """The four ``bndbox`` texts LabelImg would write for a box."""
+    xmin, ymin, xmax, ymax = box_to_voc(box)
+    return (str(xmin), str(ymin), str(xmax), str(ymax))

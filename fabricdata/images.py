@@ -1,0 +1,50 @@
+"""Image headers: real sizes, read without decoding pixels.
+
+EXIF orientation rule: LabelImg draws on the image's stored pixels and ignores the EXIF orientation tag, so
+boxes in its files are in stored-pixel coordinates. fabricdata follows the same rule everywhere: sizes are the
+stored sizes (never swapped for rotated EXIF orientations) and pixels are never auto-rotated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fabricdata.boxes import ImageSize
+from fabricdata.errors import InvalidValueError
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def image_size(path: str | Path) -> ImageSize:
+    """Stored width and height of an image from its header (EXIF orientation is ignored, as LabelImg does)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except FileNotFoundError:
+        raise InvalidValueError(path, "image", "image file not found") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InvalidValueError(path, "image", f"not a readable image ({exc.__class__.__name__})") from None
+    return ImageSize(int(width), int(height))
+
+
+def image_depth(path: str | Path) -> int:
+    """Number of channels as VOC's ``<depth>`` reports it (1 for greyscale, 3 for colour)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return 1 if image.mode in ("1", "L", "I", "I;16", "F") else 3
+
+
+def find_image(folder: Path, stem: str) -> Path | None:
+    """The image beside an annotation file: same stem, any known extension."""
+    for ext in IMAGE_EXTENSIONS:
+        for candidate in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
+            if candidate.is_file():
+                return candidate
+    return None

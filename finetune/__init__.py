@@ -1,0 +1,1 @@
+"""The model side: Florence-2 LoRA/DoRA fine-tuning and prediction (never imports fiftyone)."""

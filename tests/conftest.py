@@ -1,0 +1,60 @@
+"""Shared fixtures. FiftyOne/Mongo state and HOME live in temp dirs, never in the user's home."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ASSETS = Path(__file__).parent / "assets"
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="fabricdata-tests-"))
+
+# Before any test module imports fiftyone: its config is read once, at import.
+os.environ.update(
+    {
+        "HOME": str(_SESSION_HOME / "home"),
+        "FIFTYONE_DATABASE_DIR": str(_SESSION_HOME / "db"),
+        "FIFTYONE_DEFAULT_DATASET_DIR": str(_SESSION_HOME / "fiftyone"),
+        "FIFTYONE_DO_NOT_TRACK": "true",
+        "FIFTYONE_DATABASE_VALIDATION": "false",
+        "NO_ALBUMENTATIONS_UPDATE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    }
+)
+(_SESSION_HOME / "home").mkdir(parents=True, exist_ok=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def assets(tmp_path: Path) -> Path:
+    """A writable copy of the golden LabelImg folders."""
+    target = tmp_path / "assets"
+    shutil.copytree(ASSETS, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tiny random Florence-2 saved once per test session."""
+    from finetune.tiny import build_tiny_florence
+
+    path = build_tiny_florence(
+        tmp_path_factory.mktemp("tiny-florence"), classes=("wrinkle", "drop", "broken-weft")
+    )
+    yield path
+
+
+@pytest.fixture(scope="session")
+def tiny_processor(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_model_dir, local_files_only=True)

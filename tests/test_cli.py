@@ -1,0 +1,62 @@
+"""The command line: help with examples, real work, one-line errors with exit code 1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fabricdata.cli import main
+from fabricdata.formats import read_folder
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_commands_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0 and "synth" in out and "Examples" in out
+    code, out, _ = run(["synth", "--help"], capsys)
+    assert code == 0 and "fabricdata synth data/fabric" in out
+
+
+def test_synth_writes_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["synth", str(tmp_path / "d"), "--images", "5", "--size", "128x96"]
+    args += ["--classes", "wrinkle,broken-weft", "--workers", "1", "--sheet", str(tmp_path / "sheet.png")]
+    code, out, _ = run(args, capsys)
+    assert code == 0 and "wrote 5 images" in out
+    scan = read_folder(tmp_path / "d", classes=("wrinkle", "broken-weft"))
+    assert len(scan.items) == 5 and not scan.errors
+    assert (tmp_path / "sheet.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["synth", "x", "--size", "big"], "--size: expected WIDTHxHEIGHT"),
+        (["synth", "x", "--classes", "a<b"], "may not contain"),
+    ],
+)
+def test_bad_options_give_one_line_and_exit_1(
+    args: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(args, capsys)
+    assert code == 1
+    assert fragment in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_console_script_starts_fast_without_heavy_imports() -> None:
+    heavy = "('fiftyone', 'torch', 'transformers', 'albumentations')"
+    code = f"import sys, fabricdata.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

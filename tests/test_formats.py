@@ -1,0 +1,238 @@
+"""LabelImg formats: golden folders, byte-exact round trips, coordinates compared, typed errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fabricdata.annotation import ImageAnnotation
+from fabricdata.boxes import Box, ImageSize, box_to_voc
+from fabricdata.errors import (
+    AnnotationError,
+    InvalidBoxError,
+    InvalidValueError,
+    MissingFieldError,
+    UnknownClassError,
+    UnsafeXMLError,
+)
+from fabricdata.formats import detect_format, read_folder
+from fabricdata.formats.createml import createml_to_text, read_createml
+from fabricdata.formats.voc import parse_voc, read_voc, voc_to_bytes, write_voc
+from fabricdata.formats.yolo import read_classes, read_yolo, yolo_to_text
+from fabricdata.images import image_size
+
+CLASSES = ("wrinkle", "drop", "broken-weft")
+GOLDEN = {
+    "0 (1).jpg": [
+        ("wrinkle", (3, 5, 40, 17)),
+        ("broken-weft", (20, 30, 64, 48)),
+        ("broken-weft", (7, 22, 9, 44)),
+    ],
+    "flipped_0 (1).jpg": [("wrinkle", (24, 5, 61, 17))],
+    "tissu_défaut_é.jpg": [("drop", (10, 12, 18, 19))],
+}
+
+
+def _labels(annotation: ImageAnnotation) -> list[tuple[str, tuple[int, ...]]]:
+    return [(obj.label, box_to_voc(obj.box)) for obj in annotation.objects]
+
+
+# --- VOC ---------------------------------------------------------------------------------------------
+
+
+def test_voc_reads_labelimg_fields(assets: Path) -> None:
+    ann = read_voc(assets / "voc" / "0 (1).xml", CLASSES)
+    assert ann.verified and ann.folder == "images" and ann.filename == "0 (1).jpg"
+    assert ann.path == "C:\\Users\\mill\\Desktop\\images\\0 (1).jpg"
+    assert ann.size == ImageSize(64, 48) and ann.depth == 3 and ann.database == "Unknown"
+    assert _labels(ann) == GOLDEN["0 (1).jpg"]
+    assert ann.objects[1].difficult and ann.objects[1].truncated and not ann.objects[0].difficult
+
+
+@pytest.mark.parametrize("name", ["0 (1).xml", "flipped_0 (1).xml", "tissu_défaut_é.xml"])
+def test_voc_write_reproduces_labelimg_files_byte_for_byte(assets: Path, name: str) -> None:
+    path = assets / "voc" / name
+    original = path.read_bytes()
+    assert voc_to_bytes(read_voc(path)) == original
+    write_voc(read_voc(path), assets / "copy.xml")
+    assert (assets / "copy.xml").read_bytes() == original
+
+
+def test_voc_reads_other_tools_and_keeps_unknown_elements(assets: Path) -> None:
+    ann = read_voc(assets / "voc" / "other tool.xml", CLASSES)
+    (obj,) = ann.objects
+    assert obj.label == "drop" and obj.box == Box(1.5, 2.25, 10.7, 20.5)
+    assert ann.depth == 3 and ann.folder == "" and ann.path is None and not ann.verified
+    assert obj.extra_xml == ("<occluded>1</occluded>",)
+    again = parse_voc(voc_to_bytes(ann))
+    assert again.objects[0].extra_xml == obj.extra_xml
+    assert box_to_voc(again.objects[0].box) == (2, 2, 11, 21)  # rounded, never truncated
+
+
+def test_voc_edit_round_trip_compares_coordinates(tmp_path: Path) -> None:
+    ann = read_voc(Path(__file__).parent / "assets" / "voc" / "0 (1).xml")
+    moved = ann.with_objects([*ann.objects[:1]])
+    write_voc(moved, tmp_path / "x.xml")
+    assert _labels(read_voc(tmp_path / "x.xml")) == GOLDEN["0 (1).jpg"][:1]
+
+
+VALID_HEAD = "<annotation><filename>a.jpg</filename><size><width>{w}</width><height>{h}</height></size>"
+
+
+def _xml(body: str = "", w: str = "100", h: str = "50") -> bytes:
+    return (VALID_HEAD.format(w=w, h=h) + body + "</annotation>").encode()
+
+
+def _obj(name: str = "drop", box: tuple[str, str, str, str] = ("1", "2", "30", "40")) -> str:
+    coords = "".join(f"<{k}>{v}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True))
+    return f"<object><name>{name}</name><bndbox>{coords}</bndbox></object>"
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "element", "value"),
+    [
+        (b"<annotation><filename>a.jpg</filename></annotation>", MissingFieldError, "size", None),
+        (_xml(w="0"), InvalidValueError, "size/width", "0"),
+        (_xml(h="-5"), InvalidValueError, "size/height", "-5"),
+        (_xml(w="abc"), InvalidValueError, "size/width", "'abc'"),
+        (_xml(_obj(box=("1", "x", "30", "40"))), InvalidValueError, "object[1]/bndbox/ymin", "'x'"),
+        (_xml(_obj(box=("1", "nan", "30", "40"))), InvalidValueError, "object[1]/bndbox/ymin", "'nan'"),
+        (
+            _xml(_obj(box=("30", "2", "30", "40"))),
+            InvalidBoxError,
+            "object[1]/bndbox",
+            "[30.0, 2.0, 30.0, 40.0]",
+        ),
+        (_xml(_obj() + _obj(box=("1", "2", "101", "40"))), InvalidBoxError, "object[2]/bndbox", "101.0"),
+        (_xml(_obj(name="  ")), UnknownClassError, "object[1]/name", "'  '"),
+        (_xml(_obj(name="hole")), UnknownClassError, "object[1]/name", "'hole'"),
+        (_xml("<object><name>drop</name></object>"), MissingFieldError, "object[1]/bndbox", None),
+        (_xml().replace(b"a.jpg", b"a\xff.jpg"), InvalidValueError, "document", "UTF-8"),
+        (b"<annotation><filename>a.jpg", InvalidValueError, "document", "malformed"),
+    ],
+)
+def test_voc_errors_name_file_element_and_value(
+    data: bytes, error: type[AnnotationError], element: str, value: str | None
+) -> None:
+    with pytest.raises(error) as caught:
+        parse_voc(data, "bad.xml", CLASSES)
+    message = str(caught.value)
+    assert message.startswith("bad.xml: ")
+    assert caught.value.element == element and f": {element}: " in message
+    if value is not None:
+        assert value in message
+
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE annotation [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<annotation><filename>&xxe;</filename><size><width>1</width><height>1</height></size></annotation>"""
+LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<annotation><filename>&lol3;</filename></annotation>"""
+
+
+@pytest.mark.parametrize("payload", [XXE, LAUGHS, XXE.replace(b"<!DOCTYPE", b"<!DOCTYPE", 1).lower()])
+def test_voc_rejects_xxe_and_billion_laughs(tmp_path: Path, payload: bytes) -> None:
+    path = tmp_path / "evil.xml"
+    path.write_bytes(payload)
+    with pytest.raises((UnsafeXMLError, InvalidValueError)) as caught:
+        read_voc(path)
+    assert "evil.xml: document:" in str(caught.value)
+    assert "root:" not in str(caught.value)  # nothing from /etc/passwd leaked into the message
+
+
+def test_voc_rejects_oversized_files(tmp_path: Path) -> None:
+    path = tmp_path / "huge.xml"
+    path.write_bytes(b"<annotation>" + b" " * (5 * 1024 * 1024) + b"</annotation>")
+    with pytest.raises(UnsafeXMLError, match="larger than"):
+        read_voc(path)
+
+
+# --- YOLO and CreateML ---------------------------------------------------------------------------------
+
+
+def test_yolo_golden_matches_voc_golden(assets: Path) -> None:
+    folder = assets / "yolo"
+    classes = read_classes(folder / "classes.txt")
+    assert classes == CLASSES
+    for image_name, expected in GOLDEN.items():
+        txt = folder / (Path(image_name).stem + ".txt")
+        ann = read_yolo(txt, image_name, image_size(folder / image_name), classes)
+        assert _labels(ann) == expected
+        assert yolo_to_text(ann, classes) == txt.read_text(encoding="utf-8")
+
+
+def test_yolo_errors(assets: Path) -> None:
+    folder = assets / "yolo"
+    bad = folder / "bad.txt"
+    for content, element, fragment in [
+        ("7 0.5 0.5 0.1 0.1\n", "line 1 class", "7"),
+        ("0 0.5 0.5 0.1\n", "line 1", "class cx cy w h"),
+        ("\n0 0.5 zz 0.1 0.1\n", "line 2 cy", "'zz'"),
+        ("0 0.95 0.5 0.5 0.1\n", "line 1", "outside"),
+    ]:
+        bad.write_text(content, encoding="utf-8")
+        with pytest.raises(AnnotationError) as caught:
+            read_yolo(bad, "x.jpg", ImageSize(64, 48), CLASSES)
+        assert caught.value.element == element and fragment in str(caught.value)
+        assert str(caught.value).startswith(str(bad))
+
+
+def test_createml_golden_matches_voc_golden(assets: Path) -> None:
+    folder = assets / "createml"
+    annotations, errors = read_createml(folder / "annotations.json", lambda name: image_size(folder / name))
+    assert errors == []
+    assert {a.filename: _labels(a) for a in annotations} == GOLDEN
+    assert annotations[0].verified and not annotations[1].verified
+    again, _ = read_createml_from_text(tmp := folder / "again.json", createml_to_text(annotations), folder)
+    assert [_labels(a) for a in again] == [_labels(a) for a in annotations]
+    assert tmp.exists()
+
+
+def read_createml_from_text(
+    path: Path, text: str, folder: Path
+) -> tuple[list[ImageAnnotation], list[AnnotationError]]:
+    path.write_text(text, encoding="utf-8")
+    return read_createml(path, lambda name: image_size(folder / name))
+
+
+def test_createml_bad_entries_are_errors_and_the_rest_is_read(assets: Path) -> None:
+    folder = assets / "createml"
+    text = (folder / "annotations.json").read_text(encoding="utf-8")
+    text = text.replace('"width": 2,', '"width": "two",')
+    annotations, errors = read_createml_from_text(folder / "annotations.json", text, folder)
+    assert len(annotations) == 2 and len(errors) == 1
+    assert errors[0].element == "[0].annotations[2].coordinates.width" and "'two'" in str(errors[0])
+
+
+# --- whole folders -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["voc", "yolo", "createml"])
+def test_read_folder_detects_each_format(assets: Path, fmt: str) -> None:
+    folder = assets / fmt
+    if fmt == "voc":
+        (folder / "other tool.xml").unlink()
+    assert detect_format(folder) == fmt
+    scan = read_folder(folder)
+    assert scan.errors == []
+    assert {item.image_path.name: _labels(item.annotation) for item in scan.items} == GOLDEN
+
+
+def test_read_folder_collects_errors_and_keeps_good_files(assets: Path) -> None:
+    folder = assets / "voc"
+    (folder / "broken.xml").write_bytes(_xml(_obj(box=("1", "x", "3", "4"))))
+    shutil.copy(folder / "0 (1).jpg", folder / "a.jpg")
+    # the size in the XML disagrees with the real image: FiftyOne would silently scale the boxes
+    (folder / "wrong size.xml").write_bytes(
+        (folder / "0 (1).xml").read_bytes().replace(b"<width>64</width>", b"<width>128</width>")
+    )
+    shutil.copy(folder / "0 (1).jpg", folder / "wrong size.jpg")
+    scan = read_folder(folder, classes=CLASSES)
+    problems = {Path(e.path).name: e for e in scan.errors}
+    assert set(problems) == {"broken.xml", "wrong size.xml"}
+    assert "128x48" in str(problems["wrong size.xml"]) and "64x48" in str(problems["wrong size.xml"])
+    assert len(scan.items) == 4
