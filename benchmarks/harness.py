@@ -87,7 +87,8 @@ def render(figures: list[Figure]) -> str:
         better = "higher" if fig.higher_is_better else "lower"
         note = f" - {fig.note}" if fig.note else ""
         lines.append(
-            f"| {fig.what} | {fig.value:,.1f} {fig.unit} | {fig.baseline_what} | {fig.baseline:,.1f} {fig.unit} "
+            f"| {fig.what} | {fig.value:,.1f} {fig.unit} "
+            f"| {fig.baseline_what} | {fig.baseline:,.1f} {fig.unit} "
             f"| **{fig.ratio:.2f}x** ({better} is better){note} |"
         )
     return "\n".join(lines) + "\n"
