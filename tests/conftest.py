@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -30,8 +31,8 @@ os.environ.update(
 (_SESSION_HOME / "home").mkdir(parents=True, exist_ok=True)
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+# Registered before fiftyone is imported, so it runs after FiftyOne's own exit handler has stopped mongod.
+atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Literal
 
 from fabricdata.annotation import ImageAnnotation
 from fabricdata.errors import AnnotationError, FormatDetectionError, InvalidValueError
+from fabricdata.fileio import sha256_bytes, sha256_file
 from fabricdata.images import find_image, image_size, is_image
 
 FormatName = Literal["voc", "yolo", "createml"]
@@ -28,6 +29,8 @@ class FolderItem:
     annotation_path: Path
     annotation: ImageAnnotation
     format: FormatName
+    #: sha256 of the bytes this item was read from (the file; for CreateML the entry), for safe write-back.
+    content_hash: str = ""
 
 
 @dataclass(slots=True)
@@ -78,15 +81,15 @@ def read_folder(
 def _scan_voc(
     root: Path, classes: Sequence[str] | None, check_sizes: bool, scan: FolderScan
 ) -> Iterator[FolderItem | AnnotationError]:
-    from fabricdata.formats.voc import read_voc
+    from fabricdata.formats.voc import read_voc_bytes
 
     for xml in sorted(root.glob("*.xml")):
         try:
-            annotation = read_voc(xml, classes)
+            data, annotation = read_voc_bytes(xml, classes)
             image = _image_for(xml, annotation.filename)
             if check_sizes:
                 _check_size(xml, image, annotation)
-            yield FolderItem(image, xml, annotation, "voc")
+            yield FolderItem(image, xml, annotation, "voc", sha256_bytes(data))
         except AnnotationError as exc:
             yield exc
 
@@ -131,9 +134,8 @@ def _scan_yolo(
             image = find_image(root, txt.stem)
             if image is None:
                 raise InvalidValueError(txt, "file", "no image with the same name beside it", txt.stem)
-            yield FolderItem(
-                image, txt, read_yolo(txt, image.name, image_size(image), file_classes, classes), "yolo"
-            )
+            annotation = read_yolo(txt, image.name, image_size(image), file_classes, classes)
+            yield FolderItem(image, txt, annotation, "yolo", sha256_file(txt))
         except AnnotationError as exc:
             yield exc
 
@@ -141,7 +143,7 @@ def _scan_yolo(
 def _scan_createml(
     root: Path, classes: Sequence[str] | None, check_sizes: bool, scan: FolderScan
 ) -> Iterator[FolderItem | AnnotationError]:
-    from fabricdata.formats.createml import load_createml, read_createml_entry
+    from fabricdata.formats.createml import createml_entry_hash, load_createml, read_createml_entry
 
     for path in sorted(root.glob("*.json")):
         try:
@@ -153,7 +155,8 @@ def _scan_createml(
             try:
                 image = _image_for(path, entry["image"])
                 annotation = read_createml_entry(path, index, entry, image_size(image), classes)
-                yield FolderItem(image, path, replace(annotation, filename=image.name), "createml")
+                item_hash = createml_entry_hash(entry)
+                yield FolderItem(image, path, replace(annotation, filename=image.name), "createml", item_hash)
             except AnnotationError as exc:
                 yield exc
 

@@ -15,7 +15,7 @@ from typing import Any
 from fabricdata.annotation import ImageAnnotation, LabeledBox, check_box, check_label
 from fabricdata.boxes import ImageSize, box_to_createml, createml_to_box
 from fabricdata.errors import AnnotationError, InvalidValueError, MissingFieldError
-from fabricdata.fileio import atomic_write_text
+from fabricdata.fileio import atomic_write_text, sha256_bytes
 
 
 def load_createml(path: str | Path) -> list[dict[str, Any]]:
@@ -98,6 +98,11 @@ def read_createml(
         except AnnotationError as exc:
             errors.append(exc)
     return annotations, errors
+
+
+def createml_entry_hash(entry: dict[str, Any]) -> str:
+    """A stable content hash of one CreateML entry (several images share one file)."""
+    return sha256_bytes(json.dumps(entry, sort_keys=True, ensure_ascii=False).encode("utf-8"))
 
 
 def createml_to_text(annotations: Sequence[ImageAnnotation]) -> str:

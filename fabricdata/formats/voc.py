@@ -40,6 +40,11 @@ def _parser() -> etree.XMLParser:
 
 def read_voc(path: str | Path, classes: Sequence[str] | None = None) -> ImageAnnotation:
     """Read one VOC XML file; raise a typed error naming the file, element and value on bad input."""
+    return read_voc_bytes(path, classes)[1]
+
+
+def read_voc_bytes(path: str | Path, classes: Sequence[str] | None = None) -> tuple[bytes, ImageAnnotation]:
+    """Like :func:`read_voc`, also returning the bytes that were parsed (for content hashes)."""
     source = Path(path)
     try:
         size = source.stat().st_size
@@ -47,7 +52,8 @@ def read_voc(path: str | Path, classes: Sequence[str] | None = None) -> ImageAnn
         raise MissingFieldError(source, "file") from None
     if size > MAX_XML_BYTES:
         raise UnsafeXMLError(source, "document", f"larger than {MAX_XML_BYTES} bytes", size)
-    return parse_voc(source.read_bytes(), source, classes)
+    data = source.read_bytes()
+    return data, parse_voc(data, source, classes)
 
 
 def parse_voc(

@@ -1,0 +1,292 @@
+"""Import a LabelImg folder into the FiftyOne dataset: bulk, idempotent, and never losing an App edit.
+
+- New images are added in bulk; unchanged annotation files are skipped (content hash); changed files update
+  their sample, unless the sample has App edits that were not written back yet (then it is a conflict).
+- Every image's real size is read from its header and checked against the annotation.
+- Samples whose files disappeared are reported, and removed only with ``prune``.
+- A folder written by ``export labelimg`` carries a sidecar that maps its files to the samples they came from,
+  so that re-importing it updates those samples (the edits then reach the original files through write-back).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fabricdata.errors import AnnotationError, DatasetError, InvalidValueError
+from fabricdata.formats import FolderItem, FormatName, images_without_annotation, read_folder
+from fabricdata.store import (
+    F_ANNOTATION_FORMAT,
+    F_ANNOTATION_HASH,
+    F_ANNOTATION_PATH,
+    F_LABELS_HASH,
+    F_SOURCE_FOLDER,
+    F_VERIFIED,
+    GT_FIELD,
+    fiftyone,
+    labels_digest,
+    objects_to_detections,
+    open_dataset,
+    sample_objects,
+)
+
+SIDECAR = ".fabricdata.json"
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """What an import did; ``errors`` holds one typed error per bad file (all good files were imported)."""
+
+    folder: str
+    format: str
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unlabeled: list[str] = field(default_factory=list)
+    errors: list[AnnotationError] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "folder": self.folder,
+            "format": self.format,
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "missing": self.missing,
+            "unlabeled": self.unlabeled,
+            "classes": self.classes,
+            "errors": [{"file": e.path, "element": e.element, "problem": e.problem} for e in self.errors],
+        }
+
+
+def import_folder(
+    folder: str | Path,
+    dataset_name: str,
+    fmt: FormatName | Literal["auto"] = "auto",
+    classes: Sequence[str] | None = None,
+    prune: bool = False,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import (or re-import) ``folder`` into the dataset ``dataset_name``."""
+    root = Path(folder).resolve()
+    scan = read_folder(root, fmt, classes)
+    report = ImportReport(folder=str(root), format=scan.format, errors=list(scan.errors))
+    report.unlabeled = [str(p) for p in images_without_annotation(root, scan)]
+    dataset = open_dataset(dataset_name, _class_order(root, scan.items, classes or scan.classes))
+    report.classes = list(dataset.default_classes)
+    sidecar = _read_sidecar(root, dataset_name)
+    if sidecar is not None:
+        _update_from_export(dataset, scan.items, sidecar, force, report, progress)
+        return report
+    known = _known_samples(dataset)
+    new_samples = []
+    changed: list[tuple[str, FolderItem]] = []
+    for item in scan.items:
+        entry = known.get(str(item.image_path))
+        if entry is None:
+            new_samples.append(_new_sample(item, root))
+        elif entry[1] == item.content_hash:
+            report.unchanged += 1
+            if progress:
+                progress(1)
+        else:
+            changed.append((entry[0], item))
+    _add_in_batches(dataset, new_samples, progress)
+    report.added = len(new_samples)
+    _apply_changes(dataset, changed, force, report, progress)
+    _handle_missing(dataset, root, scan.items, scan.errors, prune, report)
+    return report
+
+
+def _class_order(root: Path, items: Sequence[FolderItem], given: Sequence[str] | None) -> list[str]:
+    """The classes: as given, else the folder's classes.txt, else first appearance; then any others found."""
+    order: list[str] = list(given or [])
+    classes_file = root / "classes.txt"
+    if not order and classes_file.is_file():
+        from fabricdata.formats.yolo import read_classes
+
+        order = list(read_classes(classes_file))
+    for item in items:
+        for obj in item.annotation.objects:
+            if obj.label not in order:
+                order.append(obj.label)
+    return order
+
+
+def _known_samples(dataset: Any) -> dict[str, tuple[str, str | None]]:
+    if not len(dataset):
+        return {}
+    ids, paths, hashes = dataset.values(["id", "filepath", F_ANNOTATION_HASH])
+    return {path: (sid, digest) for sid, path, digest in zip(ids, paths, hashes, strict=True)}
+
+
+def _new_sample(item: FolderItem, root: Path) -> Any:
+    fo = fiftyone()
+    ann = item.annotation
+    return fo.Sample(
+        filepath=str(item.image_path),
+        metadata=fo.ImageMetadata(
+            width=ann.size.width,
+            height=ann.size.height,
+            num_channels=ann.depth,
+            size_bytes=item.image_path.stat().st_size,
+        ),
+        **_label_fields(item),
+        **{F_SOURCE_FOLDER: str(root)},
+    )
+
+
+def _label_fields(item: FolderItem) -> dict[str, Any]:
+    ann = item.annotation
+    return {
+        GT_FIELD: objects_to_detections(ann.objects, ann.size),
+        F_ANNOTATION_PATH: str(item.annotation_path),
+        F_ANNOTATION_FORMAT: item.format,
+        F_ANNOTATION_HASH: item.content_hash,
+        F_LABELS_HASH: labels_digest(ann.objects),
+        F_VERIFIED: ann.verified,
+    }
+
+
+def _add_in_batches(dataset: Any, samples: list[Any], progress: Callable[[int], None] | None) -> None:
+    batch = 500
+    for start in range(0, len(samples), batch):
+        chunk = samples[start : start + batch]
+        dataset.add_samples(chunk, progress=False)
+        if progress:
+            progress(len(chunk))
+
+
+def _pending_edits(sample: Any) -> bool:
+    """True when the sample's labels differ from what was imported and not written back yet."""
+    return bool(labels_digest(sample_objects(sample)) != sample[F_LABELS_HASH])
+
+
+def _apply_changes(
+    dataset: Any,
+    changed: list[tuple[str, FolderItem]],
+    force: bool,
+    report: ImportReport,
+    progress: Callable[[int], None] | None,
+) -> None:
+    if not changed:
+        return
+    by_id = dict(changed)
+    for sample in dataset.select(list(by_id)).iter_samples(autosave=True):
+        item = by_id[sample.id]
+        if _pending_edits(sample) and not force:
+            report.errors.append(
+                InvalidValueError(
+                    item.annotation_path,
+                    "labels",
+                    "file changed on disk while the sample has App edits that were not written back; "
+                    "run 'fabricdata writeback' (or re-import with --force to discard the App edits)",
+                )
+            )
+        else:
+            for name, value in _label_fields(item).items():
+                sample[name] = value
+            report.updated += 1
+        if progress:
+            progress(1)
+
+
+def _handle_missing(
+    dataset: Any,
+    root: Path,
+    items: Sequence[FolderItem],
+    errors: Sequence[AnnotationError],
+    prune: bool,
+    report: ImportReport,
+) -> None:
+    fo = fiftyone()
+    from_folder = dataset.match(fo.ViewField(F_SOURCE_FOLDER) == str(root))
+    present = {str(item.image_path) for item in items}
+    failed = {Path(e.path).stem for e in errors}
+    ids, paths = from_folder.values(["id", "filepath"])
+    gone = [(sid, path) for sid, path in zip(ids, paths, strict=True) if path not in present]
+    gone = [(sid, path) for sid, path in gone if Path(path).stem not in failed]
+    report.missing = [path for _, path in gone]
+    if prune and gone:
+        dataset.delete_samples([sid for sid, _ in gone])
+        report.removed = report.missing
+        report.missing = []
+
+
+# --- folders written by `export labelimg` ----------------------------------------------------------------
+
+
+def _read_sidecar(root: Path, dataset_name: str) -> dict[str, Any] | None:
+    path = root / SIDECAR
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: unreadable export sidecar ({exc})") from None
+    if data.get("dataset") != dataset_name:
+        raise DatasetError(
+            f"{path}: folder was exported from dataset {data.get('dataset')!r}, not {dataset_name!r}; "
+            f"use --dataset {data.get('dataset')}"
+        )
+    return dict(data)
+
+
+def _update_from_export(
+    dataset: Any,
+    items: Sequence[FolderItem],
+    sidecar: dict[str, Any],
+    force: bool,
+    report: ImportReport,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Labels fixed in an exported LabelImg folder update the samples they were exported from."""
+    entries: dict[str, dict[str, str]] = sidecar.get("samples", {})
+    by_id: dict[str, FolderItem] = {}
+    for item in items:
+        entry = entries.get(item.image_path.name)
+        if entry is None:
+            report.errors.append(
+                InvalidValueError(
+                    item.annotation_path, "filename", "not part of the export", item.image_path.name
+                )
+            )
+        else:
+            by_id[entry["id"]] = item
+    for sample in dataset.select(list(by_id)).iter_samples(autosave=True):
+        item = by_id[sample.id]
+        exported = entries[item.image_path.name]["labels_hash"]
+        fixed = labels_digest(item.annotation.objects)
+        if fixed == exported:
+            report.unchanged += 1
+        elif labels_digest(sample_objects(sample)) != exported and not force:
+            report.errors.append(
+                InvalidValueError(
+                    item.annotation_path,
+                    "labels",
+                    "the sample was also edited in the dataset since the export",
+                )
+            )
+        else:
+            sample[GT_FIELD] = objects_to_detections(item.annotation.objects, item.annotation.size)
+            sample[F_VERIFIED] = item.annotation.verified or bool(sample[F_VERIFIED])
+            report.updated += 1
+        if progress:
+            progress(1)
+    missing = set(by_id) - set(dataset.select(list(by_id)).values("id"))
+    report.missing = sorted(by_id[sid].image_path.name for sid in missing)
+
+
+__all__ = ["SIDECAR", "ImportReport", "import_folder"]

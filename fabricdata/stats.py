@@ -1,0 +1,77 @@
+"""Dataset statistics: instances and images per class and split, defect-free images, box sizes per class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fabricdata.boxes import ImageSize, fiftyone_to_box
+from fabricdata.store import GT_FIELD, SPLITS, load_dataset
+
+
+def box_table(dataset: Any, field: str = GT_FIELD) -> Any:
+    """One row per box: sample id, split, label, width and height in pixels (a pandas DataFrame)."""
+    import pandas as pd
+
+    ids, tags, widths, heights, labels, boxes = dataset.values(
+        ["id", "tags", "metadata.width", "metadata.height", f"{field}.detections.label",
+         f"{field}.detections.bounding_box"]
+    )  # fmt: skip
+    rows = []
+    for sid, sample_tags, width, height, sample_labels, sample_boxes in zip(
+        ids, tags, widths, heights, labels, boxes, strict=True
+    ):
+        split = _split_of(sample_tags)
+        size = ImageSize(int(width or 1), int(height or 1))
+        for label, rel in zip(sample_labels or [], sample_boxes or [], strict=True):
+            box = fiftyone_to_box(rel, size)
+            rows.append((sid, split, label, box.width, box.height))
+    return pd.DataFrame(rows, columns=["sample", "split", "label", "width", "height"])
+
+
+def _split_of(tags: list[str] | None) -> str:
+    for split in SPLITS:
+        if tags and split in tags:
+            return split
+    return "unassigned"
+
+
+def dataset_stats(dataset_name: str, field: str = GT_FIELD) -> dict[str, Any]:
+    """Everything ``fabricdata stats`` shows, as plain JSON-able data."""
+    dataset = load_dataset(dataset_name)
+    boxes = box_table(dataset, field)
+    ids, tags, labels = dataset.values(["id", "tags", f"{field}.detections.label"])
+    splits = [_split_of(t) for t in tags]
+    classes = list(dataset.default_classes or sorted(set(boxes["label"])))
+    split_names = [s for s in (*SPLITS, "unassigned") if s in splits]
+    images_per_split = {s: splits.count(s) for s in split_names}
+    defect_free = {
+        s: sum(1 for sp, lab in zip(splits, labels, strict=True) if sp == s and not lab) for s in split_names
+    }
+    instances: dict[str, dict[str, int]] = {}
+    images: dict[str, dict[str, int]] = {}
+    for name in classes:
+        rows = boxes[boxes["label"] == name]
+        instances[name] = {s: int((rows["split"] == s).sum()) for s in split_names}
+        images[name] = {s: int(rows[rows["split"] == s]["sample"].nunique()) for s in split_names}
+    sizes = {}
+    for name, rows in boxes.groupby("label"):
+        sizes[str(name)] = {
+            "count": len(rows),
+            "width_mean": round(float(rows["width"].mean()), 1),
+            "height_mean": round(float(rows["height"].mean()), 1),
+            "width_median": round(float(rows["width"].median()), 1),
+            "height_median": round(float(rows["height"].median()), 1),
+            "area_min": round(float((rows["width"] * rows["height"]).min()), 1),
+            "area_max": round(float((rows["width"] * rows["height"]).max()), 1),
+        }
+    return {
+        "dataset": dataset_name,
+        "samples": len(ids),
+        "classes": classes,
+        "splits": split_names,
+        "images_per_split": images_per_split,
+        "defect_free": defect_free,
+        "instances": instances,
+        "images": images,
+        "box_sizes": sizes,
+    }

@@ -1,0 +1,180 @@
+"""The FiftyOne dataset: opening it, its schema, and converting labels between annotations and FiftyOne.
+
+The database is FiftyOne's own: the bundled MongoDB by default, a shared server when
+``FIFTYONE_DATABASE_URI`` is set. fiftyone is imported inside functions, never at module load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from fabricdata.annotation import LabeledBox
+from fabricdata.boxes import ImageSize, box_to_fiftyone, box_to_voc, fiftyone_to_box
+from fabricdata.errors import DatasetError
+
+if TYPE_CHECKING:
+    import fiftyone as fo
+
+DEFAULT_DATASET = "fabric"
+GT_FIELD = "ground_truth"
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+# sample fields written by import (names are part of the data model: DESIGN.md)
+F_ANNOTATION_PATH = "annotation_path"
+F_ANNOTATION_FORMAT = "annotation_format"
+F_ANNOTATION_HASH = "annotation_hash"
+F_LABELS_HASH = "labels_hash"
+F_VERIFIED = "verified"
+F_SOURCE_FOLDER = "source_folder"
+#: set on augmented variants: the id of the sample they were made from
+F_SOURCE_ID = "source_id"
+
+
+def fiftyone() -> Any:
+    """Import fiftyone on first use (it takes seconds and starts no database until a dataset is touched)."""
+    import fiftyone as fo
+
+    return fo
+
+
+def dataset_exists(name: str) -> bool:
+    return bool(fiftyone().dataset_exists(name))
+
+
+def load_dataset(name: str = DEFAULT_DATASET) -> fo.Dataset:
+    """An existing dataset, or a clear error naming the datasets there are."""
+    fo = fiftyone()
+    if not fo.dataset_exists(name):
+        known = ", ".join(fo.list_datasets()) or "none"
+        raise DatasetError(
+            f"dataset {name!r} does not exist (datasets: {known}); run 'fabricdata import' first"
+        )
+    return fo.load_dataset(name)
+
+
+def open_dataset(name: str = DEFAULT_DATASET, classes: Sequence[str] | None = None) -> fo.Dataset:
+    """Load or create the persistent dataset ``name`` with the project's fields and label schema."""
+    fo = fiftyone()
+    dataset = fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name, persistent=True)
+    ensure_schema(dataset, classes or ())
+    return dataset
+
+
+def ensure_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
+    """Declare fields and classes; activate a label schema so the App's Annotate tab can edit boxes."""
+    fo = fiftyone()
+    merged = list(dataset.default_classes or [])
+    merged += [name for name in classes if name not in merged]
+    if merged != list(dataset.default_classes or []):
+        dataset.default_classes = merged
+    schema = dataset.get_field_schema(flat=True)
+    wanted: dict[str, Any] = {
+        GT_FIELD: (fo.EmbeddedDocumentField, {"embedded_doc_type": fo.Detections}),
+        f"{GT_FIELD}.detections.difficult": (fo.BooleanField, {}),
+        f"{GT_FIELD}.detections.truncated": (fo.IntField, {}),
+        F_ANNOTATION_PATH: (fo.StringField, {}),
+        F_ANNOTATION_FORMAT: (fo.StringField, {}),
+        F_ANNOTATION_HASH: (fo.StringField, {}),
+        F_LABELS_HASH: (fo.StringField, {}),
+        F_VERIFIED: (fo.BooleanField, {}),
+        F_SOURCE_FOLDER: (fo.StringField, {}),
+        F_SOURCE_ID: (fo.StringField, {}),
+    }
+    for path, (ftype, kwargs) in wanted.items():
+        if path not in schema:
+            dataset.add_sample_field(path, ftype, **kwargs)
+    activate_label_schema(dataset, merged)
+
+
+def activate_label_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
+    """The App's Annotate tab: draw, move and relabel boxes with exactly these classes and attributes."""
+    schema = {
+        GT_FIELD: {
+            "type": "detections",
+            "component": "dropdown",
+            "classes": list(classes),
+            "attributes": [
+                {"name": "difficult", "type": "bool", "component": "checkbox"},
+                {"name": "truncated", "type": "int", "component": "radio", "values": [0, 1]},
+            ],
+        }
+    }
+    if (dataset.label_schemas or {}).get(GT_FIELD) != schema[GT_FIELD]:
+        dataset.set_label_schemas(schema)
+    if GT_FIELD not in (dataset.active_label_schemas or []):
+        dataset.activate_label_schemas(GT_FIELD)
+
+
+# --- labels <-> FiftyOne ---------------------------------------------------------------------------------
+
+
+def objects_to_detections(objects: Iterable[LabeledBox], size: ImageSize) -> fo.Detections:
+    fo = fiftyone()
+    detections = []
+    for obj in objects:
+        extra: dict[str, Any] = {}
+        if obj.pose != "Unspecified":
+            extra["pose"] = obj.pose
+        if obj.caption is not None:
+            extra["caption"] = obj.caption
+        if obj.extra_xml:
+            extra["extra_xml"] = list(obj.extra_xml)
+        detections.append(
+            fo.Detection(
+                label=obj.label,
+                bounding_box=box_to_fiftyone(obj.box, size),
+                difficult=obj.difficult,
+                truncated=int(obj.truncated),
+                **extra,
+            )
+        )
+    return fo.Detections(detections=detections)
+
+
+def detections_to_objects(detections: Any, size: ImageSize) -> list[LabeledBox]:
+    """FiftyOne Detections (or None) to labelled boxes in pixels, keeping the VOC attributes."""
+    if detections is None:
+        return []
+    objects = []
+    for det in detections.detections:
+        objects.append(
+            LabeledBox(
+                label=det.label,
+                box=fiftyone_to_box(det.bounding_box, size),
+                difficult=bool(_attr(det, "difficult", False)),
+                truncated=bool(_attr(det, "truncated", 0)),
+                pose=str(_attr(det, "pose", "Unspecified") or "Unspecified"),
+                caption=_attr(det, "caption", None),
+                extra_xml=tuple(_attr(det, "extra_xml", None) or ()),
+            )
+        )
+    return objects
+
+
+def _attr(det: Any, name: str, default: Any) -> Any:
+    value = det.get_field(name) if det.has_field(name) else None
+    return default if value is None else value
+
+
+def labels_digest(objects: Iterable[LabeledBox]) -> str:
+    """A hash of what a LabelImg file would store for these labels (order-independent, VOC-rounded)."""
+    rows = sorted(
+        [obj.label, list(box_to_voc(obj.box)), obj.difficult, obj.truncated, obj.pose, obj.caption or ""]
+        for obj in objects
+    )
+    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def sample_size(sample: Any) -> ImageSize:
+    """The stored image size of a sample (set by import from the image header)."""
+    metadata = sample.metadata
+    if metadata is None or not metadata.width or not metadata.height:
+        raise DatasetError(f"{sample.filepath}: sample has no image size metadata; re-import its folder")
+    return ImageSize(int(metadata.width), int(metadata.height))
+
+
+def sample_objects(sample: Any, field: str = GT_FIELD) -> list[LabeledBox]:
+    return detections_to_objects(sample[field], sample_size(sample))

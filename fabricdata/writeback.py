@@ -1,0 +1,213 @@
+"""Write labels fixed in FiftyOne back to LabelImg files, and export views as LabelImg folders.
+
+Write-back never loses an edit: files are written atomically (temp file + rename) in their own format; a file
+whose labels did not change is never touched; a file that changed on disk since it was imported is refused
+(per file, with a clear message) unless ``force``. Coordinates are rounded, never truncated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from fabricdata.annotation import ImageAnnotation
+from fabricdata.errors import AnnotationError, DatasetError, WriteBackConflictError
+from fabricdata.fileio import atomic_write_text, sha256_bytes, sha256_file
+from fabricdata.formats.createml import createml_entry_hash, createml_to_text, load_createml
+from fabricdata.formats.voc import read_voc_bytes, voc_to_bytes, write_voc
+from fabricdata.formats.yolo import CLASSES_FILE, read_classes, write_classes, yolo_to_text
+from fabricdata.importer import SIDECAR
+from fabricdata.store import (
+    F_ANNOTATION_FORMAT,
+    F_ANNOTATION_HASH,
+    F_ANNOTATION_PATH,
+    F_LABELS_HASH,
+    F_VERIFIED,
+    fiftyone,
+    labels_digest,
+    load_dataset,
+    sample_objects,
+    sample_size,
+)
+
+
+@dataclass(slots=True)
+class WriteBackReport:
+    written: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    errors: list[AnnotationError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def writeback(
+    dataset_name: str,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> WriteBackReport:
+    """Write every sample whose labels changed since import back to its annotation file."""
+    fo = fiftyone()
+    dataset = load_dataset(dataset_name)
+    report = WriteBackReport()
+    imported = dataset.exists(F_ANNOTATION_PATH).match(fo.ViewField(F_ANNOTATION_PATH) != "")
+    pending: dict[str, list[Any]] = defaultdict(list)  # CreateML: one file, many samples
+    for sample in imported.iter_samples(autosave=True):
+        if progress:
+            progress(1)
+        digest = labels_digest(sample_objects(sample))
+        if digest == sample[F_LABELS_HASH]:
+            report.unchanged += 1
+            continue
+        if sample[F_ANNOTATION_FORMAT] == "createml":
+            pending[sample[F_ANNOTATION_PATH]].append(sample)
+            continue
+        try:
+            _write_one(sample, force)
+        except AnnotationError as exc:
+            report.errors.append(exc)
+            continue
+        sample[F_LABELS_HASH] = digest
+        report.written.append(sample[F_ANNOTATION_PATH])
+    for path, samples in pending.items():
+        _write_createml(Path(path), samples, force, report)
+    return report
+
+
+def _check_unchanged_on_disk(path: Path, current_hash: str, stored_hash: str, force: bool) -> None:
+    if current_hash != stored_hash and not force:
+        raise WriteBackConflictError(
+            path, "file", "changed on disk since it was imported; re-import it first or use --force"
+        )
+
+
+def _write_one(sample: Any, force: bool) -> None:
+    path = Path(sample[F_ANNOTATION_PATH])
+    fmt = sample[F_ANNOTATION_FORMAT]
+    if not path.exists():
+        raise WriteBackConflictError(path, "file", "annotation file no longer exists")
+    if fmt == "voc":
+        data, on_disk = read_voc_bytes(path)
+        _check_unchanged_on_disk(path, sha256_bytes(data), sample[F_ANNOTATION_HASH], force)
+        updated = replace(on_disk, objects=tuple(sample_objects(sample)), verified=bool(sample[F_VERIFIED]))
+        new_bytes = voc_to_bytes(updated)
+        write_voc(updated, path)
+        sample[F_ANNOTATION_HASH] = sha256_bytes(new_bytes)
+    elif fmt == "yolo":
+        _check_unchanged_on_disk(path, sha256_file(path), sample[F_ANNOTATION_HASH], force)
+        classes_path = path.parent / CLASSES_FILE
+        classes = list(read_classes(classes_path))
+        annotation = ImageAnnotation(path.name, sample_size(sample), tuple(sample_objects(sample)))
+        added = [obj.label for obj in annotation.objects if obj.label not in classes]
+        if added:  # LabelImg appends new classes the same way
+            classes += list(dict.fromkeys(added))
+            write_classes(classes_path, classes)
+        text = yolo_to_text(annotation, classes)
+        atomic_write_text(path, text)
+        sample[F_ANNOTATION_HASH] = sha256_bytes(text.encode("utf-8"))
+    else:
+        raise DatasetError(f"{path}: unknown annotation format {fmt!r}")
+
+
+def _write_createml(path: Path, samples: list[Any], force: bool, report: WriteBackReport) -> None:
+    try:
+        entries = load_createml(path)
+    except AnnotationError as exc:
+        report.errors.append(exc)
+        return
+    by_image = {entry["image"]: index for index, entry in enumerate(entries)}
+    for sample in samples:
+        name = Path(sample.filepath).name
+        index = by_image.get(name)
+        if index is None:
+            report.errors.append(WriteBackConflictError(path, name, "entry no longer in the file"))
+            continue
+        try:
+            _check_unchanged_on_disk(
+                path, createml_entry_hash(entries[index]), sample[F_ANNOTATION_HASH], force
+            )
+        except AnnotationError as exc:
+            report.errors.append(exc)
+            continue
+        annotation = ImageAnnotation(name, sample_size(sample), tuple(sample_objects(sample)))
+        entry = json.loads(createml_to_text([replace(annotation, verified=bool(sample[F_VERIFIED]))]))[0]
+        entries[index] = entry
+        sample[F_ANNOTATION_HASH] = createml_entry_hash(entry)
+        sample[F_LABELS_HASH] = labels_digest(annotation.objects)
+        sample.save()
+        report.written.append(f"{path}#{name}")
+    atomic_write_text(path, json.dumps(entries, ensure_ascii=False))
+
+
+# --- export labelimg -------------------------------------------------------------------------------------
+
+
+def export_labelimg(
+    dataset_name: str,
+    out: str | Path,
+    view_name: str | None = None,
+    tag: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write a LabelImg folder (images linked or copied, VOC XML, classes.txt) for a saved view or a tag.
+
+    A sidecar records which sample each file came from, so re-importing the folder updates those samples.
+    """
+    dataset = load_dataset(dataset_name)
+    view: Any = dataset
+    if view_name is not None:
+        if not dataset.has_saved_view(view_name):
+            raise DatasetError(f"dataset {dataset_name!r} has no saved view {view_name!r}")
+        view = dataset.load_saved_view(view_name)
+    if tag is not None:
+        view = view.match_tags(tag)
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    entries: dict[str, dict[str, str]] = {}
+    for sample in view.iter_samples():
+        name = _unique_name(Path(sample.filepath).name, entries)
+        _link_or_copy(Path(sample.filepath), target / name)
+        objects = sample_objects(sample)
+        annotation = ImageAnnotation(
+            filename=name,
+            size=sample_size(sample),
+            objects=tuple(objects),
+            folder=target.name,
+            path=str((target / name).resolve()),
+            verified=bool(sample[F_VERIFIED]) if sample.has_field(F_VERIFIED) else False,
+        )
+        write_voc(annotation, target / f"{Path(name).stem}.xml")
+        entries[name] = {"id": sample.id, "labels_hash": labels_digest(objects)}
+        if progress:
+            progress(1)
+    write_classes(target / CLASSES_FILE, list(dataset.default_classes))
+    sidecar = {"dataset": dataset_name, "view": view_name, "tag": tag, "samples": entries}
+    atomic_write_text(target / SIDECAR, json.dumps(sidecar, indent=1, ensure_ascii=False))
+    return len(entries)
+
+
+def _unique_name(name: str, taken: dict[str, Any]) -> str:
+    stem, suffix = Path(name).stem, Path(name).suffix
+    candidate, counter = name, 2
+    while candidate in taken:
+        candidate = f"{stem}_{counter}{suffix}"
+        counter += 1
+    return candidate
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    if target.exists():
+        if target.samefile(source):
+            return
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
