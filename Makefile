@@ -7,7 +7,7 @@ export FIFTYONE_DO_NOT_TRACK := true
 export FIFTYONE_DATABASE_VALIDATION := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test lint format bench schemas clean
+.PHONY: setup browser demo test lint format bench schemas clean
 
 setup: $(VENV)/.installed
 
@@ -18,7 +18,15 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh scripts/check_mongod.py
 demo: setup
 	$(VENV)/bin/fabricdata demo --out demo
 
-test: setup lint
+# The App test looks at the grid in Debian's chromium; installed where we can (root + apt, as on CI).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the App test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not installed: the App browser test will be skipped (apt-get install chromium)"; fi; }
+
+test: setup lint browser
 	$(PY) -m pytest
 
 lint: setup

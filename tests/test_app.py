@@ -1,0 +1,149 @@
+"""The FiftyOne App, served by `fabricdata app` and looked at in a real headless Chromium.
+
+Images are flat grey and labels are the only coloured thing in the grid, so the test compares the grid of the
+dataset with the grid of a saved view that hides the labels: boxes must add many coloured pixels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fabricdata.annotation import ImageAnnotation, LabeledBox
+from fabricdata.boxes import Box, ImageSize
+from fabricdata.formats.voc import write_voc
+from tests.test_cli import run
+
+pytestmark = pytest.mark.browser
+ARTIFACTS = Path(__file__).parents[1] / "test-artifacts"
+CHROMIUM = shutil.which("chromium")
+
+
+def _require_chromium() -> str:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing on CI: 'make test' installs Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (make test installs it where it can)")
+    return CHROMIUM
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def grey_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[str]:
+    import fiftyone as fo
+
+    folder = tmp_path / "grey"
+    folder.mkdir()
+    size = ImageSize(320, 240)
+    for i in range(8):
+        Image.new("RGB", (size.width, size.height), (128, 128, 128)).save(folder / f"g{i}.jpg")
+        boxes = (LabeledBox("wrinkle", Box(20, 20, 150, 200)), LabeledBox("drop", Box(170, 40, 300, 220)))
+        write_voc(ImageAnnotation(f"g{i}.jpg", size, boxes), folder / f"g{i}.xml")
+    name = f"app-{uuid.uuid4().hex[:8]}"
+    assert run(["import", str(folder), "-d", name], capsys)[0] == 0
+    dataset = fo.load_dataset(name)
+    dataset.save_view("no-labels", dataset.exclude_fields("ground_truth"))
+    yield name
+    fo.delete_dataset(name)
+
+
+@pytest.fixture
+def app_server(grey_dataset: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "fabricdata.cli", "app", "-d", grey_dataset, "--port", str(port)]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(base, timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(1)
+    else:
+        server.kill()
+        pytest.fail(f"the App did not answer on {base} within 120 s")
+    yield base, server
+    if server.poll() is None:
+        server.kill()
+
+
+def coloured_pixels(png: Path) -> int:
+    """Pixels of the sample grid (right of the sidebar, below the toolbar) that are clearly not grey."""
+    pixels = np.asarray(Image.open(png).convert("RGB")).astype(np.int16)
+    grid = pixels[150:, 320:]
+    return int(((grid.max(axis=2) - grid.min(axis=2)) > 60).sum())
+
+
+def grey_tile_pixels(png: Path) -> int:
+    pixels = np.asarray(Image.open(png).convert("RGB")).astype(np.int16)[150:, 320:]
+    return int((np.abs(pixels - 128).max(axis=2) < 12).sum())
+
+
+def _shoot(page, url: str, out: Path, ready) -> Path:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+    deadline = time.monotonic() + 60
+    while True:
+        time.sleep(2)
+        with contextlib.suppress(PlaywrightTimeout):  # the promotional pop-up is not always there
+            page.get_by_text("Dismiss", exact=True).click(timeout=500)
+        page.screenshot(path=str(out))
+        if ready(out) or time.monotonic() > deadline:
+            return out
+
+
+def test_app_grid_renders_the_datasets_boxes(
+    app_server: tuple[str, subprocess.Popen[str]], grey_dataset: str
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    executable = _require_chromium()
+    base, server = app_server
+    ARTIFACTS.mkdir(exist_ok=True)
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=flags)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        with_boxes = _shoot(
+            page,
+            f"{base}/datasets/{grey_dataset}",
+            ARTIFACTS / "app-grid.png",
+            lambda p: coloured_pixels(p) > 5_000,
+        )
+        without = _shoot(
+            page,
+            f"{base}/datasets/{grey_dataset}?view=no-labels",
+            ARTIFACTS / "app-grid-no-labels.png",
+            lambda p: grey_tile_pixels(p) > 200_000,
+        )
+        browser.close()
+    assert grey_tile_pixels(without) > 200_000, "the grid of the view without labels did not render"
+    boxes, baseline = coloured_pixels(with_boxes), coloured_pixels(without)
+    assert boxes > 5_000 and boxes > 10 * max(baseline, 100), (boxes, baseline)
+    # Ctrl-C stops the App cleanly
+    server.send_signal(signal.SIGINT)
+    output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0 and "App stopped" in output
+    assert f"/datasets/{grey_dataset}" in output
