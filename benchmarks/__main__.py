@@ -6,10 +6,10 @@ import os
 import sys
 from pathlib import Path
 
-from benchmarks import bench_foundation
+from benchmarks import bench_foundation, bench_store
 from benchmarks.harness import Figure, render
 
-MODULES = [bench_foundation]
+MODULES = [bench_foundation, bench_store]
 
 
 def main() -> int:

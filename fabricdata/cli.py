@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.table import Table
 
 from fabricdata.annotation import DEFAULT_CLASSES, parse_class_list
 from fabricdata.errors import AnnotationError, ConfigError, FabricDataError
+
+if TYPE_CHECKING:
+    from fabricdata.importer import ImportReport
 
 app = typer.Typer(
     name="fabricdata",
@@ -157,22 +160,43 @@ def demo(
     out: Annotated[Path, typer.Option(help="Working folder of the demo.")] = Path("demo"),
     images: Annotated[int, typer.Option(min=8, help="Synthetic images to generate.")] = 120,
     seed: Annotated[int, typer.Option(help="Seed of the whole demo.")] = 0,
+    dataset: Annotated[
+        str, typer.Option("--dataset", "-d", help="Dataset the demo (re)creates.")
+    ] = "fabric-demo",
 ) -> None:
     """Run the loop end to end on the built-in synthetic fabric dataset.
+
+    Generates synthetic fabric as a LabelImg folder, imports it into a FiftyOne dataset (recreated on every
+    run) and prints its statistics.
 
     Example:
 
       fabricdata demo --out demo --images 120
     """
-    from fabricdata.synth import SynthConfig, contact_sheet, generate, summarize
+    from fabricdata.importer import import_folder
+    from fabricdata.stats import dataset_stats
+    from fabricdata.store import dataset_exists, fiftyone
+    from fabricdata.synth import SynthConfig, contact_sheet, generate
 
     config = SynthConfig(images=images, seed=seed, width=768, height=576)
     data = out / "labelimg"
+    console.rule("1. synthetic fabric (LabelImg folder)")
     with tracked("synth", images) as advance:
         generate(config, data, workers=max(1, os.cpu_count() or 1), progress=advance)
     contact_sheet(data, out / "contact_sheet.png")
-    print_counts("Synthetic fabric", summarize(data, config.classes))
-    console.print(f"[green]demo:[/] LabelImg folder {data}, contact sheet {out / 'contact_sheet.png'}")
+    console.print(f"LabelImg folder {data}, contact sheet {out / 'contact_sheet.png'}")
+
+    console.rule(f"2. import into the FiftyOne dataset {dataset!r}")
+    if dataset_exists(dataset):
+        fiftyone().delete_dataset(dataset)
+    with tracked("import", images) as advance:
+        report = import_folder(data, dataset, progress=advance)
+    show_import_report(report, dataset)
+    if report.errors:
+        error_table("synthetic files not imported", report.errors)
+        raise typer.Exit(1)
+    show_stats(dataset_stats(dataset))
+    console.print(f"[green]demo done.[/] Browse and fix labels: fabricdata app --dataset {dataset}")
 
 
 DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help="FiftyOne dataset name.")]
@@ -243,17 +267,21 @@ def import_(
     if json_out:
         console.print_json(data=report.as_dict())
     else:
-        table = Table(title=f"import {report.folder} ({report.format}) -> dataset {dataset!r}")
-        for column in ("added", "updated", "unchanged", "missing", "removed", "unlabeled", "errors"):
-            table.add_column(column, justify="right")
-        counts = (report.added, report.updated, report.unchanged, len(report.missing), len(report.removed))
-        table.add_row(*(str(v) for v in (*counts, len(report.unlabeled), len(report.errors))))
-        console.print(table)
-        for path in report.missing:
-            console.print(f"[yellow]missing[/] {path} (still in the dataset; use --prune to remove)")
+        show_import_report(report, dataset)
     if report.errors:
         error_table(f"{len(report.errors)} file(s) not imported", report.errors)
         raise typer.Exit(1)
+
+
+def show_import_report(report: ImportReport, dataset: str) -> None:
+    table = Table(title=f"import {report.folder} ({report.format}) -> dataset {dataset!r}")
+    for column in ("added", "updated", "unchanged", "missing", "removed", "unlabeled", "errors"):
+        table.add_column(column, justify="right")
+    counts = (report.added, report.updated, report.unchanged, len(report.missing), len(report.removed))
+    table.add_row(*(str(v) for v in (*counts, len(report.unlabeled), len(report.errors))))
+    console.print(table)
+    for path in report.missing:
+        console.print(f"[yellow]missing[/] {path} (still in the dataset; use --prune to remove)")
 
 
 @app.command()
@@ -274,9 +302,13 @@ def stats(
     data = dataset_stats(dataset)
     if json_out:
         console.print_json(data=data)
-        return
+    else:
+        show_stats(data)
+
+
+def show_stats(data: dict[str, Any]) -> None:
     splits = data["splits"]
-    table = Table(title=f"{dataset}: {data['samples']} images")
+    table = Table(title=f"{data['dataset']}: {data['samples']} images")
     table.add_column("class")
     for split in splits:
         table.add_column(f"{split} boxes", justify="right")
@@ -292,8 +324,17 @@ def stats(
     table.add_row("[dim]defect-free[/]", *cells)
     console.print(table)
     sizes = Table(title="box sizes (pixels)")
-    for column in ("class", "boxes", "width mean", "height mean", "width median", "height median", "area min",
-                   "area max"):  # fmt: skip
+    columns = (
+        "class",
+        "boxes",
+        "width mean",
+        "height mean",
+        "width median",
+        "height median",
+        "area min",
+        "area max",
+    )
+    for column in columns:
         sizes.add_column(column, justify="right")
     for name, row in data["box_sizes"].items():
         sizes.add_row(name, *(str(v) for v in row.values()))
@@ -426,6 +467,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("FABRICDATA_DEBUG"):
+            raise
+        err_console.print(
+            f"[red]internal error:[/] {exc.__class__.__name__}: {exc} "
+            "(a bug in fabricdata; FABRICDATA_DEBUG=1 shows the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -111,24 +111,29 @@ def activate_label_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
 # --- labels <-> FiftyOne ---------------------------------------------------------------------------------
 
 
+def detection_extras(obj: LabeledBox) -> dict[str, Any]:
+    """Attributes a detection carries only when they say something (pose, caption, unknown VOC elements)."""
+    extra: dict[str, Any] = {}
+    if obj.pose != "Unspecified":
+        extra["pose"] = obj.pose
+    if obj.caption is not None:
+        extra["caption"] = obj.caption
+    if obj.extra_xml:
+        extra["extra_xml"] = list(obj.extra_xml)
+    return extra
+
+
 def objects_to_detections(objects: Iterable[LabeledBox], size: ImageSize) -> fo.Detections:
     fo = fiftyone()
     detections = []
     for obj in objects:
-        extra: dict[str, Any] = {}
-        if obj.pose != "Unspecified":
-            extra["pose"] = obj.pose
-        if obj.caption is not None:
-            extra["caption"] = obj.caption
-        if obj.extra_xml:
-            extra["extra_xml"] = list(obj.extra_xml)
         detections.append(
             fo.Detection(
                 label=obj.label,
                 bounding_box=box_to_fiftyone(obj.box, size),
                 difficult=obj.difficult,
                 truncated=int(obj.truncated),
-                **extra,
+                **detection_extras(obj),
             )
         )
     return fo.Detections(detections=detections)

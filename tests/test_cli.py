@@ -60,3 +60,17 @@ def test_console_script_starts_fast_without_heavy_imports() -> None:
     code = f"import sys, fabricdata.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_unexpected_errors_are_one_line_with_exit_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fabricdata.synth
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(fabricdata.synth, "generate", broken)
+    monkeypatch.delenv("FABRICDATA_DEBUG", raising=False)
+    code, _, err = run(["synth", str(tmp_path / "x"), "--images", "1"], capsys)
+    assert code == 2 and "RuntimeError: disk on fire" in err and "Traceback" not in err

@@ -67,6 +67,44 @@ def test_import_is_idempotent_and_schema_ready_for_the_app(
     assert code == 0 and again["added"] == 0 and again["unchanged"] == 12 and len(ds) == 12
 
 
+def test_bulk_import_stores_exactly_what_fiftyones_add_samples_stores(
+    synth_folder: Path, dataset_name: str
+) -> None:
+    import warnings
+
+    import fiftyone as fo
+
+    from fabricdata.importer import _new_sample, import_folder
+    from fabricdata.store import open_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the layout check must pass: no fallback warning
+        import_folder(synth_folder, dataset_name)
+    ours = fo.load_dataset(dataset_name)
+    reference = open_dataset(dataset_name + "-ref", ours.default_classes)
+    try:
+        scan = read_folder(synth_folder)
+        reference.add_samples(
+            [_new_sample(item, synth_folder.resolve()) for item in scan.items], progress=False
+        )
+        assert ours.get_field_schema(flat=True).keys() == reference.get_field_schema(flat=True).keys()
+
+        def comparable(sample: fo.Sample) -> dict[str, object]:
+            data = sample.to_dict()
+            for key in ("_id", "created_at", "last_modified_at", "_rand", "_dataset_id"):
+                data.pop(key, None)
+            for det in data["ground_truth"]["detections"]:
+                det.pop("_id")
+            return data
+
+        ours_by_path = {s.filepath: comparable(s) for s in ours}
+        assert ours_by_path == {s.filepath: comparable(s) for s in reference}
+        assert ours.count("ground_truth.detections") == reference.count("ground_truth.detections") > 0
+        assert len(ours.take(3, seed=0).values("filepath")) == 3  # FiftyOne random views use _rand
+    finally:
+        reference.delete()
+
+
 def test_changed_and_removed_files(
     synth_folder: Path, dataset_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -285,3 +323,18 @@ def test_import_into_a_shared_mongodb_server(synth_folder: Path, tmp_path: Path)
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_demo_generates_imports_and_prints_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import fiftyone as fo
+
+    name = f"demo-{uuid.uuid4().hex[:6]}"
+    code, out, _ = run(["demo", "--out", str(tmp_path / "demo"), "--images", "10", "-d", name], capsys)
+    try:
+        assert code == 0 and "demo done" in out and "defect-free" in out
+        assert len(fo.load_dataset(name)) == 10
+        assert (tmp_path / "demo" / "contact_sheet.png").exists()
+        code, out, _ = run(["demo", "--out", str(tmp_path / "demo"), "--images", "10", "-d", name], capsys)
+        assert code == 0 and len(fo.load_dataset(name)) == 10  # recreated, not duplicated
+    finally:
+        fo.delete_dataset(name)

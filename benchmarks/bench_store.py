@@ -1,0 +1,60 @@
+"""Store figures: a 1000-image LabelImg folder imported by FiftyOne's VOC importer and `fabricdata import`."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from benchmarks.harness import Figure
+
+
+def _isolated_database() -> None:
+    """Benchmarks never touch a user's datasets: a throwaway FiftyOne database (set before import)."""
+    home = Path(tempfile.mkdtemp(prefix="fabricdata-bench-"))
+    os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(home / "db"))
+    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+
+
+def bench_import(images: int = 1000, repeats: int = 3) -> list[Figure]:
+    _isolated_database()
+    import fiftyone as fo
+
+    from fabricdata.importer import import_folder
+    from fabricdata.synth import SynthConfig, generate
+
+    folder = generate(
+        SynthConfig(images=images, seed=11, width=512, height=512), tempfile.mkdtemp(), workers=2
+    )
+    fo.Dataset(f"warm-{uuid.uuid4().hex[:6]}")  # start mongod outside the timings
+    ours, theirs = 0.0, 0.0
+    for _ in range(repeats):  # interleaved, best of each
+        name = f"ref-{uuid.uuid4().hex[:6]}"
+        start = time.perf_counter()
+        ref = fo.Dataset.from_dir(
+            dataset_dir=str(folder), dataset_type=fo.types.VOCDetectionDataset, data_path=str(folder),
+            labels_path=str(folder), name=name, progress=False,
+        )  # fmt: skip
+        theirs = max(theirs, len(ref) / (time.perf_counter() - start))
+        ref.delete()
+        name = f"ours-{uuid.uuid4().hex[:6]}"
+        start = time.perf_counter()
+        report = import_folder(folder, name)
+        ours = max(ours, report.added / (time.perf_counter() - start))
+        fo.load_dataset(name).delete()
+    return [
+        Figure(
+            "Store",
+            f"fabricdata import, {images} images 512x512 (real sizes verified, hashes, label schema)",
+            ours,
+            "fo.Dataset.from_dir(VOCDetectionDataset) (trusts <size>)",
+            theirs,
+            unit="images/s",
+        )
+    ]
+
+
+def run() -> list[Figure]:
+    return bench_import()
