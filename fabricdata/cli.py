@@ -282,6 +282,11 @@ def show_import_report(report: ImportReport, dataset: str) -> None:
     console.print(table)
     for path in report.missing:
         console.print(f"[yellow]missing[/] {path} (still in the dataset; use --prune to remove)")
+    for path in report.exif_rotated:
+        console.print(
+            f"[yellow]EXIF-rotated[/] {path}: boxes are in stored pixels (as LabelImg draws them); "
+            "browsers and the App show this image rotated"
+        )
 
 
 @app.command()

@@ -2,7 +2,9 @@
 
 EXIF orientation rule: LabelImg draws on the image's stored pixels and ignores the EXIF orientation tag, so
 boxes in its files are in stored-pixel coordinates. fabricdata follows the same rule everywhere: sizes are the
-stored sizes (never swapped for rotated EXIF orientations) and pixels are never auto-rotated.
+stored sizes (never swapped for rotated EXIF orientations), pixels are never auto-rotated, and training and
+export read the stored pixels. Web browsers, and so the FiftyOne App, do apply the tag: import reports every
+image whose orientation tag is not 1, since its boxes would look misplaced in the App.
 """
 
 from __future__ import annotations
@@ -31,6 +33,17 @@ def image_size(path: str | Path) -> ImageSize:
     except (UnidentifiedImageError, OSError) as exc:
         raise InvalidValueError(path, "image", f"not a readable image ({exc.__class__.__name__})") from None
     return ImageSize(int(width), int(height))
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag (1 = as stored; 0 when absent or unreadable)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return int(image.getexif().get(0x0112, 0))
+    except (OSError, ValueError):
+        return 0
 
 
 def image_depth(path: str | Path) -> int:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from fabricdata.boxes import box_to_fiftyone
 from fabricdata.errors import AnnotationError, DatasetError, InvalidValueError
 from fabricdata.formats import FolderItem, FormatName, images_without_annotation, read_folder
+from fabricdata.images import exif_orientation
 from fabricdata.store import (
     F_ANNOTATION_FORMAT,
     F_ANNOTATION_HASH,
@@ -53,6 +54,8 @@ class ImportReport:
     removed: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unlabeled: list[str] = field(default_factory=list)
+    #: images whose EXIF orientation tag rotates them in browsers (boxes stay in stored-pixel coordinates)
+    exif_rotated: list[str] = field(default_factory=list)
     errors: list[AnnotationError] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
 
@@ -70,6 +73,7 @@ class ImportReport:
             "removed": self.removed,
             "missing": self.missing,
             "unlabeled": self.unlabeled,
+            "exif_rotated": self.exif_rotated,
             "classes": self.classes,
             "errors": [{"file": e.path, "element": e.element, "problem": e.problem} for e in self.errors],
         }
@@ -108,6 +112,9 @@ def import_folder(
                 progress(1)
         else:
             changed.append((entry[0], item))
+    report.exif_rotated = [
+        str(i.image_path) for i in new_items if exif_orientation(i.image_path) not in (0, 1)
+    ]
     bulk_add(dataset, new_items, root, progress)
     report.added = len(new_items)
     _apply_changes(dataset, changed, force, report, progress)

@@ -338,3 +338,21 @@ def test_demo_generates_imports_and_prints_stats(tmp_path: Path, capsys: pytest.
         assert code == 0 and len(fo.load_dataset(name)) == 10  # recreated, not duplicated
     finally:
         fo.delete_dataset(name)
+
+
+def test_exif_rotated_images_keep_stored_sizes_and_are_reported(
+    synth_folder: Path, dataset_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fiftyone as fo
+    from PIL import Image
+
+    image_path = synth_folder / "fabric_00003.jpg"
+    with Image.open(image_path) as image:
+        exif = image.getexif()
+        exif[0x0112] = 6  # "rotate 90 CW to display"
+        image.save(image_path, exif=exif)
+    code, out, _ = run(["import", str(synth_folder), "-d", dataset_name, "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0 and report["exif_rotated"] == [str(image_path)] and report["errors"] == []
+    sample = fo.load_dataset(dataset_name).one(fo.ViewField("filepath") == str(image_path))
+    assert (sample.metadata.width, sample.metadata.height) == (320, 240)  # stored size, not swapped
