@@ -6,10 +6,10 @@ import os
 import sys
 from pathlib import Path
 
-from benchmarks import bench_foundation, bench_store
+from benchmarks import bench_augment, bench_foundation, bench_store
 from benchmarks.harness import Figure, render
 
-MODULES = [bench_foundation, bench_store]
+MODULES = [bench_foundation, bench_store, bench_augment]
 
 
 def main() -> int:

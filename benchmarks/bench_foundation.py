@@ -103,11 +103,23 @@ def bench_codec(count: int = 3000) -> list[Figure]:
         return len(texts)
 
     return [
-        Figure("Florence-2 codec", "box_to_florence (float32, per box)", best_rate(ours_encode),
-               "Florence2PostProcessor.quantize (per box)", best_rate(processor_encode), unit="boxes/s"),
-        Figure("Florence-2 codec", "florence.parse (2 boxes/text)", best_rate(ours_parse),
-               "processor.post_process_generation", best_rate(processor_parse), unit="texts/s"),
-    ]  # fmt: skip
+        Figure(
+            "Florence-2 codec",
+            "box_to_florence (float32, per box)",
+            best_rate(ours_encode),
+            "Florence2PostProcessor.quantize (per box)",
+            best_rate(processor_encode),
+            unit="boxes/s",
+        ),
+        Figure(
+            "Florence-2 codec",
+            "florence.parse (2 boxes/text)",
+            best_rate(ours_parse),
+            "processor.post_process_generation",
+            best_rate(processor_parse),
+            unit="texts/s",
+        ),
+    ]
 
 
 def run() -> list[Figure]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from benchmarks.harness import Figure
 
 
-def _isolated_database() -> None:
+def isolated_database() -> None:
     """Benchmarks never touch a user's datasets: a throwaway FiftyOne database (set before import)."""
     home = Path(tempfile.mkdtemp(prefix="fabricdata-bench-"))
     os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(home / "db"))
@@ -19,7 +19,7 @@ def _isolated_database() -> None:
 
 
 def bench_import(images: int = 1000, repeats: int = 3) -> list[Figure]:
-    _isolated_database()
+    isolated_database()
     import fiftyone as fo
 
     from fabricdata.importer import import_folder
@@ -34,9 +34,13 @@ def bench_import(images: int = 1000, repeats: int = 3) -> list[Figure]:
         name = f"ref-{uuid.uuid4().hex[:6]}"
         start = time.perf_counter()
         ref = fo.Dataset.from_dir(
-            dataset_dir=str(folder), dataset_type=fo.types.VOCDetectionDataset, data_path=str(folder),
-            labels_path=str(folder), name=name, progress=False,
-        )  # fmt: skip
+            dataset_dir=str(folder),
+            dataset_type=fo.types.VOCDetectionDataset,
+            data_path=str(folder),
+            labels_path=str(folder),
+            name=name,
+            progress=False,
+        )
         theirs = max(theirs, len(ref) / (time.perf_counter() - start))
         ref.delete()
         name = f"ours-{uuid.uuid4().hex[:6]}"

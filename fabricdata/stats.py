@@ -13,9 +13,15 @@ def box_table(dataset: Any, field: str = GT_FIELD) -> Any:
     import pandas as pd
 
     ids, tags, widths, heights, labels, boxes = dataset.values(
-        ["id", "tags", "metadata.width", "metadata.height", f"{field}.detections.label",
-         f"{field}.detections.bounding_box"]
-    )  # fmt: skip
+        [
+            "id",
+            "tags",
+            "metadata.width",
+            "metadata.height",
+            f"{field}.detections.label",
+            f"{field}.detections.bounding_box",
+        ]
+    )
     rows = []
     for sid, sample_tags, width, height, sample_labels, sample_boxes in zip(
         ids, tags, widths, heights, labels, boxes, strict=True

@@ -31,6 +31,13 @@ F_VERIFIED = "verified"
 F_SOURCE_FOLDER = "source_folder"
 #: set on augmented variants: the id of the sample they were made from
 F_SOURCE_ID = "source_id"
+VARIANT_FIELDS: dict[str, str] = {
+    "aug_recipe": "string",
+    "aug_recipe_hash": "string",
+    "aug_seed": "int",
+    "aug_copy": "int",
+    "aug_key": "string",
+}
 
 
 def fiftyone() -> Any:
@@ -52,7 +59,9 @@ def load_dataset(name: str = DEFAULT_DATASET) -> fo.Dataset:
         raise DatasetError(
             f"dataset {name!r} does not exist (datasets: {known}); run 'fabricdata import' first"
         )
-    return fo.load_dataset(name)
+    dataset = fo.load_dataset(name)
+    ensure_schema(dataset, ())  # datasets made by an older fabricdata get the fields they lack
+    return dataset
 
 
 def open_dataset(name: str = DEFAULT_DATASET, classes: Sequence[str] | None = None) -> fo.Dataset:
@@ -82,6 +91,10 @@ def ensure_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
         F_VERIFIED: (fo.BooleanField, {}),
         F_SOURCE_FOLDER: (fo.StringField, {}),
         F_SOURCE_ID: (fo.StringField, {}),
+        **{
+            name: (fo.IntField if kind == "int" else fo.StringField, {})
+            for name, kind in VARIANT_FIELDS.items()
+        },
     }
     for path, (ftype, kwargs) in wanted.items():
         if path not in schema:

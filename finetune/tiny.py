@@ -19,11 +19,31 @@ from fabricdata.boxes import LOC_BINS
 
 #: Florence-2's extra special tokens besides the location bins (as in the released tokenizer).
 FLORENCE_TASK_TOKENS: tuple[str, ...] = (
-    "<od>", "</od>", "<ocr>", "</ocr>", "<cap>", "</cap>", "<ncap>", "</ncap>", "<dcap>", "</dcap>",
-    "<grounding>", "</grounding>", "<seg>", "</seg>", "<sep>", "<region_cap>", "</region_cap>",
-    "<region_to_desciption>", "</region_to_desciption>", "<proposal>", "</proposal>", "<poly>", "</poly>",
+    "<od>",
+    "</od>",
+    "<ocr>",
+    "</ocr>",
+    "<cap>",
+    "</cap>",
+    "<ncap>",
+    "</ncap>",
+    "<dcap>",
+    "</dcap>",
+    "<grounding>",
+    "</grounding>",
+    "<seg>",
+    "</seg>",
+    "<sep>",
+    "<region_cap>",
+    "</region_cap>",
+    "<region_to_desciption>",
+    "</region_to_desciption>",
+    "<proposal>",
+    "</proposal>",
+    "<poly>",
+    "</poly>",
     "<and>",
-)  # fmt: skip
+)
 
 POST_PROCESSOR_CONFIG: dict[str, Any] = {
     "ocr": {

@@ -26,7 +26,7 @@ from PIL import Image
 from fabricdata.annotation import ImageAnnotation, LabeledBox
 from fabricdata.boxes import Box, ImageSize
 from fabricdata.formats.voc import write_voc
-from tests.test_cli import run
+from tests.helpers import run
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).parents[1] / "test-artifacts"

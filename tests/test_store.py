@@ -14,7 +14,7 @@ from fabricdata.boxes import ImageSize, box_to_fiftyone, box_to_voc, fiftyone_to
 from fabricdata.formats import read_folder
 from fabricdata.formats.voc import read_voc
 from fabricdata.synth import SynthConfig, generate
-from tests.test_cli import run
+from tests.helpers import run
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -331,11 +331,14 @@ def test_demo_generates_imports_and_prints_stats(tmp_path: Path, capsys: pytest.
     name = f"demo-{uuid.uuid4().hex[:6]}"
     code, out, _ = run(["demo", "--out", str(tmp_path / "demo"), "--images", "10", "-d", name], capsys)
     try:
-        assert code == 0 and "demo done" in out and "defect-free" in out
-        assert len(fo.load_dataset(name)) == 10
+        assert code == 0 and "demo done" in out and "defect-free" in out and "validate" in out
+        ds = fo.load_dataset(name)
+        originals = len(ds.match(~fo.ViewField("source_id").exists()))
+        total = len(ds)
+        assert originals == 10 and total > 10  # flipped and balancing variants
         assert (tmp_path / "demo" / "contact_sheet.png").exists()
         code, out, _ = run(["demo", "--out", str(tmp_path / "demo"), "--images", "10", "-d", name], capsys)
-        assert code == 0 and len(fo.load_dataset(name)) == 10  # recreated, not duplicated
+        assert code == 0 and len(fo.load_dataset(name)) == total  # recreated, not duplicated
     finally:
         fo.delete_dataset(name)
 

@@ -1,0 +1,367 @@
+"""Dataset validation in the spirit of Datumaro's validator, adapted to defect detection.
+
+Every finding has a severity and the samples (or boxes, or classes) concerned, and, when samples are
+concerned, a saved view ``validate-<check>`` so annotators can open it in the App.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, iou
+from fabricdata.fileio import sha256_file
+from fabricdata.models import Finding, Severity, ValidationReport
+from fabricdata.split import current_split
+from fabricdata.store import F_SOURCE_ID, GT_FIELD, load_dataset
+
+VIEW_PREFIX = "validate-"
+
+
+class _Rows:
+    """One row per box with everything the checks need, read in bulk."""
+
+    def __init__(self, dataset: Any) -> None:
+        fields = ["id", "filepath", "tags", F_SOURCE_ID, "metadata.width", "metadata.height"]
+        ids, paths, tags, sources, widths, heights = dataset.values(fields)
+        labels, rels, label_ids = dataset.values(
+            [
+                f"{GT_FIELD}.detections.label",
+                f"{GT_FIELD}.detections.bounding_box",
+                f"{GT_FIELD}.detections.id",
+            ]
+        )
+        self.samples = list(zip(ids, paths, tags, sources, strict=True))
+        self.sizes = {
+            sid: ImageSize(int(w or 0), int(h or 0)) for sid, w, h in zip(ids, widths, heights, strict=True)
+        }
+        self.boxes: list[tuple[str, str, str, list[float]]] = []  # sample id, box id, label, relative box
+        for sid, sample_labels, sample_rels, sample_label_ids in zip(
+            ids, labels, rels, label_ids, strict=True
+        ):
+            for label, rel, lid in zip(
+                sample_labels or [], sample_rels or [], sample_label_ids or [], strict=True
+            ):
+                self.boxes.append((sid, lid, label, rel))
+        self.split = {sid: current_split(t) for sid, _, t, _ in self.samples}
+        self.source = {sid: src for sid, _, _, src in self.samples}
+
+    def pixels(self, sid: str, rel: list[float]) -> Box:
+        return fiftyone_to_box(rel, self.sizes[sid])
+
+
+def validate(
+    dataset_name: str,
+    min_instances: int = 10,
+    imbalance_ratio: float = 10.0,
+    sigma: float = 5.0,
+    duplicate_iou: float = 0.9,
+    near_duplicate_bits: int = 10,
+    save_views: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> ValidationReport:
+    dataset = load_dataset(dataset_name)
+    rows = _Rows(dataset)
+    classes = list(dataset.default_classes or [])
+    findings: list[Finding] = []
+    findings += _label_checks(rows, classes, min_instances, imbalance_ratio)
+    findings += _box_checks(rows, sigma, duplicate_iou)
+    findings += _image_checks(rows, near_duplicate_bits, progress)
+    findings += _lineage_checks(rows)
+    defect_free = [sid for sid, _, _, _ in rows.samples if sid not in {b[0] for b in rows.boxes}]
+    findings.append(
+        _finding("defect-free-images", "info", f"{len(defect_free)} defect-free images", defect_free)
+    )
+    if save_views:
+        _save_views(dataset, findings)
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = sum(f.severity == "warning" for f in findings)
+    return ValidationReport(
+        dataset=dataset_name, samples=len(rows.samples), errors=errors, warnings=warnings, findings=findings
+    )
+
+
+def _finding(
+    check: str,
+    severity: Severity,
+    message: str,
+    samples: Iterable[str] = (),
+    labels: Iterable[str] = (),
+    classes: Iterable[str] = (),
+) -> Finding:
+    sample_list = sorted(set(samples))
+    label_list = sorted(set(labels))
+    class_list = list(dict.fromkeys(classes))
+    count = len(label_list) or len(sample_list) or len(class_list)
+    return Finding(
+        check=check,
+        severity=severity,
+        message=message,
+        count=count,
+        samples=sample_list,
+        labels=label_list,
+        classes=class_list,
+    )
+
+
+def _label_checks(rows: _Rows, classes: list[str], min_instances: int, ratio: float) -> list[Finding]:
+    found: list[Finding] = []
+    counts = {name: 0 for name in classes}
+    undefined = [(sid, lid, label) for sid, lid, label, _ in rows.boxes if label not in counts]
+    for _, _, label, _ in rows.boxes:
+        if label in counts:
+            counts[label] += 1
+    if undefined:
+        names = sorted({label for _, _, label in undefined})
+        found.append(
+            _finding(
+                "undefined-labels",
+                "error",
+                f"labels not in the class list: {', '.join(names)}",
+                [u[0] for u in undefined],
+                [u[1] for u in undefined],
+                names,
+            )
+        )
+    unused = [name for name, count in counts.items() if count == 0]
+    if unused:
+        found.append(
+            _finding("unused-classes", "warning", f"classes never used: {', '.join(unused)}", classes=unused)
+        )
+    few = [name for name, count in counts.items() if 0 < count < min_instances]
+    if few:
+        detail = ", ".join(f"{name} ({counts[name]})" for name in few)
+        found.append(
+            _finding("few-instances", "warning", f"fewer than {min_instances} boxes: {detail}", classes=few)
+        )
+    used = {name: count for name, count in counts.items() if count}
+    if len(used) > 1:
+        largest, smallest = max(used, key=used.__getitem__), min(used, key=used.__getitem__)
+        value = used[largest] / used[smallest]
+        if value > ratio:
+            message = (
+                f"class imbalance {value:.1f}:1 ({largest} {used[largest]} vs {smallest} {used[smallest]})"
+            )
+            found.append(_finding("class-imbalance", "warning", message, classes=[largest, smallest]))
+    return found
+
+
+def _box_checks(rows: _Rows, sigma: float, duplicate_iou: float) -> list[Finding]:
+    found: list[Finding] = []
+    degenerate, outside = [], []
+    by_class: dict[str, list[tuple[str, str, float]]] = defaultdict(list)
+    by_sample: dict[str, list[tuple[str, str, Box]]] = defaultdict(list)
+    for sid, lid, label, rel in rows.boxes:
+        box = rows.pixels(sid, rel)
+        if box.width < 1 or box.height < 1:
+            degenerate.append((sid, lid))
+            continue
+        eps = 1e-6
+        if rel[0] < -eps or rel[1] < -eps or rel[0] + rel[2] > 1 + eps or rel[1] + rel[3] > 1 + eps:
+            outside.append((sid, lid))
+        by_class[label].append((sid, lid, math.log(box.area)))
+        by_sample[sid].append((lid, label, box))
+    if degenerate:
+        found.append(
+            _finding(
+                "degenerate-boxes",
+                "error",
+                f"{len(degenerate)} boxes under 1 px wide or high",
+                [d[0] for d in degenerate],
+                [d[1] for d in degenerate],
+            )
+        )
+    if outside:
+        found.append(
+            _finding(
+                "boxes-outside-image",
+                "error",
+                f"{len(outside)} boxes reach outside their image",
+                [o[0] for o in outside],
+                [o[1] for o in outside],
+            )
+        )
+    outliers = []
+    for class_rows in by_class.values():
+        if len(class_rows) < 3:
+            continue
+        # robust sigma (1.4826 MAD around the median): with the plain mean and std an outlier inflates the
+        # very spread it is measured against, and below ~27 boxes a 5-sigma outlier cannot exist at all
+        areas = np.array([a for _, _, a in class_rows])
+        centre = float(np.median(areas))
+        spread = 1.4826 * float(np.median(np.abs(areas - centre)))
+        if spread > 0:
+            outliers += [(sid, lid) for sid, lid, a in class_rows if abs(a - centre) > sigma * spread]
+    if outliers:
+        message = (
+            f"{len(outliers)} boxes over {sigma:g} sigma from their class's typical size (log area, robust)"
+        )
+        found.append(
+            _finding(
+                "box-size-outliers", "warning", message, [o[0] for o in outliers], [o[1] for o in outliers]
+            )
+        )
+    duplicates = []
+    for sid, items in by_sample.items():
+        for i, (_, label_a, box_a) in enumerate(items):
+            for lid_b, label_b, box_b in items[i + 1 :]:
+                if label_a == label_b and iou(box_a, box_b) > duplicate_iou:
+                    duplicates.append((sid, lid_b))
+    if duplicates:
+        found.append(
+            _finding(
+                "duplicate-boxes",
+                "warning",
+                f"{len(duplicates)} boxes duplicate another of their class (IoU > {duplicate_iou:g})",
+                [d[0] for d in duplicates],
+                [d[1] for d in duplicates],
+            )
+        )
+    return found
+
+
+THUMB = 48
+#: near-duplicates: normalised correlation of 48x48 grey thumbnails, and mean colours within this distance
+MIN_CORRELATION = 0.92
+MAX_COLOUR_DISTANCE = 12.0
+
+
+def fingerprint(path: str) -> tuple[int, np.ndarray, np.ndarray]:
+    """A 64-bit difference hash (candidates), a normalised 48x48 grey thumbnail and the mean RGB colour.
+
+    dHash alone is not enough for fabric: at 9x8 pixels the weave averages out and only the lighting is
+    left, so plain fabrics under similar light collide. Candidates are confirmed on the thumbnail, where the
+    weave still shows, and on colour.
+    """
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.draft("RGB", (THUMB * 2, THUMB * 2))
+        rgb = image.convert("RGB")
+        colour = np.asarray(rgb.resize((1, 1), Image.Resampling.BOX), dtype=np.float32).reshape(3)
+        grey = rgb.convert("L")
+        tiny = np.asarray(grey.resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
+        thumb = np.asarray(grey.resize((THUMB, THUMB), Image.Resampling.BILINEAR), dtype=np.float32)
+    bits = (tiny[:, 1:] > tiny[:, :-1]).flatten()
+    value = int(sum(1 << i for i, bit in enumerate(bits) if bit))
+    thumb = (thumb - thumb.mean()) / (thumb.std() + 1e-6)
+    return value, thumb.astype(np.float16), colour
+
+
+def near_duplicate(a: tuple[int, np.ndarray, np.ndarray], b: tuple[int, np.ndarray, np.ndarray]) -> bool:
+    correlation = float((a[1].astype(np.float32) * b[1].astype(np.float32)).mean())
+    return correlation >= MIN_CORRELATION and float(np.abs(a[2] - b[2]).max()) <= MAX_COLOUR_DISTANCE
+
+
+def _image_checks(rows: _Rows, bits: int, progress: Callable[[int], None] | None) -> list[Finding]:
+    digests: dict[str, list[str]] = defaultdict(list)
+    prints: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
+    for sid, path, _, _ in rows.samples:
+        if Path(path).is_file():
+            digests[sha256_file(path)].append(sid)
+            prints[sid] = fingerprint(path)
+        if progress:
+            progress(1)
+    found: list[Finding] = []
+    # byte-identical variants of one source are an augmentation artefact, not a data problem
+    group = {sid: rows.source.get(sid) or sid for sid in rows.source}
+    exact = [ids for ids in digests.values() if len({group[sid] for sid in ids}) > 1]
+    if exact:
+        found.append(
+            _finding(
+                "duplicate-images",
+                "warning",
+                f"{len(exact)} groups of byte-identical images",
+                [sid for ids in exact for sid in ids],
+            )
+        )
+    leaks = _near_duplicates_across_splits(rows, prints, bits)
+    if leaks:
+        found.append(
+            _finding(
+                "near-duplicates-across-splits",
+                "error",
+                f"{len(leaks)} pairs of near-identical images in different splits (leakage)",
+                [sid for pair in leaks for sid in pair],
+            )
+        )
+    return found
+
+
+def _near_duplicates_across_splits(
+    rows: _Rows, prints: dict[str, tuple[int, np.ndarray, np.ndarray]], bits: int
+) -> list[tuple[str, str]]:
+    """Pairs at most ``bits`` apart in different splits (pigeonhole: one of bits + 1 chunks matches)."""
+    chunks = bits + 1
+    width = math.ceil(64 / chunks)
+    hashes = {sid: value for sid, (value, _, _) in prints.items()}
+    buckets: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for sid, value in hashes.items():
+        for c in range(chunks):
+            buckets[(c, (value >> (c * width)) & ((1 << width) - 1))].append(sid)
+    pairs: set[tuple[str, str]] = set()
+    group = {sid: rows.source.get(sid) or sid for sid in hashes}
+    for members in buckets.values():
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                split_a, split_b = rows.split.get(a), rows.split.get(b)
+                if not split_a or not split_b or split_a == split_b or group[a] == group[b]:
+                    continue
+                pair = (min(a, b), max(a, b))
+                close = pair not in pairs and bin(hashes[a] ^ hashes[b]).count("1") <= bits
+                if close and near_duplicate(prints[a], prints[b]):
+                    pairs.add(pair)
+    return sorted(pairs)
+
+
+def _lineage_checks(rows: _Rows) -> list[Finding]:
+    crossing, orphans = [], []
+    for sid, _, _, source in rows.samples:
+        if not source:
+            continue
+        if source not in rows.split:
+            orphans.append(sid)
+        elif rows.split[sid] != rows.split[source]:
+            crossing.append(sid)
+    found = []
+    if crossing:
+        found.append(
+            _finding(
+                "variant-split-differs",
+                "error",
+                f"{len(crossing)} variants in another split than their source",
+                crossing,
+            )
+        )
+    if orphans:
+        found.append(
+            _finding(
+                "variant-without-source",
+                "warning",
+                f"{len(orphans)} variants whose source sample is gone",
+                orphans,
+            )
+        )
+    return found
+
+
+def _save_views(dataset: Any, findings: list[Finding]) -> None:
+    wanted = set()
+    for finding in findings:
+        if not finding.samples or finding.severity == "info":
+            continue
+        name = f"{VIEW_PREFIX}{finding.check}"
+        view = dataset.select(finding.samples)
+        if finding.labels:
+            view = view.select_labels(ids=finding.labels, fields=GT_FIELD, omit_empty=True)
+        dataset.save_view(name, view, overwrite=True)
+        finding.view = name
+        wanted.add(name)
+    for name in dataset.list_saved_views():
+        if name.startswith(VIEW_PREFIX) and name not in wanted:
+            dataset.delete_saved_view(name)
