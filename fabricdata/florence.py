@@ -124,3 +124,34 @@ def task_token(name: str) -> str:
         return TASKS[name]
     except KeyError:
         raise ConfigError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}") from None
+
+
+# --- captions for <CAPTION_TO_PHRASE_GROUNDING> ----------------------------------------------------------
+
+_NUMBERS = ("no", "a", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def plural(phrase: str) -> str:
+    """English plural of the last word of a phrase ("broken weft" -> "broken wefts")."""
+    if phrase.endswith(("s", "x", "z", "ch", "sh")):
+        return phrase + "es"
+    if len(phrase) > 1 and phrase.endswith("y") and phrase[-2] not in "aeiou":
+        return phrase[:-1] + "ies"
+    return phrase + "s"
+
+
+def counted(phrase: str, count: int) -> str:
+    """``("drop", 1)`` -> "a drop"; ``("broken weft", 2)`` -> "two broken wefts"."""
+    if count == 1:
+        return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
+    word = _NUMBERS[count] if count < len(_NUMBERS) else str(count)
+    return f"{word} {plural(phrase)}"
+
+
+def grounding_caption(groups: Sequence[tuple[str, int]], subject: str = "fabric") -> tuple[str, list[str]]:
+    """The caption of an image and its phrase spans: "fabric with a drop and two broken wefts"."""
+    spans = [counted(phrase, count) for phrase, count in groups]
+    if not spans:
+        return f"{subject} without defects", []
+    joined = spans[0] if len(spans) == 1 else ", ".join(spans[:-1]) + " and " + spans[-1]
+    return f"{subject} with {joined}", spans

@@ -34,3 +34,40 @@ class ValidationReport(BaseModel):
     errors: int = Field(ge=0, description="Number of findings with severity 'error'.")
     warnings: int = Field(ge=0)
     findings: list[Finding]
+
+
+class ExportRecord(BaseModel):
+    """One line of an exported ``annotations.jsonl`` (maestro-compatible Florence-2 JSONL)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="Image file name, relative to the annotations.jsonl folder.")
+    prefix: str = Field(description="Task token, plus the caption for <CAPTION_TO_PHRASE_GROUNDING>.")
+    suffix: str = Field(
+        description="Target text: label<loc_x1><loc_y1><loc_x2><loc_y2>... ('' for negatives)."
+    )
+
+
+class ExportManifest(BaseModel):
+    """``OUT/manifest.json`` of a Florence-2 export: what was exported, and a hash of every record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["florence2-jsonl"] = "florence2-jsonl"
+    dataset: str
+    view: str | None = Field(default=None, description="Saved view exported, if any.")
+    classes: list[str]
+    tasks: list[str] = Field(description="Florence-2 task tokens exported.")
+    order: Literal["sequential", "interleave", "shuffle"]
+    seed: int
+    negatives: bool = Field(description="Whether defect-free images were exported with an empty suffix.")
+    phrases: dict[str, str] = Field(description="Class -> region caption / grounding phrase.")
+    max_label_tokens: int = Field(
+        description="Label budget: records whose suffix could exceed it are skipped."
+    )
+    images: dict[str, int] = Field(description="Images per split folder (train, valid, test).")
+    records: dict[str, dict[str, int]] = Field(description="Records per split folder and task.")
+    instances: dict[str, dict[str, int]] = Field(description="Boxes per split folder and class.")
+    unassigned: int = Field(description="Samples without a train/val/test tag (not exported).")
+    over_budget: list[str] = Field(description="Images skipped for a task because of the label budget.")
+    content_hash: str = Field(description="sha256 of the annotations.jsonl files, in split order.")

@@ -16,9 +16,13 @@ SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
 
 def models() -> dict[str, type[BaseModel]]:
-    from fabricdata.models import ValidationReport
+    from fabricdata.models import ExportManifest, ExportRecord, ValidationReport
 
-    return {"validation-report": ValidationReport}
+    return {
+        "validation-report": ValidationReport,
+        "export-record": ExportRecord,
+        "export-manifest": ExportManifest,
+    }
 
 
 def generate() -> dict[str, str]:

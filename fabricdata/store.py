@@ -84,6 +84,7 @@ def ensure_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
         GT_FIELD: (fo.EmbeddedDocumentField, {"embedded_doc_type": fo.Detections}),
         f"{GT_FIELD}.detections.difficult": (fo.BooleanField, {}),
         f"{GT_FIELD}.detections.truncated": (fo.IntField, {}),
+        f"{GT_FIELD}.detections.caption": (fo.StringField, {}),
         F_ANNOTATION_PATH: (fo.StringField, {}),
         F_ANNOTATION_FORMAT: (fo.StringField, {}),
         F_ANNOTATION_HASH: (fo.StringField, {}),

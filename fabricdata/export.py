@@ -1,0 +1,330 @@
+"""Florence-2 JSONL export (maestro-compatible layout) for <OD>, <DENSE_REGION_CAPTION> and
+<CAPTION_TO_PHRASE_GROUNDING>.
+
+``OUT/{train,valid,test}/annotations.jsonl`` with the images beside them (hard links where possible), and
+``OUT/manifest.json``. Records are streamed to temporary files per split and task, then concatenated in the
+requested order, so memory stays flat with dataset size. Exporting twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from fabricdata.annotation import LabeledBox
+from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, reading_order_key
+from fabricdata.errors import ConfigError, DatasetError
+from fabricdata.fileio import atomic_write_text
+from fabricdata.florence import (
+    TASK_DENSE,
+    TASK_GROUNDING,
+    TASK_OD,
+    encode_grounding,
+    encode_objects,
+    grounding_caption,
+    task_token,
+)
+from fabricdata.models import ExportManifest
+from fabricdata.split import current_split
+from fabricdata.store import GT_FIELD, load_dataset
+
+Order = Literal["sequential", "interleave", "shuffle"]
+#: dataset split tag -> export folder (maestro's names)
+FOLDERS = {"train": "train", "val": "valid", "test": "test"}
+#: Florence-2's decoder has 1024 positions; the label text must fit with its end token
+DEFAULT_MAX_LABEL_TOKENS = 1023
+
+
+@dataclass(frozen=True, slots=True)
+class ExportOptions:
+    tasks: tuple[str, ...] = (TASK_OD, TASK_DENSE, TASK_GROUNDING)
+    order: Order = "sequential"
+    phrases: dict[str, str] = field(default_factory=dict)
+    negatives: bool = True
+    seed: int = 0
+    max_label_tokens: int = DEFAULT_MAX_LABEL_TOKENS
+
+
+def parse_tasks(text: str) -> tuple[str, ...]:
+    tokens = tuple(dict.fromkeys(task_token(part.strip()) for part in text.split(",") if part.strip()))
+    if not tokens:
+        raise ConfigError("--tasks: give at least one of od, dense, grounding")
+    return tokens
+
+
+def load_phrases(path: str | Path | None) -> dict[str, str]:
+    """A class -> phrase table from a YAML or JSON file (``broken: broken weft``)."""
+    if path is None:
+        return {}
+    import yaml
+
+    source = Path(path)
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            f"{source}: cannot read the phrase table ({exc.__class__.__name__}: {exc})"
+        ) from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise ConfigError(f"{source}: the phrase table must map class names to phrases (class: phrase)")
+    return {key: value.strip() for key, value in data.items()}
+
+
+_LOC = re.compile(r"<loc_\d+>")
+
+
+def label_tokens_upper_bound(text: str) -> int:
+    """Tokens a suffix can take at most, with its start and end tokens: each ``<loc_N>`` is one token, and
+    byte-level BPE never needs more tokens than the UTF-8 bytes of the rest."""
+    return len(_LOC.findall(text)) + len(_LOC.sub("", text).encode("utf-8")) + 2
+
+
+# --- records of one image ---------------------------------------------------------------------------------
+
+
+def _phrase(obj: LabeledBox, phrases: dict[str, str]) -> str:
+    return obj.caption or phrases.get(obj.label, obj.label)
+
+
+def records_for(
+    objects: Sequence[LabeledBox], size: ImageSize, image: str, options: ExportOptions
+) -> dict[str, dict[str, str] | None]:
+    """Task token -> record (or None when the task has nothing to say about this image)."""
+    records: dict[str, dict[str, str] | None] = {}
+    for task in options.tasks:
+        if not objects and (task == TASK_GROUNDING or not options.negatives):
+            records[task] = None
+        elif task == TASK_OD:
+            records[task] = {
+                "image": image,
+                "prefix": TASK_OD,
+                "suffix": encode_objects([(o.label, o.box) for o in objects], size),
+            }
+        elif task == TASK_DENSE:
+            pairs = [(_phrase(o, options.phrases), o.box) for o in objects]
+            records[task] = {"image": image, "prefix": TASK_DENSE, "suffix": encode_objects(pairs, size)}
+        else:
+            groups: dict[str, list[Box]] = {}
+            for obj in sorted(objects, key=lambda o: reading_order_key(o.box)):
+                groups.setdefault(_phrase(obj, options.phrases), []).append(obj.box)
+            caption, spans = grounding_caption([(phrase, len(boxes)) for phrase, boxes in groups.items()])
+            suffix = encode_grounding(list(zip(spans, groups.values(), strict=True)), size)
+            records[task] = {"image": image, "prefix": TASK_GROUNDING + caption, "suffix": suffix}
+    return records
+
+
+# --- streaming the export ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _SplitWriter:
+    """Temporary record files of one split folder, one per task."""
+
+    folder: Path
+    files: dict[str, Any]
+    names: set[str] = field(default_factory=set)
+    images: int = 0
+    records: Counter[str] = field(default_factory=Counter)
+    instances: Counter[str] = field(default_factory=Counter)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    stem, suffix = Path(name).stem, Path(name).suffix
+    candidate, counter = name, 2
+    while candidate in taken:
+        candidate, counter = f"{stem}_{counter}{suffix}", counter + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _place_image(source: Path, target: Path) -> None:
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _line(record: dict[str, str]) -> bytes:
+    return (json.dumps(record, ensure_ascii=False, separators=(", ", ": ")) + "\n").encode("utf-8")
+
+
+_FIELDS = [
+    "filepath",
+    "tags",
+    "metadata.width",
+    "metadata.height",
+    f"{GT_FIELD}.detections.label",
+    f"{GT_FIELD}.detections.bounding_box",
+    f"{GT_FIELD}.detections.caption",
+]
+
+
+def _samples(view: Any, batch: int = 500) -> Iterator[tuple[str, list[str], ImageSize, list[LabeledBox]]]:
+    """Samples in file-path order, read in batches with one aggregation each (memory: one batch)."""
+    ordered = view.sort_by("filepath")
+    for start in range(0, len(ordered), batch):
+        columns = ordered.skip(start).limit(batch).values(_FIELDS)
+        for path, tags, width, height, labels, rels, captions in zip(*columns, strict=True):
+            if not width or not height:
+                raise DatasetError(f"{path}: sample has no image size metadata; re-import its folder")
+            size = ImageSize(int(width), int(height))
+            objects = [
+                LabeledBox(label=label, box=fiftyone_to_box(rel, size), caption=caption)
+                for label, rel, caption in zip(labels or [], rels or [], captions or [], strict=True)
+            ]
+            yield path, list(tags or []), size, objects
+
+
+def export_florence(
+    dataset_name: str,
+    out: str | Path,
+    view_name: str | None = None,
+    options: ExportOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ExportManifest:
+    """Write the Florence-2 JSONL export of a dataset (or of one of its saved views) to ``out``."""
+    options = options or ExportOptions()
+    if options.order not in ("sequential", "interleave", "shuffle"):
+        raise ConfigError(f"--order: expected sequential, interleave or shuffle, got {options.order!r}")
+    dataset = load_dataset(dataset_name)
+    view: Any = dataset
+    if view_name is not None:
+        if not dataset.has_saved_view(view_name):
+            raise DatasetError(f"dataset {dataset_name!r} has no saved view {view_name!r}")
+        view = dataset.load_saved_view(view_name)
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=root))
+    writers: dict[str, _SplitWriter] = {}
+    for tag, folder in FOLDERS.items():
+        (root / folder).mkdir(exist_ok=True)
+        files = {task: (scratch / f"{folder}-{i}.jsonl").open("w+b") for i, task in enumerate(options.tasks)}
+        writers[tag] = _SplitWriter(root / folder, files)
+    unassigned = 0
+    over_budget: list[str] = []
+    try:
+        for index, (path, tags, size, objects) in enumerate(_samples(view)):
+            if progress:
+                progress(1)
+            split = current_split(tags)
+            if split is None:
+                unassigned += 1
+                continue
+            writer = writers[split]
+            name = _unique(Path(path).name, writer.names)
+            wrote = False
+            for task, record in records_for(objects, size, name, options).items():
+                if record is None:
+                    continue
+                if label_tokens_upper_bound(record["suffix"]) > options.max_label_tokens:
+                    over_budget.append(f"{path} ({task})")
+                    continue
+                writer.files[task].write(b"%d\t" % index + _line(record))
+                writer.records[task] += 1
+                wrote = True
+            if wrote:
+                _place_image(Path(path), writer.folder / name)
+                writer.images += 1
+                writer.instances.update(obj.label for obj in objects)
+            else:
+                writer.names.discard(name)
+        digest = hashlib.sha256()
+        for writer in writers.values():
+            digest.update(_assemble(writer, options))
+    finally:
+        for writer in writers.values():
+            for handle in writer.files.values():
+                handle.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    manifest = ExportManifest(
+        dataset=dataset_name,
+        view=view_name,
+        classes=list(dataset.default_classes or []),
+        tasks=list(options.tasks),
+        order=options.order,
+        seed=options.seed,
+        negatives=options.negatives,
+        phrases={name: options.phrases.get(name, name) for name in dataset.default_classes or []},
+        max_label_tokens=options.max_label_tokens,
+        images={FOLDERS[s]: w.images for s, w in writers.items()},
+        records={FOLDERS[s]: {t: w.records[t] for t in options.tasks} for s, w in writers.items()},
+        instances={FOLDERS[s]: dict(sorted(w.instances.items())) for s, w in writers.items()},
+        unassigned=unassigned,
+        over_budget=over_budget,
+        content_hash=digest.hexdigest(),
+    )
+    atomic_write_text(root / "manifest.json", manifest.model_dump_json(indent=2) + "\n")
+    return manifest
+
+
+def _assemble(writer: _SplitWriter, options: ExportOptions) -> bytes:
+    """Write ``annotations.jsonl`` of a split from its per-task files in the requested order (atomically);
+    returns the digest of what was written."""
+    target = writer.folder / "annotations.jsonl"
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=".annotations.", dir=writer.folder)
+    with os.fdopen(fd, "wb") as out:
+        for chunk in _ordered_lines(writer, options):
+            out.write(chunk)
+            digest.update(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, target)
+    return digest.digest()
+
+
+def _ordered_lines(writer: _SplitWriter, options: ExportOptions) -> Iterator[bytes]:
+    files = [writer.files[task] for task in options.tasks]
+    for handle in files:
+        handle.flush()
+        handle.seek(0)
+    if options.order == "sequential":
+        for handle in files:
+            yield from (_strip(line) for line in handle)
+    elif options.order == "interleave":  # per image, its records in task order (files are in image order)
+        readers = [iter(handle) for handle in files]
+        heads = [next(r, None) for r in readers]
+        while any(h is not None for h in heads):
+            image = min(_index(h) for h in heads if h is not None)
+            for i, head in enumerate(heads):
+                if head is not None and _index(head) == image:
+                    yield _strip(head)
+                    heads[i] = next(readers[i], None)
+    else:  # shuffle: a seeded permutation of line offsets; only the offsets are held in memory
+        offsets: list[tuple[int, int]] = []
+        for index, handle in enumerate(files):
+            handle.seek(0)
+            position = 0
+            for line in handle:
+                offsets.append((index, position))
+                position += len(line)
+        order = np.random.default_rng(options.seed).permutation(len(offsets))
+        for k in order:
+            index, position = offsets[int(k)]
+            files[index].seek(position)
+            yield _strip(files[index].readline())
+
+
+def _index(line: bytes) -> int:
+    """The image index a scratch line starts with."""
+    return int(line[: line.index(b"\t")])
+
+
+def _strip(line: bytes) -> bytes:
+    return line[line.index(b"\t") + 1 :]
