@@ -44,9 +44,7 @@ def bench_augment(images: int = 48, repeats: int = 2) -> list[Figure]:
 
     def ours(n_workers: int) -> float:
         start = time.perf_counter()
-        report = make_variants(
-            dataset, [(s, 0) for s in sources], recipe, next(seeds), n_workers, media_dir(name)
-        )
+        report = make_variants(dataset, [(s, 0) for s in sources], recipe, next(seeds), n_workers, media_dir(name))
         return report.created / (time.perf_counter() - start)
 
     base, one, many = 0.0, 0.0, 0.0
@@ -55,9 +53,7 @@ def bench_augment(images: int = 48, repeats: int = 2) -> list[Figure]:
         one = max(one, ours(1))
         many = max(many, ours(workers))
     fo.delete_dataset(name)
-    ours_1 = (
-        f"fabricdata augment, 1 process ({images} images 1024x768, fabric-default; writes files + samples)"
-    )
+    ours_1 = f"fabricdata augment, 1 process ({images} images 1024x768, fabric-default; writes files + samples)"
     loop = "plain albumentations loop: decode, transform, encode"
     ours_n = f"fabricdata augment, {workers} processes"
     return [

@@ -33,13 +33,10 @@ def _in_memory_baseline(name: str, out: Path) -> int:
         ]
     )
     records: dict[str, list[dict[str, str]]] = {"train": [], "val": [], "test": []}
-    for path, sample_tags, w, h, sample_labels, rels in zip(
-        paths, tags, widths, heights, labels, boxes, strict=True
-    ):
+    for path, sample_tags, w, h, sample_labels, rels in zip(paths, tags, widths, heights, labels, boxes, strict=True):
         size = ImageSize(w, h)
         objects = [
-            LabeledBox(lab, fiftyone_to_box(r, size))
-            for lab, r in zip(sample_labels or [], rels or [], strict=True)
+            LabeledBox(lab, fiftyone_to_box(r, size)) for lab, r in zip(sample_labels or [], rels or [], strict=True)
         ]
         split = next(t for t in sample_tags if t in records)
         for record in records_for(objects, size, Path(path).name, ExportOptions()).values():

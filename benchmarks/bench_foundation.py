@@ -21,9 +21,7 @@ def _voc_folder(count: int) -> Path:
         for _ in range(rng.randint(1, 3)):
             x, y = rng.randint(0, 400), rng.randint(0, 400)
             objects.append(LabeledBox(rng.choice(["wrinkle", "drop", "broken"]), Box(x, y, x + 50, y + 60)))
-        write_voc(
-            ImageAnnotation(f"img_{i}.jpg", ImageSize(512, 512), tuple(objects)), folder / f"img_{i}.xml"
-        )
+        write_voc(ImageAnnotation(f"img_{i}.jpg", ImageSize(512, 512), tuple(objects)), folder / f"img_{i}.xml")
     return folder
 
 

@@ -25,9 +25,7 @@ def bench_import(images: int = 1000, repeats: int = 3) -> list[Figure]:
     from fabricdata.importer import import_folder
     from fabricdata.synth import SynthConfig, generate
 
-    folder = generate(
-        SynthConfig(images=images, seed=11, width=512, height=512), tempfile.mkdtemp(), workers=2
-    )
+    folder = generate(SynthConfig(images=images, seed=11, width=512, height=512), tempfile.mkdtemp(), workers=2)
     fo.Dataset(f"warm-{uuid.uuid4().hex[:6]}")  # start mongod outside the timings
     ours, theirs = 0.0, 0.0
     for _ in range(repeats):  # interleaved, best of each

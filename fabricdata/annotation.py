@@ -71,9 +71,7 @@ def check_label(path: str | Path | None, element: str, label: str, classes: Sequ
     return name
 
 
-def check_box(
-    path: str | Path | None, element: str, box: Box, size: ImageSize, tolerance: float = 0.0
-) -> None:
+def check_box(path: str | Path | None, element: str, box: Box, size: ImageSize, tolerance: float = 0.0) -> None:
     """Raise InvalidBoxError naming the file and element when ``box`` is not valid in an image of ``size``."""
     problem = box_problem(box, size, tolerance)
     if problem is not None:

@@ -65,9 +65,7 @@ def _load(path: Path) -> Any:
     try:
         return A.load(str(path), data_format="yaml")
     except Exception as exc:  # albumentations raises many types for a bad file
-        raise ConfigError(
-            f"{path}: not an albumentations pipeline ({exc.__class__.__name__}: {exc})"
-        ) from None
+        raise ConfigError(f"{path}: not an albumentations pipeline ({exc.__class__.__name__}: {exc})") from None
 
 
 def build_pipeline(recipe: Recipe) -> Any:
@@ -192,9 +190,7 @@ def source_samples(dataset: Any, split: str | None) -> Any:
     if split not in (None, "all"):
         view = view.match_tags(split)
         if not len(view):
-            raise DatasetError(
-                f"no original samples tagged {split!r}; run 'fabricdata split' first or use --split all"
-            )
+            raise DatasetError(f"no original samples tagged {split!r}; run 'fabricdata split' first or use --split all")
     return view.sort_by("filepath")
 
 

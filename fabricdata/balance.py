@@ -40,9 +40,7 @@ class BalanceReport:
 
 
 def instance_counts(view: Any, classes: list[str]) -> dict[str, int]:
-    counts = Counter(
-        label for labels in view.values(f"{GT_FIELD}.detections.label") for label in labels or []
-    )
+    counts = Counter(label for labels in view.values(f"{GT_FIELD}.detections.label") for label in labels or [])
     return {name: counts.get(name, 0) for name in classes}
 
 

@@ -114,9 +114,7 @@ def synth(
     from fabricdata.synth import SynthConfig, contact_sheet, generate, summarize
 
     width, height = parse_size(size)
-    config = SynthConfig(
-        images=images, seed=seed, width=width, height=height, classes=classes_option(classes)
-    )
+    config = SynthConfig(images=images, seed=seed, width=width, height=height, classes=classes_option(classes))
     with tracked("synth", images) as advance:
         target = generate(config, out, workers=workers, progress=advance)
     if sheet is not None:
@@ -161,9 +159,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Working folder of the demo.")] = Path("demo"),
     images: Annotated[int, typer.Option(min=8, help="Synthetic images to generate.")] = 120,
     seed: Annotated[int, typer.Option(help="Seed of the whole demo.")] = 0,
-    dataset: Annotated[
-        str, typer.Option("--dataset", "-d", help="Dataset the demo (re)creates.")
-    ] = "fabric-demo",
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset the demo (re)creates.")] = "fabric-demo",
 ) -> None:
     """Run the loop end to end on the built-in synthetic fabric dataset.
 
@@ -253,20 +249,12 @@ def error_table(title: str, errors: Sequence[AnnotationError]) -> None:
 
 @app.command("import")
 def import_(
-    folder: Annotated[
-        Path, typer.Argument(help="LabelImg folder (images with VOC XML, YOLO txt or CreateML JSON).")
-    ],
+    folder: Annotated[Path, typer.Argument(help="LabelImg folder (images with VOC XML, YOLO txt or CreateML JSON).")],
     dataset: DatasetOption = "fabric",
     format: Annotated[str, typer.Option("--format", help="auto, voc, yolo or createml.")] = "auto",
-    classes: Annotated[
-        str | None, typer.Option(help="Comma-separated class list; other labels are errors.")
-    ] = None,
-    prune: Annotated[
-        bool, typer.Option(help="Remove samples whose files disappeared from the folder.")
-    ] = False,
-    force: Annotated[
-        bool, typer.Option(help="Let changed files overwrite App edits not yet written back.")
-    ] = False,
+    classes: Annotated[str | None, typer.Option(help="Comma-separated class list; other labels are errors.")] = None,
+    prune: Annotated[bool, typer.Option(help="Remove samples whose files disappeared from the folder.")] = False,
+    force: Annotated[bool, typer.Option(help="Let changed files overwrite App edits not yet written back.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Import a LabelImg folder into a persistent FiftyOne dataset (idempotent; bulk inserts).
@@ -382,9 +370,7 @@ def app_(
     dataset: DatasetOption = "fabric",
     view: Annotated[str | None, typer.Option(help="Open this saved view.")] = None,
     port: Annotated[int, typer.Option(help="Port of the App server.")] = 5151,
-    address: Annotated[
-        str, typer.Option(help="Address to serve on (0.0.0.0 for remote annotators).")
-    ] = "127.0.0.1",
+    address: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for remote annotators).")] = "127.0.0.1",
 ) -> None:
     """Launch the FiftyOne App on the dataset (or a saved view) to browse and fix labels; Ctrl-C stops it.
 
@@ -405,9 +391,7 @@ def app_(
     if view is not None:
         if not data.has_saved_view(view):
             known = ", ".join(data.list_saved_views()) or "none"
-            raise ConfigError(
-                f"--view: dataset {dataset!r} has no saved view {view!r} (saved views: {known})"
-            )
+            raise ConfigError(f"--view: dataset {dataset!r} has no saved view {view!r} (saved views: {known})")
         target = data.load_saved_view(view)
         url += f"?view={_slug(view)}"
     session = fo.launch_app(target, port=port, address=address, remote=True, auto=False)
@@ -493,9 +477,7 @@ def export_florence_(
     order: Annotated[
         str, typer.Option(help="sequential (all OD, then dense, then grounding), interleave, shuffle.")
     ] = "sequential",
-    phrases: Annotated[
-        Path | None, typer.Option(help="YAML/JSON class -> phrase table for captions.")
-    ] = None,
+    phrases: Annotated[Path | None, typer.Option(help="YAML/JSON class -> phrase table for captions.")] = None,
     negatives: Annotated[bool, typer.Option(help="Export defect-free images with an empty suffix.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of --order shuffle.")] = 0,
     max_label_tokens: Annotated[int, typer.Option(help="Label budget per record (Florence-2: 1023).")] = 1023,
@@ -536,9 +518,7 @@ def export_florence_(
     console.print(table)
     console.print(f"manifest {Path(out) / 'manifest.json'} (content hash {manifest.content_hash[:16]})")
     if manifest.unassigned:
-        console.print(
-            f"[yellow]{manifest.unassigned} sample(s) without a split tag not exported[/] (fabricdata split)"
-        )
+        console.print(f"[yellow]{manifest.unassigned} sample(s) without a split tag not exported[/] (fabricdata split)")
     for item in manifest.over_budget:
         console.print(f"[yellow]over the label budget, not exported:[/] {item}")
 
@@ -549,15 +529,11 @@ def _workers_default() -> int:
 
 @app.command()
 def augment(
-    recipe: Annotated[
-        str, typer.Option(help="albumentations YAML file, or a shipped recipe name (flip, ...).")
-    ],
+    recipe: Annotated[str, typer.Option(help="albumentations YAML file, or a shipped recipe name (flip, ...).")],
     dataset: DatasetOption = "fabric",
     copies: Annotated[int, typer.Option(min=1, help="Variants per source image.")] = 1,
     seed: Annotated[int, typer.Option(help="Base seed; results do not depend on --workers.")] = 0,
-    split: Annotated[
-        str, typer.Option(help="Augment the originals of this split ('all' for every one).")
-    ] = "train",
+    split: Annotated[str, typer.Option(help="Augment the originals of this split ('all' for every one).")] = "train",
     workers: Annotated[int, typer.Option(min=1, help="Processes.")] = _workers_default(),
 ) -> None:
     """Make box-aware augmented variants (new samples with lineage) with an albumentations recipe.
@@ -613,9 +589,7 @@ def split(
 
     report = split_dataset(dataset, parse_ratios(ratios), seed, reshuffle)
     labels = sorted({label for row in report.images.values() for label in row if label != "(images)"})
-    table = Table(
-        title=f"{dataset}: {report.assigned} group(s) assigned, {report.kept} kept (original images)"
-    )
+    table = Table(title=f"{dataset}: {report.assigned} group(s) assigned, {report.kept} kept (original images)")
     table.add_column("split")
     for column in ("(images)", *labels):
         table.add_column(column, justify="right")

@@ -25,7 +25,7 @@ import numpy as np
 from fabricdata.annotation import LabeledBox
 from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, reading_order_key
 from fabricdata.errors import ConfigError, DatasetError
-from fabricdata.fileio import atomic_write_text
+from fabricdata.fileio import atomic_write_bytes, atomic_write_text
 from fabricdata.florence import (
     TASK_DENSE,
     TASK_GROUNDING,
@@ -42,6 +42,8 @@ from fabricdata.store import GT_FIELD, load_dataset
 Order = Literal["sequential", "interleave", "shuffle"]
 #: dataset split tag -> export folder (maestro's names)
 FOLDERS = {"train": "train", "val": "valid", "test": "test"}
+#: per split folder: exported image name -> original file path and sample id (for review)
+SOURCES_FILE = "sources.jsonl"
 #: Florence-2's decoder has 1024 positions; the label text must fit with its end token
 DEFAULT_MAX_LABEL_TOKENS = 1023
 
@@ -73,12 +75,8 @@ def load_phrases(path: str | Path | None) -> dict[str, str]:
     try:
         data = yaml.safe_load(source.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(
-            f"{source}: cannot read the phrase table ({exc.__class__.__name__}: {exc})"
-        ) from None
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-    ):
+        raise ConfigError(f"{source}: cannot read the phrase table ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise ConfigError(f"{source}: the phrase table must map class names to phrases (class: phrase)")
     return {key: value.strip() for key, value in data.items()}
 
@@ -135,6 +133,7 @@ class _SplitWriter:
 
     folder: Path
     files: dict[str, Any]
+    sources: Any = None
     names: set[str] = field(default_factory=set)
     images: int = 0
     records: Counter[str] = field(default_factory=Counter)
@@ -164,6 +163,7 @@ def _line(record: dict[str, str]) -> bytes:
 
 
 _FIELDS = [
+    "id",
     "filepath",
     "tags",
     "metadata.width",
@@ -174,12 +174,12 @@ _FIELDS = [
 ]
 
 
-def _samples(view: Any, batch: int = 500) -> Iterator[tuple[str, list[str], ImageSize, list[LabeledBox]]]:
+def _samples(view: Any, batch: int = 500) -> Iterator[tuple[str, str, list[str], ImageSize, list[LabeledBox]]]:
     """Samples in file-path order, read in batches with one aggregation each (memory: one batch)."""
     ordered = view.sort_by("filepath")
     for start in range(0, len(ordered), batch):
         columns = ordered.skip(start).limit(batch).values(_FIELDS)
-        for path, tags, width, height, labels, rels, captions in zip(*columns, strict=True):
+        for sample_id, path, tags, width, height, labels, rels, captions in zip(*columns, strict=True):
             if not width or not height:
                 raise DatasetError(f"{path}: sample has no image size metadata; re-import its folder")
             size = ImageSize(int(width), int(height))
@@ -187,7 +187,7 @@ def _samples(view: Any, batch: int = 500) -> Iterator[tuple[str, list[str], Imag
                 LabeledBox(label=label, box=fiftyone_to_box(rel, size), caption=caption)
                 for label, rel, caption in zip(labels or [], rels or [], captions or [], strict=True)
             ]
-            yield path, list(tags or []), size, objects
+            yield sample_id, path, list(tags or []), size, objects
 
 
 def export_florence(
@@ -214,11 +214,11 @@ def export_florence(
     for tag, folder in FOLDERS.items():
         (root / folder).mkdir(exist_ok=True)
         files = {task: (scratch / f"{folder}-{i}.jsonl").open("w+b") for i, task in enumerate(options.tasks)}
-        writers[tag] = _SplitWriter(root / folder, files)
+        writers[tag] = _SplitWriter(root / folder, files, (scratch / f"{folder}-sources.jsonl").open("w+b"))
     unassigned = 0
     over_budget: list[str] = []
     try:
-        for index, (path, tags, size, objects) in enumerate(_samples(view)):
+        for index, (sample_id, path, tags, size, objects) in enumerate(_samples(view)):
             if progress:
                 progress(1)
             split = current_split(tags)
@@ -239,6 +239,7 @@ def export_florence(
                 wrote = True
             if wrote:
                 _place_image(Path(path), writer.folder / name)
+                writer.sources.write(_line({"image": name, "filepath": path, "sample_id": sample_id}))
                 writer.images += 1
                 writer.instances.update(obj.label for obj in objects)
             else:
@@ -250,6 +251,7 @@ def export_florence(
         for writer in writers.values():
             for handle in writer.files.values():
                 handle.close()
+            writer.sources.close()
         shutil.rmtree(scratch, ignore_errors=True)
     manifest = ExportManifest(
         dataset=dataset_name,
@@ -286,6 +288,9 @@ def _assemble(writer: _SplitWriter, options: ExportOptions) -> bytes:
         os.fsync(out.fileno())
     os.chmod(tmp, 0o644)
     os.replace(tmp, target)
+    writer.sources.flush()
+    writer.sources.seek(0)
+    atomic_write_bytes(writer.folder / SOURCES_FILE, writer.sources.read())
     return digest.digest()
 
 

@@ -34,9 +34,7 @@ def check_label_text(label: str) -> str:
     """A label must be non-empty and free of ``<``/``>``, which would break the suffix grammar."""
     text = label.strip()
     if not text or "<" in text or ">" in text:
-        raise ConfigError(
-            f"label {label!r} cannot be written to Florence-2 text (empty or contains '<' or '>')"
-        )
+        raise ConfigError(f"label {label!r} cannot be written to Florence-2 text (empty or contains '<' or '>')")
     return text
 
 

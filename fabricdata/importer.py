@@ -112,9 +112,7 @@ def import_folder(
                 progress(1)
         else:
             changed.append((entry[0], item))
-    report.exif_rotated = [
-        str(i.image_path) for i in new_items if exif_orientation(i.image_path) not in (0, 1)
-    ]
+    report.exif_rotated = [str(i.image_path) for i in new_items if exif_orientation(i.image_path) not in (0, 1)]
     bulk_add(dataset, new_items, root, progress)
     report.added = len(new_items)
     _apply_changes(dataset, changed, force, report, progress)
@@ -172,9 +170,7 @@ def _label_fields(item: FolderItem, detections: Any = None) -> dict[str, Any]:
     }
 
 
-def bulk_add(
-    dataset: Any, items: Sequence[FolderItem], root: Path, progress: Callable[[int], None] | None
-) -> None:
+def bulk_add(dataset: Any, items: Sequence[FolderItem], root: Path, progress: Callable[[int], None] | None) -> None:
     """Add new samples in bulk.
 
     The first sample goes through FiftyOne's own ``add_samples`` (schema, media type, document layout). Its
@@ -197,9 +193,7 @@ def bulk_add(
         return
     for start in range(0, len(rest), _BATCH):
         chunk = rest[start : start + _BATCH]
-        dataset._sample_collection.insert_many(
-            [_document(item, root, dataset_id) for item in chunk], ordered=True
-        )
+        dataset._sample_collection.insert_many([_document(item, root, dataset_id) for item in chunk], ordered=True)
         if progress:
             progress(len(chunk))
 
@@ -356,9 +350,7 @@ def _update_from_export(
         entry = entries.get(item.image_path.name)
         if entry is None:
             report.errors.append(
-                InvalidValueError(
-                    item.annotation_path, "filename", "not part of the export", item.image_path.name
-                )
+                InvalidValueError(item.annotation_path, "filename", "not part of the export", item.image_path.name)
             )
         else:
             by_id[entry["id"]] = item

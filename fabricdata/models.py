@@ -43,9 +43,7 @@ class ExportRecord(BaseModel):
 
     image: str = Field(description="Image file name, relative to the annotations.jsonl folder.")
     prefix: str = Field(description="Task token, plus the caption for <CAPTION_TO_PHRASE_GROUNDING>.")
-    suffix: str = Field(
-        description="Target text: label<loc_x1><loc_y1><loc_x2><loc_y2>... ('' for negatives)."
-    )
+    suffix: str = Field(description="Target text: label<loc_x1><loc_y1><loc_x2><loc_y2>... ('' for negatives).")
 
 
 class ExportManifest(BaseModel):
@@ -62,9 +60,7 @@ class ExportManifest(BaseModel):
     seed: int
     negatives: bool = Field(description="Whether defect-free images were exported with an empty suffix.")
     phrases: dict[str, str] = Field(description="Class -> region caption / grounding phrase.")
-    max_label_tokens: int = Field(
-        description="Label budget: records whose suffix could exceed it are skipped."
-    )
+    max_label_tokens: int = Field(description="Label budget: records whose suffix could exceed it are skipped.")
     images: dict[str, int] = Field(description="Images per split folder (train, valid, test).")
     records: dict[str, dict[str, int]] = Field(description="Records per split folder and task.")
     instances: dict[str, dict[str, int]] = Field(description="Boxes per split folder and class.")

@@ -56,9 +56,7 @@ def load_dataset(name: str = DEFAULT_DATASET) -> fo.Dataset:
     fo = fiftyone()
     if not fo.dataset_exists(name):
         known = ", ".join(fo.list_datasets()) or "none"
-        raise DatasetError(
-            f"dataset {name!r} does not exist (datasets: {known}); run 'fabricdata import' first"
-        )
+        raise DatasetError(f"dataset {name!r} does not exist (datasets: {known}); run 'fabricdata import' first")
     dataset = fo.load_dataset(name)
     ensure_schema(dataset, ())  # datasets made by an older fabricdata get the fields they lack
     return dataset
@@ -92,10 +90,7 @@ def ensure_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
         F_VERIFIED: (fo.BooleanField, {}),
         F_SOURCE_FOLDER: (fo.StringField, {}),
         F_SOURCE_ID: (fo.StringField, {}),
-        **{
-            name: (fo.IntField if kind == "int" else fo.StringField, {})
-            for name, kind in VARIANT_FIELDS.items()
-        },
+        **{name: (fo.IntField if kind == "int" else fo.StringField, {}) for name, kind in VARIANT_FIELDS.items()},
     }
     for path, (ftype, kwargs) in wanted.items():
         if path not in schema:

@@ -108,9 +108,7 @@ def _window(cx: float, cy: float, reach: float, size: ImageSize) -> tuple[int, i
     return x0, y0, x1, y1
 
 
-def _paint(
-    canvas: _Canvas, window: tuple[int, int, int, int], alpha: FloatArray, target: FloatArray
-) -> Box | None:
+def _paint(canvas: _Canvas, window: tuple[int, int, int, int], alpha: FloatArray, target: FloatArray) -> Box | None:
     """Blend ``target`` into the window through ``alpha``; return the box of the changed pixels."""
     alpha = np.where(alpha >= 0.08, alpha, 0.0).astype(np.float32)
     rows = np.flatnonzero(alpha.any(axis=1))
@@ -193,9 +191,7 @@ def _plan(config: SynthConfig, rng: np.random.Generator) -> list[int]:
     count = int(rng.choice([1, 1, 1, 2, 2, 3]))
     if rng.random() < 0.5:  # several defects of one class
         return [first] * count
-    return [first] + [
-        int(rng.choice(len(config.classes), p=config.class_weights())) for _ in range(count - 1)
-    ]
+    return [first] + [int(rng.choice(len(config.classes), p=config.class_weights())) for _ in range(count - 1)]
 
 
 def render(config: SynthConfig, index: int) -> tuple[np.ndarray, list[tuple[str, Box]]]:
@@ -263,9 +259,7 @@ def generate(
     return target
 
 
-def contact_sheet(
-    folder: str | Path, out: str | Path, columns: int = 4, count: int = 12, thumb: int = 320
-) -> Path:
+def contact_sheet(folder: str | Path, out: str | Path, columns: int = 4, count: int = 12, thumb: int = 320) -> Path:
     """A PNG grid of the first ``count`` images of a LabelImg folder with their boxes drawn and labelled."""
     from PIL import Image, ImageDraw
 

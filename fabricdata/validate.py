@@ -37,16 +37,10 @@ class _Rows:
             ]
         )
         self.samples = list(zip(ids, paths, tags, sources, strict=True))
-        self.sizes = {
-            sid: ImageSize(int(w or 0), int(h or 0)) for sid, w, h in zip(ids, widths, heights, strict=True)
-        }
+        self.sizes = {sid: ImageSize(int(w or 0), int(h or 0)) for sid, w, h in zip(ids, widths, heights, strict=True)}
         self.boxes: list[tuple[str, str, str, list[float]]] = []  # sample id, box id, label, relative box
-        for sid, sample_labels, sample_rels, sample_label_ids in zip(
-            ids, labels, rels, label_ids, strict=True
-        ):
-            for label, rel, lid in zip(
-                sample_labels or [], sample_rels or [], sample_label_ids or [], strict=True
-            ):
+        for sid, sample_labels, sample_rels, sample_label_ids in zip(ids, labels, rels, label_ids, strict=True):
+            for label, rel, lid in zip(sample_labels or [], sample_rels or [], sample_label_ids or [], strict=True):
                 self.boxes.append((sid, lid, label, rel))
         self.split = {sid: current_split(t) for sid, _, t, _ in self.samples}
         self.source = {sid: src for sid, _, _, src in self.samples}
@@ -74,9 +68,7 @@ def validate(
     findings += _image_checks(rows, near_duplicate_bits, progress)
     findings += _lineage_checks(rows)
     defect_free = [sid for sid, _, _, _ in rows.samples if sid not in {b[0] for b in rows.boxes}]
-    findings.append(
-        _finding("defect-free-images", "info", f"{len(defect_free)} defect-free images", defect_free)
-    )
+    findings.append(_finding("defect-free-images", "info", f"{len(defect_free)} defect-free images", defect_free))
     if save_views:
         _save_views(dataset, findings)
     errors = sum(f.severity == "error" for f in findings)
@@ -130,23 +122,17 @@ def _label_checks(rows: _Rows, classes: list[str], min_instances: int, ratio: fl
         )
     unused = [name for name, count in counts.items() if count == 0]
     if unused:
-        found.append(
-            _finding("unused-classes", "warning", f"classes never used: {', '.join(unused)}", classes=unused)
-        )
+        found.append(_finding("unused-classes", "warning", f"classes never used: {', '.join(unused)}", classes=unused))
     few = [name for name, count in counts.items() if 0 < count < min_instances]
     if few:
         detail = ", ".join(f"{name} ({counts[name]})" for name in few)
-        found.append(
-            _finding("few-instances", "warning", f"fewer than {min_instances} boxes: {detail}", classes=few)
-        )
+        found.append(_finding("few-instances", "warning", f"fewer than {min_instances} boxes: {detail}", classes=few))
     used = {name: count for name, count in counts.items() if count}
     if len(used) > 1:
         largest, smallest = max(used, key=used.__getitem__), min(used, key=used.__getitem__)
         value = used[largest] / used[smallest]
         if value > ratio:
-            message = (
-                f"class imbalance {value:.1f}:1 ({largest} {used[largest]} vs {smallest} {used[smallest]})"
-            )
+            message = f"class imbalance {value:.1f}:1 ({largest} {used[largest]} vs {smallest} {used[smallest]})"
             found.append(_finding("class-imbalance", "warning", message, classes=[largest, smallest]))
     return found
 
@@ -198,13 +184,9 @@ def _box_checks(rows: _Rows, sigma: float, duplicate_iou: float) -> list[Finding
         if spread > 0:
             outliers += [(sid, lid) for sid, lid, a in class_rows if abs(a - centre) > sigma * spread]
     if outliers:
-        message = (
-            f"{len(outliers)} boxes over {sigma:g} sigma from their class's typical size (log area, robust)"
-        )
+        message = f"{len(outliers)} boxes over {sigma:g} sigma from their class's typical size (log area, robust)"
         found.append(
-            _finding(
-                "box-size-outliers", "warning", message, [o[0] for o in outliers], [o[1] for o in outliers]
-            )
+            _finding("box-size-outliers", "warning", message, [o[0] for o in outliers], [o[1] for o in outliers])
         )
     duplicates = []
     for sid, items in by_sample.items():

@@ -130,9 +130,7 @@ def _write_createml(path: Path, samples: list[Any], force: bool, report: WriteBa
             report.errors.append(WriteBackConflictError(path, name, "entry no longer in the file"))
             continue
         try:
-            _check_unchanged_on_disk(
-                path, createml_entry_hash(entries[index]), sample[F_ANNOTATION_HASH], force
-            )
+            _check_unchanged_on_disk(path, createml_entry_hash(entries[index]), sample[F_ANNOTATION_HASH], force)
         except AnnotationError as exc:
             report.errors.append(exc)
             continue

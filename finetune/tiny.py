@@ -85,13 +85,9 @@ def _train_tokenizer(classes: Sequence[str], vocab_size: int) -> Any:
     )
     model = json.loads(bpe.to_str())["model"]
     merges: Any = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
-    tokenizer = BartTokenizer(
-        vocab=model["vocab"], merges=merges, extra_special_tokens={"image_token": "<image>"}
-    )
+    tokenizer = BartTokenizer(vocab=model["vocab"], merges=merges, extra_special_tokens={"image_token": "<image>"})
     specials = [*FLORENCE_TASK_TOKENS, *(f"<loc_{i}>" for i in range(LOC_BINS))]
-    tokenizer.add_tokens(
-        [AddedToken(t, special=True, normalized=False) for t in specials], special_tokens=True
-    )
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in specials], special_tokens=True)
     return tokenizer
 
 

@@ -13,9 +13,7 @@ OUT = Path(__file__).parents[1] / "pipelines" / "augment"
 
 
 def bbox_params(min_visibility: float = 0.3) -> A.BboxParams:
-    return A.BboxParams(
-        format="pascal_voc", label_fields=["labels"], min_visibility=min_visibility, clip=True
-    )
+    return A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=min_visibility, clip=True)
 
 
 def recipes() -> dict[str, A.Compose]:

@@ -48,9 +48,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A tiny random Florence-2 saved once per test session."""
     from finetune.tiny import build_tiny_florence
 
-    path = build_tiny_florence(
-        tmp_path_factory.mktemp("tiny-florence"), classes=("wrinkle", "drop", "broken-weft")
-    )
+    path = build_tiny_florence(tmp_path_factory.mktemp("tiny-florence"), classes=("wrinkle", "drop", "broken-weft"))
     yield path
 
 

@@ -114,9 +114,7 @@ def _shoot(page, url: str, out: Path, ready) -> Path:  # type: ignore[no-untyped
             return out
 
 
-def test_app_grid_renders_the_datasets_boxes(
-    app_server: tuple[str, subprocess.Popen[str]], grey_dataset: str
-) -> None:
+def test_app_grid_renders_the_datasets_boxes(app_server: tuple[str, subprocess.Popen[str]], grey_dataset: str) -> None:
     from playwright.sync_api import sync_playwright
 
     executable = _require_chromium()

@@ -29,9 +29,7 @@ def name() -> Iterator[str]:
 
 def _boxes(sample) -> list[tuple[str, tuple[float, ...]]]:  # type: ignore[no-untyped-def]
     size = ImageSize(sample.metadata.width, sample.metadata.height)
-    return [
-        (d.label, fiftyone_to_box(d.bounding_box, size).as_tuple()) for d in sample.ground_truth.detections
-    ]
+    return [(d.label, fiftyone_to_box(d.bounding_box, size).as_tuple()) for d in sample.ground_truth.detections]
 
 
 def _split_of(sample) -> str | None:  # type: ignore[no-untyped-def]
@@ -160,9 +158,7 @@ def test_no_group_crosses_splits_in_any_order_and_splits_are_stable(
     assert reshuffled != after
 
 
-def test_split_is_deterministic_for_a_seed(
-    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_split_is_deterministic_for_a_seed(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
     import fiftyone as fo
 
     folder = imported_synth(tmp_path / "data", name, capsys, images=40)
@@ -171,9 +167,7 @@ def test_split_is_deterministic_for_a_seed(
     try:
         for dataset in (name, other):
             run(["split", "-d", dataset, "--seed", "5"], capsys)
-        splits = [
-            dict(zip(*fo.load_dataset(d).values(["filepath", "tags"]), strict=True)) for d in (name, other)
-        ]
+        splits = [dict(zip(*fo.load_dataset(d).values(["filepath", "tags"]), strict=True)) for d in (name, other)]
         assert splits[0] == splits[1]
     finally:
         fo.delete_dataset(other)

@@ -88,26 +88,19 @@ def test_export_round_trips_through_the_processor_and_follows_its_schemas(
                 record["suffix"], task="<OD>", image_size=(size.width, size.height)
             )["<OD>"]
             truth = sorted(
-                (d.label, fiftyone_to_box(d.bounding_box, size).as_tuple())
-                for d in sample.ground_truth.detections
+                (d.label, fiftyone_to_box(d.bounding_box, size).as_tuple()) for d in sample.ground_truth.detections
             )
             got = sorted(zip(theirs["labels"], [tuple(b) for b in theirs["bboxes"]], strict=True))
             assert [g[0] for g in got] == [t[0] for t in truth]
             bin_w, bin_h = florence_bin_width(size)
-            for (_, g), (_, t) in zip(
-                got, truth, strict=True
-            ):  # within one bin (+1 px: the processor truncates)
-                assert all(
-                    abs(a - b) <= bw + 1 for a, b, bw in zip(g, t, (bin_w, bin_h, bin_w, bin_h), strict=True)
-                )
+            for (_, g), (_, t) in zip(got, truth, strict=True):  # within one bin (+1 px: the processor truncates)
+                assert all(abs(a - b) <= bw + 1 for a, b, bw in zip(g, t, (bin_w, bin_h, bin_w, bin_h), strict=True))
             checked += 1
     assert checked == sum(manifest["records"][f]["<OD>"] for f in FOLDERS) == 30
     assert manifest["images"]["train"] + manifest["images"]["valid"] + manifest["images"]["test"] == 30
 
 
-def test_exporting_twice_is_byte_identical(
-    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_exporting_twice_is_byte_identical(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
     _dataset(tmp_path, name, capsys)
     for out in ("a", "b"):
         assert run(["export", "florence", str(tmp_path / out), "-d", name], capsys)[0] == 0
@@ -137,21 +130,12 @@ def test_task_orders(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[st
     results = {}
     for order, seed in (("sequential", 0), ("interleave", 0), ("shuffle", 1), ("shuffle", 2)):
         out = tmp_path / f"{order}-{seed}"
-        assert (
-            run(["export", "florence", str(out), "-d", name, "--order", order, "--seed", str(seed)], capsys)[
-                0
-            ]
-            == 0
-        )
+        assert run(["export", "florence", str(out), "-d", name, "--order", order, "--seed", str(seed)], capsys)[0] == 0
         results[(order, seed)] = _lines(out, "train")
     sequential = [r["prefix"][:4] for r in results[("sequential", 0)]]
-    assert sequential == sorted(
-        sequential, key=lambda p: ["<OD>", "<DEN", "<CAP"].index(p)
-    )  # OD, dense, grounding
+    assert sequential == sorted(sequential, key=lambda p: ["<OD>", "<DEN", "<CAP"].index(p))  # OD, dense, grounding
     interleave = results[("interleave", 0)]
-    assert [r["image"] for r in interleave[:2]] == [
-        interleave[0]["image"]
-    ] * 2  # one image's records together
+    assert [r["image"] for r in interleave[:2]] == [interleave[0]["image"]] * 2  # one image's records together
     assert interleave[0]["prefix"] == "<OD>" and interleave[1]["prefix"] == "<DENSE_REGION_CAPTION>"
     canon = sorted(json.dumps(r) for r in results[("sequential", 0)])
     for key in (("interleave", 0), ("shuffle", 1), ("shuffle", 2)):
@@ -159,9 +143,7 @@ def test_task_orders(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[st
     assert results[("shuffle", 1)] != results[("shuffle", 2)] != results[("sequential", 0)]
 
 
-def test_negatives_empty_splits_and_budget(
-    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_negatives_empty_splits_and_budget(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
     import fiftyone as fo
 
     generate(SynthConfig(images=20, seed=2, width=320, height=240), tmp_path / "data")
@@ -174,11 +156,7 @@ def test_negatives_empty_splits_and_budget(
     assert run(["export", "florence", str(out), "-d", name], capsys)[0] == 0
     od = [r for r in _lines(out, "train") if r["prefix"] == "<OD>"]
     assert sum(1 for r in od if r["suffix"] == "") == clean  # "nothing here" examples
-    assert (
-        (out / "valid" / "annotations.jsonl").read_text()
-        == ""
-        == (out / "test" / "annotations.jsonl").read_text()
-    )
+    assert (out / "valid" / "annotations.jsonl").read_text() == "" == (out / "test" / "annotations.jsonl").read_text()
     out = tmp_path / "noneg"
     assert run(["export", "florence", str(out), "-d", name, "--no-negatives"], capsys)[0] == 0
     assert all(r["suffix"] for r in _lines(out, "train"))
@@ -241,10 +219,7 @@ def test_export_of_a_saved_view(tmp_path: Path, name: str, capsys: pytest.Captur
     ds = fo.load_dataset(name)
     ds.save_view("with-drops", ds.match(fo.ViewField("ground_truth.detections.label").contains("drop")))
     out = tmp_path / "view"
-    assert (
-        run(["export", "florence", str(out), "-d", name, "--view", "with-drops", "--tasks", "od"], capsys)[0]
-        == 0
-    )
+    assert run(["export", "florence", str(out), "-d", name, "--view", "with-drops", "--tasks", "od"], capsys)[0] == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["view"] == "with-drops"
     assert sum(manifest["images"].values()) == len(ds.load_saved_view("with-drops"))

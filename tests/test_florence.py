@@ -91,27 +91,19 @@ def test_parser_never_raises_and_only_returns_complete_boxes(fragments: list[str
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    st.lists(st.tuples(st.sampled_from(["drop", "broken-weft", "wrinkle"]), st.integers(0, 999)), max_size=8)
-)
+@given(st.lists(st.tuples(st.sampled_from(["drop", "broken-weft", "wrinkle"]), st.integers(0, 999)), max_size=8))
 def test_encode_then_parse_round_trip(raw: list[tuple[str, int]]) -> None:
     size = ImageSize(1000, 1000)
-    objects = [
-        (label, Box(float(v) // 2, float(v) // 3, float(v) // 2 + 1, float(v) // 3 + 1)) for label, v in raw
-    ]
+    objects = [(label, Box(float(v) // 2, float(v) // 3, float(v) // 2 + 1, float(v) // 3 + 1)) for label, v in raw]
     parsed = fl.parse(fl.encode_objects(objects, size), size)
     assert sorted(label for label, _ in parsed) == sorted(label for label, _ in objects)
-    assert sorted(box_to_florence(b, size) for _, b in parsed) == sorted(
-        box_to_florence(b, size) for _, b in objects
-    )
+    assert sorted(box_to_florence(b, size) for _, b in parsed) == sorted(box_to_florence(b, size) for _, b in objects)
 
 
 def _random_boxes(rng: random.Random, n: int) -> list[tuple[ImageSize, Box]]:
     cases = []
     for _ in range(n):
-        size = ImageSize(
-            rng.choice([7, 640, 999, 1000, 1024, 1536, 2448, 4096]), rng.choice([5, 480, 768, 2048])
-        )
+        size = ImageSize(rng.choice([7, 640, 999, 1000, 1024, 1536, 2448, 4096]), rng.choice([5, 480, 768, 2048]))
         xs = sorted(rng.sample(range(size.width + 1), 2))
         ys = sorted(rng.sample(range(size.height + 1), 2))
         cases.append((size, Box(xs[0], ys[0], xs[1], ys[1])))
@@ -130,16 +122,12 @@ def test_parser_agrees_with_post_process_generation(tiny_processor) -> None:  # 
     rng = random.Random(1)
     for _ in range(200):
         size = ImageSize(rng.choice([640, 1024, 2448]), rng.choice([480, 768, 2048]))
-        labels = [
-            rng.choice(["drop", "broken-weft", "wrinkle", "two words"]) for _ in range(rng.randint(0, 5))
-        ]
+        labels = [rng.choice(["drop", "broken-weft", "wrinkle", "two words"]) for _ in range(rng.randint(0, 5))]
         text = "</s><s>"
         for label in labels:
             text += label + "".join(f"<loc_{rng.randint(0, 999)}>" for _ in range(4 * rng.randint(1, 2)))
         text += "</s>"
-        theirs = tiny_processor.post_process_generation(
-            text, task="<OD>", image_size=(size.width, size.height)
-        )
+        theirs = tiny_processor.post_process_generation(text, task="<OD>", image_size=(size.width, size.height))
         ours = fl.parse(text, size)
         assert [label for label, _ in ours] == theirs["<OD>"]["labels"]
         # the processor truncates its decoded bin centres to int; ours are the exact centres

@@ -192,9 +192,7 @@ def test_createml_golden_matches_voc_golden(assets: Path) -> None:
     assert tmp.exists()
 
 
-def read_createml_from_text(
-    path: Path, text: str, folder: Path
-) -> tuple[list[ImageAnnotation], list[AnnotationError]]:
+def read_createml_from_text(path: Path, text: str, folder: Path) -> tuple[list[ImageAnnotation], list[AnnotationError]]:
     path.write_text(text, encoding="utf-8")
     return read_createml(path, lambda name: image_size(folder / name))
 

@@ -57,9 +57,7 @@ def test_import_is_idempotent_and_schema_ready_for_the_app(
     sample = ds.first()
     ann = read_voc(sample["annotation_path"])
     size = ImageSize(sample.metadata.width, sample.metadata.height)
-    got = [
-        (d.label, box_to_voc(fiftyone_to_box(d.bounding_box, size))) for d in sample.ground_truth.detections
-    ]
+    got = [(d.label, box_to_voc(fiftyone_to_box(d.bounding_box, size))) for d in sample.ground_truth.detections]
     assert got == [(o.label, box_to_voc(o.box)) for o in ann.objects]
 
     code, out, _ = run(["import", str(synth_folder), "-d", dataset_name, "--json"], capsys)
@@ -67,9 +65,7 @@ def test_import_is_idempotent_and_schema_ready_for_the_app(
     assert code == 0 and again["added"] == 0 and again["unchanged"] == 12 and len(ds) == 12
 
 
-def test_bulk_import_stores_exactly_what_fiftyones_add_samples_stores(
-    synth_folder: Path, dataset_name: str
-) -> None:
+def test_bulk_import_stores_exactly_what_fiftyones_add_samples_stores(synth_folder: Path, dataset_name: str) -> None:
     import warnings
 
     import fiftyone as fo
@@ -84,9 +80,7 @@ def test_bulk_import_stores_exactly_what_fiftyones_add_samples_stores(
     reference = open_dataset(dataset_name + "-ref", ours.default_classes)
     try:
         scan = read_folder(synth_folder)
-        reference.add_samples(
-            [_new_sample(item, synth_folder.resolve()) for item in scan.items], progress=False
-        )
+        reference.add_samples([_new_sample(item, synth_folder.resolve()) for item in scan.items], progress=False)
         assert ours.get_field_schema(flat=True).keys() == reference.get_field_schema(flat=True).keys()
 
         def comparable(sample: fo.Sample) -> dict[str, object]:
@@ -105,9 +99,7 @@ def test_bulk_import_stores_exactly_what_fiftyones_add_samples_stores(
         reference.delete()
 
 
-def test_changed_and_removed_files(
-    synth_folder: Path, dataset_name: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_changed_and_removed_files(synth_folder: Path, dataset_name: str, capsys: pytest.CaptureFixture[str]) -> None:
     import fiftyone as fo
 
     run(["import", str(synth_folder), "-d", dataset_name], capsys)

@@ -31,9 +31,7 @@ def _by_check(out: str) -> dict[str, dict]:  # type: ignore[type-arg]
     return {f["check"]: f for f in report["findings"]}
 
 
-def test_a_clean_synthetic_dataset_has_no_errors(
-    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_clean_synthetic_dataset_has_no_errors(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
     imported_synth(tmp_path / "data", name, capsys, images=60)
     run(["split", "-d", name], capsys)
     run(["augment", "--recipe", "flip", "-d", name, "--workers", "1"], capsys)
@@ -45,9 +43,7 @@ def test_a_clean_synthetic_dataset_has_no_errors(
     assert found["defect-free-images"]["severity"] == "info" and found["defect-free-images"]["count"] > 0
 
 
-def test_planted_problems_are_all_found(
-    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_planted_problems_are_all_found(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
     import fiftyone as fo
 
     folder = imported_synth(tmp_path / "data", name, capsys, images=40)
@@ -61,9 +57,7 @@ def test_planted_problems_are_all_found(
     with Image.open(train_image) as image:
         ImageEnhance.Brightness(image).enhance(1.03).save(copy, quality=80)
     (folder / "copy_of_train.xml").write_bytes(
-        (folder / (train_image.stem + ".xml"))
-        .read_bytes()
-        .replace(train_image.name.encode(), copy.name.encode())
+        (folder / (train_image.stem + ".xml")).read_bytes().replace(train_image.name.encode(), copy.name.encode())
     )
     run(["import", str(folder), "-d", name], capsys)
     dup = ds.one(fo.ViewField("filepath") == str(copy))
@@ -101,9 +95,7 @@ def test_planted_problems_are_all_found(
     }
     for check, severity in expected.items():
         assert check in found and found[check]["severity"] == severity, (check, found.keys())
-    assert found["undefined-labels"]["classes"] == ["stain"] and found["undefined-labels"]["samples"] == [
-        s1.id
-    ]
+    assert found["undefined-labels"]["classes"] == ["stain"] and found["undefined-labels"]["samples"] == [s1.id]
     assert found["unused-classes"]["classes"] == ["hole"]
     assert found["degenerate-boxes"]["samples"] == [s2.id]
     assert s2.id in found["boxes-outside-image"]["samples"]
@@ -130,9 +122,7 @@ def test_size_outliers_few_instances_and_imbalance(
     tiny = fo.Detection(label="wrinkle", bounding_box=[0.5, 0.5, 0.004, 0.006])
     sample.ground_truth.detections.append(tiny)
     sample.save()
-    code, out, _ = run(
-        ["validate", "-d", name, "--json", "--min-instances", "1000", "--imbalance", "1.1"], capsys
-    )
+    code, out, _ = run(["validate", "-d", name, "--json", "--min-instances", "1000", "--imbalance", "1.1"], capsys)
     found = _by_check(out)
     assert code == 0  # warnings only, and no --strict
     assert tiny.id in found["box-size-outliers"]["labels"]

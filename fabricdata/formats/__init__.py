@@ -54,9 +54,7 @@ def detect_format(folder: str | Path) -> FormatName:
         return "yolo"
     if any(root.glob("*.json")):
         return "createml"
-    raise FormatDetectionError(
-        f"{root}: no VOC .xml, YOLO .txt + classes.txt or CreateML .json annotations found"
-    )
+    raise FormatDetectionError(f"{root}: no VOC .xml, YOLO .txt + classes.txt or CreateML .json annotations found")
 
 
 def read_folder(
@@ -102,9 +100,7 @@ def _image_for(annotation_path: Path, filename: str) -> Path:
         return named
     found = find_image(folder, annotation_path.stem)
     if found is None:
-        raise InvalidValueError(
-            annotation_path, "filename", "image not found beside the annotation", filename
-        )
+        raise InvalidValueError(annotation_path, "filename", "image not found beside the annotation", filename)
     return found
 
 
@@ -165,6 +161,4 @@ def images_without_annotation(folder: str | Path, scan: FolderScan) -> list[Path
     """Images of ``folder`` that no annotation of ``scan`` (good or bad) refers to."""
     seen = {item.image_path.name for item in scan.items}
     seen |= {Path(err.path).stem for err in scan.errors}
-    return [
-        p for p in sorted(Path(folder).iterdir()) if is_image(p) and p.name not in seen and p.stem not in seen
-    ]
+    return [p for p in sorted(Path(folder).iterdir()) if is_image(p) and p.name not in seen and p.stem not in seen]

@@ -28,9 +28,7 @@ def load_createml(path: str | Path) -> list[dict[str, Any]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidValueError(
-            source, "document", f"malformed JSON at line {exc.lineno}: {exc.msg}"
-        ) from None
+        raise InvalidValueError(source, "document", f"malformed JSON at line {exc.lineno}: {exc.msg}") from None
     if not isinstance(data, list):
         raise InvalidValueError(source, "document", "expected a JSON list of images", type(data).__name__)
     for index, entry in enumerate(data):
@@ -64,9 +62,7 @@ def read_createml_entry(
     )
 
 
-def _read_object(
-    path: str | Path, where: str, raw: Any, size: ImageSize, classes: Sequence[str] | None
-) -> LabeledBox:
+def _read_object(path: str | Path, where: str, raw: Any, size: ImageSize, classes: Sequence[str] | None) -> LabeledBox:
     if not isinstance(raw, dict):
         raise InvalidValueError(path, where, "expected an object", raw)
     label = check_label(path, f"{where}.label", str(raw.get("label", "")), classes)
@@ -110,9 +106,7 @@ def createml_to_text(annotations: Sequence[ImageAnnotation]) -> str:
         {
             "image": ann.filename,
             "verified": ann.verified,
-            "annotations": [
-                {"label": obj.label, "coordinates": box_to_createml(obj.box)} for obj in ann.objects
-            ],
+            "annotations": [{"label": obj.label, "coordinates": box_to_createml(obj.box)} for obj in ann.objects],
         }
         for ann in annotations
     ]

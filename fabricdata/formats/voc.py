@@ -56,17 +56,14 @@ def read_voc_bytes(path: str | Path, classes: Sequence[str] | None = None) -> tu
     return data, parse_voc(data, source, classes)
 
 
-def parse_voc(
-    data: bytes, path: str | Path | None = None, classes: Sequence[str] | None = None
-) -> ImageAnnotation:
+def parse_voc(data: bytes, path: str | Path | None = None, classes: Sequence[str] | None = None) -> ImageAnnotation:
     """Parse VOC XML bytes (see :func:`read_voc`)."""
     root = _safe_root(data, path)
     if root.tag != "annotation":
         raise InvalidValueError(path, "annotation", "root element must be <annotation>", root.tag)
     size = _read_size(root, path)
     objects = tuple(
-        _read_object(node, index, size, path, classes)
-        for index, node in enumerate(root.findall("object"), start=1)
+        _read_object(node, index, size, path, classes) for index, node in enumerate(root.findall("object"), start=1)
     )
     return ImageAnnotation(
         filename=_text(root, "filename", path, required=True),
@@ -164,9 +161,7 @@ def _number(node: etree._Element, xpath: str, path: str | Path | None, where: st
     return value
 
 
-def _int(
-    root: etree._Element, xpath: str, path: str | Path | None, default: int = 0, required: bool = False
-) -> int:
+def _int(root: etree._Element, xpath: str, path: str | Path | None, default: int = 0, required: bool = False) -> int:
     raw = root.findtext(xpath)
     if raw is None or not raw.strip():
         if required:

@@ -73,9 +73,7 @@ def _read_line(
     try:
         index = int(fields[0])
     except ValueError:
-        raise InvalidValueError(
-            source, f"{where} class", "class index is not an integer", fields[0]
-        ) from None
+        raise InvalidValueError(source, f"{where} class", "class index is not an integer", fields[0]) from None
     if not 0 <= index < len(file_classes):
         raise UnknownClassError(
             source, f"{where} class", f"index outside classes.txt (0..{len(file_classes) - 1})", index

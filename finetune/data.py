@@ -1,0 +1,92 @@
+"""Training data from a Florence-2 export: records, images, and collation in DataLoader workers.
+
+Images are read as stored (EXIF orientation ignored, as LabelImg and fabricdata do). Collation runs the
+processor on the CPU inside the workers and never touches CUDA; the loop moves batches to the device.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fabricdata.errors import InvalidValueError
+
+SPLIT_FOLDERS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    image: Path
+    prefix: str
+    suffix: str
+
+
+def read_records(folder: str | Path, tasks: Sequence[str] | None = None) -> list[Record]:
+    """Every record of ``folder/annotations.jsonl`` (an empty list when the split is empty).
+
+    A malformed line is an error naming the file and line: lines are never skipped silently.
+    """
+    root = Path(folder)
+    path = root / "annotations.jsonl"
+    if not path.is_file():
+        raise InvalidValueError(path, "file", "missing: is this a 'fabricdata export florence' folder?")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            record = Record(root / data["image"], str(data["prefix"]), str(data["suffix"]))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InvalidValueError(path, f"line {number}", f"not an export record ({exc})", line[:80]) from None
+        if not record.image.is_file():
+            raise InvalidValueError(path, f"line {number}", "image not found", data["image"])
+        if tasks is None or any(record.prefix.startswith(t) for t in tasks):
+            records.append(record)
+    return records
+
+
+def load_image(path: Path) -> Any:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+class RecordDataset:
+    """A map-style dataset of (image, prefix, suffix)."""
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self.records = list(records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[Any, str, str]:
+        record = self.records[index]
+        return load_image(record.image), record.prefix, record.suffix
+
+
+class Collator:
+    """Processor calls on CPU tensors; labels padded with -100 so padding is never learned."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+
+    def __call__(self, batch: Sequence[tuple[Any, str, str]]) -> dict[str, Any]:
+        images = [item[0] for item in batch]
+        inputs = self.processor(text=[item[1] for item in batch], images=images, return_tensors="pt", padding=True)
+        tokenizer = self.processor.tokenizer
+        labels = tokenizer(
+            [item[2] for item in batch], return_tensors="pt", padding=True, add_special_tokens=True
+        ).input_ids
+        labels[labels == tokenizer.pad_token_id] = -100
+        return {
+            "input_ids": inputs["input_ids"],
+            "attention_mask": inputs["attention_mask"],
+            "pixel_values": inputs["pixel_values"],
+            "labels": labels,
+        }
