@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -678,6 +679,120 @@ def validate(
         console.print(table)
     if strict and report.errors:
         raise typer.Exit(1)
+
+
+def _train_epilog() -> str:
+    from finetune.config import defaults_table
+
+    rows = "\n\n".join(f"  {key} = {default}: {help_}" for key, default, help_ in defaults_table())
+    return "Config keys and defaults (the seed project's findings):\n\n" + rows
+
+
+def run_dir(run: str) -> Path:
+    """``--run NAME`` is runs/NAME; a path (with a slash, or an existing folder) is used as is."""
+    path = Path(run)
+    return path if ("/" in run or path.is_dir()) else Path("runs") / run
+
+
+@app.command(epilog=_train_epilog())
+def train(
+    config: Annotated[
+        Path | None, typer.Argument(help="YAML config (optional when --set gives model, data, out).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a key: --set lora.r=16 (repeatable).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the run's checkpoints/last.")] = False,
+) -> None:
+    """Fine-tune Florence-2 with LoRA/DoRA on a Florence-2 export (one process; several: accelerate launch).
+
+    Writes the run folder: config.yaml, checkpoints/last and checkpoints/best (adapter + processor + config),
+    metrics.csv and loss_curve.png. For several GPUs or nodes: accelerate launch -m finetune.train CONFIG.
+
+    Examples:
+
+      fabricdata train --set model=models/tiny --set data=exports/v1 --set out=runs/r1 --set epochs=3
+
+      fabricdata train configs/base.yaml --set lora.use_dora=true --set lr=2e-5
+
+      fabricdata train configs/base.yaml --resume
+    """
+    from finetune.config import load_config
+    from finetune.train import train as run_train
+
+    summary = run_train(load_config(config, set_ or ()), resume=resume, log=console.print)
+    state = "stopped early (continue with --resume)" if summary.stopped_early else "done"
+    val = f", best val loss {summary.val_loss:.4f}" if summary.val_loss is not None else ""
+    console.print(
+        f"[green]{state}:[/] {summary.global_step} steps, {summary.epochs_done} epoch(s), "
+        f"train loss {summary.train_loss:.4f}{val}, {summary.samples_per_s:.1f} samples/s -> {summary.out}"
+    )
+
+
+@app.command()
+def predict(
+    run: Annotated[str, typer.Option(help="Run name (runs/NAME) or folder; predictions.jsonl is written there.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Predict with this model instead of the run's adapter: a merged "
+            "model folder or a base model (the zero-shot baseline)."
+        ),
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="Export folder (default: the run's training data).")] = None,
+    split: Annotated[str, typer.Option(help="Split folder of the export: train, valid or test.")] = "test",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per generate call.")] = 8,
+    num_beams: Annotated[int, typer.Option(min=1, help="Beam width.")] = 3,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Default: the export's label budget.")] = None,
+) -> None:
+    """Batched prediction with a real confidence per box; writes runs/NAME/predictions.jsonl.
+
+    Examples:
+
+      fabricdata predict --run r1
+
+      fabricdata predict --run base --model florence-community/Florence-2-base --data exports/v1
+    """
+    import yaml
+
+    from finetune.model import load_for_inference
+    from finetune.predict import DEFAULT_MAX_NEW_TOKENS, PredictOptions, export_images
+    from finetune.predict import predict as run_predict
+
+    folder = run_dir(run)
+    if data is None:
+        if not (folder / "config.yaml").is_file():
+            raise ConfigError(f"--data: {folder} has no config.yaml to take the export folder from; give --data")
+        data = Path(yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))["data"])
+    budget = max_new_tokens
+    if budget is None:
+        manifest = data / "manifest.json"
+        budget = json.loads(manifest.read_text())["max_label_tokens"] if manifest.is_file() else DEFAULT_MAX_NEW_TOKENS
+    images = export_images(data, split)
+    source = model or str(folder)
+    loaded, processor = load_for_inference(source)
+    folder.mkdir(parents=True, exist_ok=True)
+    options = PredictOptions(batch_size=batch_size, num_beams=num_beams, max_new_tokens=budget)
+    with tracked("predict", len(images)) as advance:
+        count = run_predict(loaded, processor, images, folder / "predictions.jsonl", options, advance)
+    console.print(f"{count} prediction(s) of {source} on {data}/{split} -> {folder / 'predictions.jsonl'}")
+
+
+@app.command("export-model")
+def export_model(
+    out: Annotated[Path, typer.Argument(help="Folder for the standalone merged model.")],
+    run: Annotated[str, typer.Option(help="Run name (runs/NAME) or folder whose adapter to merge.")],
+) -> None:
+    """Merge a run's adapter into a standalone model (AutoModelForImageTextToText / AutoProcessor load it).
+
+    Example:
+
+      fabricdata export-model --run r1 models/fabric-r1
+    """
+    from finetune.model import merge_adapter
+
+    path = merge_adapter(run_dir(run), out)
+    console.print(f"merged model saved to [bold]{path}[/]")
 
 
 @app.command()

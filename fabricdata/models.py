@@ -67,3 +67,25 @@ class ExportManifest(BaseModel):
     unassigned: int = Field(description="Samples without a train/val/test tag (not exported).")
     over_budget: list[str] = Field(description="Images skipped for a task because of the label budget.")
     content_hash: str = Field(description="sha256 of the annotations.jsonl files, in split order.")
+
+
+class PredictedBox(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str
+    bbox: list[float] = Field(min_length=4, max_length=4, description="xmin, ymin, xmax, ymax in pixels of the image.")
+    confidence: float = Field(
+        ge=0.0, le=1.0, description="Geometric mean probability of the box's label and loc tokens."
+    )
+
+
+class PredictionRecord(BaseModel):
+    """One line of ``runs/R/predictions.jsonl``: one image and task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="Image name in the export split folder.")
+    filepath: str | None = Field(default=None, description="Original file of the image (from the export's sources).")
+    task: str = Field(description="Florence-2 task token, e.g. <OD>.")
+    text: str = Field(description="Raw generated text.")
+    detections: list[PredictedBox]

@@ -16,12 +16,15 @@ SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
 
 def models() -> dict[str, type[BaseModel]]:
-    from fabricdata.models import ExportManifest, ExportRecord, ValidationReport
+    from fabricdata.models import ExportManifest, ExportRecord, PredictionRecord, ValidationReport
+    from finetune.config import TrainConfig
 
     return {
         "validation-report": ValidationReport,
         "export-record": ExportRecord,
         "export-manifest": ExportManifest,
+        "prediction-record": PredictionRecord,
+        "train-config": TrainConfig,
     }
 
 

@@ -121,6 +121,7 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print) -> RunSum
     torch.set_flush_denormal(True)  # avoids random 3-5x CPU slowdowns in tiny-model training
     accelerator = _accelerator(config)
     main = accelerator.is_main_process
+    say = log if main else (lambda *_: None)  # one voice, not one per process
     out = Path(config.out)
     last_dir, best_dir = out / "checkpoints" / "last", out / "checkpoints" / "best"
     if resume and not (last_dir / checkpoint.STATE_FILE).is_file():
@@ -154,7 +155,7 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print) -> RunSum
             shutil.copyfile(manifest, out / "export_manifest.json")
     metrics = MetricsLog(out / "metrics.csv", progress.global_step if resume else None) if main else None
     if not val_records:
-        log("note: the validation split is empty: no validation loss; 'best' is the last epoch's adapter")
+        say("note: the validation split is empty: no validation loss; 'best' is the last epoch's adapter")
     dataset, collate = RecordDataset(train_records), Collator(processor)
     val_loader = _loader(
         RecordDataset(val_records),
@@ -162,7 +163,7 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print) -> RunSum
         config,
         collate,
     )
-    log(
+    say(
         f"training {sum(p.numel() for p in trainable):,} adapter parameters on {len(train_records)} records, "
         f"{world} process(es), {total_steps} optimizer steps, precision {accelerator.mixed_precision}"
     )
@@ -224,7 +225,7 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print) -> RunSum
             val = evaluate(model, val_loader, accelerator) if val_records else None
             recent = losses[-steps_per_epoch:]
             message = f"epoch {progress.epoch}/{config.epochs}: train loss {sum(recent) / max(1, len(recent)):.4f}"
-            log(message + (f", val loss {val:.4f}" if val is not None else ""))
+            say(message + (f", val loss {val:.4f}" if val is not None else ""))
             if metrics and val is not None:
                 metrics.add(progress.global_step, progress.epoch, "val", val, float(scheduler.get_last_lr()[0]), 0.0)
             if val is not None and (progress.best_val is None or val < progress.best_val):
@@ -232,7 +233,7 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print) -> RunSum
                 save_best()
             save_last()
     except KeyboardInterrupt:
-        log("interrupted: saving 'last' at the last completed optimizer step (continue with --resume)")
+        say("interrupted: saving 'last' at the last completed optimizer step (continue with --resume)")
         save_last()
         raise
     if stopped:
@@ -242,6 +243,8 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print) -> RunSum
     if main and metrics and (out / "metrics.csv").is_file():
         plot(out / "metrics.csv", out / "loss_curve.png")
     accelerator.wait_for_everyone()
+    checksum = sum(float(p.detach().double().sum()) for p in trainable)
+    print(f"rank {accelerator.process_index}/{world}: adapter checksum {checksum:.12e}", flush=True)
     elapsed = time.perf_counter() - started
     return RunSummary(
         out,
