@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,12 @@ def setup_environment() -> None:
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # known, harmless library noise (tests check the behaviour behind each: merging with tied weights works)
+    warnings.filterwarnings("ignore", message=".*tie_word_embeddings=True.*ensure_weight_tying.*")
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated.*")
+    warnings.filterwarnings("ignore", message="Setting `save_embedding_layers` to `True`.*")
 
 
 def progress_bar() -> Progress:
@@ -224,6 +231,27 @@ def demo(
         seed=seed,
         max_label_tokens=1023,
     )
+
+    console.rule("5. fine-tune the tiny offline Florence-2 (LoRA) and predict the test split")
+    from finetune.tiny import build_tiny_florence
+
+    tiny = build_tiny_florence(out / "models" / "tiny", seed=seed)
+    run = out / "runs" / "demo"
+    sets = [
+        f"model={tiny}",
+        f"data={out / 'export'}",
+        f"out={run}",
+        "epochs=3",
+        "lr=5e-3",
+        "batch_size=8",
+        "schedule=cosine",
+        "lora.r=32",
+        "lora.alpha=64",
+        "lora.targets=all",
+        f"seed={seed}",
+    ]
+    train(config=None, set_=sets, resume=False)
+    predict(run=str(run), model=None, data=None, split="test", batch_size=8, num_beams=3, max_new_tokens=128)
     console.print(f"[green]demo done.[/] Browse and fix labels: fabricdata app --dataset {dataset}")
 
 

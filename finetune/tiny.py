@@ -91,13 +91,26 @@ def _train_tokenizer(classes: Sequence[str], vocab_size: int) -> Any:
     return tokenizer
 
 
+#: the real Florence-2-base architecture (random weights): DaViT defaults, BART 768-d, 6+6 layers
+BASE_VISION: dict[str, Any] = {"projection_dim": 768, "drop_path_rate": 0.0}
+BASE_TEXT: dict[str, Any] = {
+    "vocab_size": 51328, "d_model": 768, "encoder_layers": 6, "decoder_layers": 6,
+    "encoder_attention_heads": 12, "decoder_attention_heads": 12, "encoder_ffn_dim": 3072, "decoder_ffn_dim": 3072,
+}  # fmt: skip
+
+
 def build_tiny_florence(
     out: str | Path,
     classes: Sequence[str] = DEFAULT_CLASSES,
     image_size: int = 128,
     seed: int = 0,
+    size: str = "tiny",
 ) -> Path:
-    """Build a tiny random Florence-2 (model + processor) and save it to ``out``; returns ``out``."""
+    """Build a random Florence-2 (model + processor) and save it to ``out``; returns ``out``.
+
+    ``size="tiny"`` (~0.5 M parameters) serves tests and the demo; ``size="base"`` has the real
+    Florence-2-base architecture (231 M parameters, 768x768 input) for speed benchmarks on a GPU.
+    """
     import torch
     from transformers import (
         CLIPImageProcessorPil,
@@ -109,35 +122,43 @@ def build_tiny_florence(
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer(classes, vocab_size=420)
-    d_model = 64
+    d_model = 64 if size == "tiny" else 768
+    if size == "base":
+        image_size = 768
+    tiny_vision = {
+        "depths": [1, 1, 1, 1],
+        "embed_dim": [16, 32, 48, 64],
+        "num_heads": [1, 2, 3, 4],
+        "num_groups": [1, 2, 3, 4],
+        "window_size": 4,
+        "drop_path_rate": 0.0,
+        "projection_dim": d_model,
+    }
+    tiny_text = {
+        "vocab_size": len(tokenizer),
+        "d_model": d_model,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "encoder_attention_heads": 2,
+        "decoder_attention_heads": 2,
+        "encoder_ffn_dim": 128,
+        "decoder_ffn_dim": 128,
+        "max_position_embeddings": 1024,
+        # BART's default init_std=0.02 makes the tiny decoder ignore the image (ENVIRONMENT.md)
+        "init_std": d_model**-0.5,
+    }
+    special = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "decoder_start_token_id": tokenizer.eos_token_id,
+        "forced_eos_token_id": tokenizer.eos_token_id,
+    }
+    if size not in ("tiny", "base"):
+        raise ValueError(f"size must be tiny or base, got {size!r}")
     config = Florence2Config(
-        vision_config={
-            "depths": [1, 1, 1, 1],
-            "embed_dim": [16, 32, 48, 64],
-            "num_heads": [1, 2, 3, 4],
-            "num_groups": [1, 2, 3, 4],
-            "window_size": 4,
-            "drop_path_rate": 0.0,
-            "projection_dim": d_model,
-        },
-        text_config={
-            "vocab_size": len(tokenizer),
-            "d_model": d_model,
-            "encoder_layers": 1,
-            "decoder_layers": 1,
-            "encoder_attention_heads": 2,
-            "decoder_attention_heads": 2,
-            "encoder_ffn_dim": 128,
-            "decoder_ffn_dim": 128,
-            "max_position_embeddings": 1024,
-            # BART's default init_std=0.02 makes the tiny decoder ignore the image (ENVIRONMENT.md)
-            "init_std": d_model**-0.5,
-            "pad_token_id": tokenizer.pad_token_id,
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "decoder_start_token_id": tokenizer.eos_token_id,
-            "forced_eos_token_id": tokenizer.eos_token_id,
-        },
+        vision_config=tiny_vision if size == "tiny" else BASE_VISION,
+        text_config={**(tiny_text if size == "tiny" else BASE_TEXT), **special},
         image_token_id=tokenizer.image_token_id,
     )
     torch.manual_seed(seed)

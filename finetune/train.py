@@ -75,16 +75,42 @@ def _epoch_order(size: int, seed: int, epoch: int, rank: int, world: int) -> lis
     return [order[(rank + world * i) % len(order)] for i in range(per_rank)]
 
 
-def _loader(dataset: RecordDataset, indices: list[int], config: TrainConfig, collate: Collator) -> Any:
+class EpochSampler:
+    """This process's records of an epoch in their seeded order, from ``skip`` on (for resuming mid-epoch)."""
+
+    def __init__(self, size: int, seed: int, rank: int, world: int) -> None:
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self) -> Any:
+        return iter(_epoch_order(self.size, self.seed, self.epoch, self.rank, self.world)[self.skip :])
+
+    def __len__(self) -> int:
+        return len(_epoch_order(self.size, self.seed, self.epoch, self.rank, self.world)) - self.skip
+
+
+def _one_thread(_: int) -> None:
     import torch
-    from torch.utils.data import DataLoader, Subset
+
+    torch.set_num_threads(1)  # workers decode and collate; the main process keeps the cores for compute
+
+
+def _loader(dataset: RecordDataset, sampler: Any, config: TrainConfig, collate: Collator) -> Any:
+    """One DataLoader for the whole run: workers persist across epochs instead of restarting each epoch."""
+    import torch
+    from torch.utils.data import DataLoader
 
     return DataLoader(
-        Subset(dataset, indices),  # type: ignore[arg-type]
+        dataset,  # type: ignore[arg-type]
         batch_size=config.batch_size,
-        shuffle=False,
+        sampler=sampler,
         collate_fn=collate,
         num_workers=config.num_workers,
+        persistent_workers=config.num_workers > 0,
+        worker_init_fn=_one_thread if config.num_workers > 0 else None,
         generator=torch.Generator().manual_seed(config.seed),
         pin_memory=torch.cuda.is_available(),
     )
@@ -156,13 +182,11 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print) -> RunSum
     metrics = MetricsLog(out / "metrics.csv", progress.global_step if resume else None) if main else None
     if not val_records:
         say("note: the validation split is empty: no validation loss; 'best' is the last epoch's adapter")
-    dataset, collate = RecordDataset(train_records), Collator(processor)
-    val_loader = _loader(
-        RecordDataset(val_records),
-        _epoch_order(len(val_records), 0, 0, rank, world) if val_records else [],
-        config,
-        collate,
-    )
+    collate = Collator(processor)
+    sampler = EpochSampler(len(train_records), config.seed, rank, world)
+    loader = _loader(RecordDataset(train_records), sampler, config, collate)
+    val_order = _epoch_order(len(val_records), 0, 0, rank, world) if val_records else []
+    val_loader = _loader(RecordDataset(val_records), val_order, config, collate)
     say(
         f"training {sum(p.numel() for p in trainable):,} adapter parameters on {len(train_records)} records, "
         f"{world} process(es), {total_steps} optimizer steps, precision {accelerator.mixed_precision}"
@@ -182,8 +206,7 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print) -> RunSum
     stopped, losses, step_losses, seen, started = False, [], [], 0, time.perf_counter()
     try:
         while progress.epoch < config.epochs and not stopped:
-            order = _epoch_order(len(train_records), config.seed, progress.epoch, rank, world)
-            loader = _loader(dataset, order[progress.batches_done * config.batch_size :], config, collate)
+            sampler.set_epoch(progress.epoch, skip=progress.batches_done * config.batch_size)
             pending = 0
             for batch in loader:
                 pending += 1
@@ -236,6 +259,8 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print) -> RunSum
         say("interrupted: saving 'last' at the last completed optimizer step (continue with --resume)")
         save_last()
         raise
+    finally:
+        elapsed = time.perf_counter() - started  # the loop only: loading and the loss plot do not count
     if stopped:
         save_last()
     elif not val_records:
@@ -244,8 +269,8 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print) -> RunSum
         plot(out / "metrics.csv", out / "loss_curve.png")
     accelerator.wait_for_everyone()
     checksum = sum(float(p.detach().double().sum()) for p in trainable)
-    print(f"rank {accelerator.process_index}/{world}: adapter checksum {checksum:.12e}", flush=True)
-    elapsed = time.perf_counter() - started
+    sys.stdout.write(f"rank {accelerator.process_index}/{world}: adapter checksum {checksum:.12e}\n")  # one write
+    sys.stdout.flush()
     return RunSummary(
         out,
         progress.global_step,

@@ -16,8 +16,6 @@ from fabricdata.formats.voc import read_voc
 from fabricdata.synth import SynthConfig, generate
 from tests.helpers import run
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
 
 @pytest.fixture
 def dataset_name() -> Iterator[str]:
