@@ -252,7 +252,18 @@ def demo(
     ]
     train(config=None, set_=sets, resume=False)
     predict(run=str(run), model=None, data=None, split="test", batch_size=8, num_beams=3, max_new_tokens=128)
-    console.print(f"[green]demo done.[/] Browse and fix labels: fabricdata app --dataset {dataset}")
+
+    console.rule("6. review: zero-shot baseline (run 0), then the fine-tune against it")
+    base = out / "runs" / "base"
+    predict(
+        run=str(base), model=str(tiny), data=out / "export", split="test", batch_size=8, num_beams=3, max_new_tokens=128
+    )
+    review_(run=str(base), dataset=dataset, compare=None, iou=0.5)
+    review_(run=str(run), dataset=dataset, compare=str(base), iou=0.5)
+    console.print(
+        f"[green]demo done.[/] Open a view: fabricdata app --dataset {dataset} --view demo-missed  "
+        "(fix labels in the Annotate tab, then: fabricdata writeback)"
+    )
 
 
 DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help="FiftyOne dataset name.")]
@@ -804,6 +815,61 @@ def predict(
     with tracked("predict", len(images)) as advance:
         count = run_predict(loaded, processor, images, folder / "predictions.jsonl", options, advance)
     console.print(f"{count} prediction(s) of {source} on {data}/{split} -> {folder / 'predictions.jsonl'}")
+
+
+@app.command("review")
+def review_(
+    run: Annotated[str, typer.Option(help="Run name (runs/NAME) or folder with predictions.jsonl.")],
+    dataset: DatasetOption = "fabric",
+    compare: Annotated[str | None, typer.Option(help="An earlier, reviewed run: adds regressions and fixed.")] = None,
+    iou: Annotated[float, typer.Option(min=0.05, max=0.95, help="IoU threshold of a match.")] = 0.5,
+) -> None:
+    """Load a run's predictions into FiftyOne, evaluate them, and save its mistakes as views for the App.
+
+    Views: RUN-false-positives, RUN-missed, RUN-mislocated, RUN-confused, RUN-possible-missing and
+    RUN-possible-spurious (label suspects from FiftyOne Brain's mistakenness, using the real confidences), and
+    with --compare, RUN-regressions and RUN-fixed. Writes runs/RUN/report.md with PR curves and confusions.
+    Reviewing a run again replaces its fields and views.
+
+    Examples:
+
+      fabricdata review --run r1
+
+      fabricdata review --run r2 --compare r1
+
+      fabricdata predict --run base --model florence-community/Florence-2-base --data exports/v1
+
+      fabricdata review --run base
+    """
+    from fabricdata.review import review as run_review
+
+    folder = run_dir(run)
+    previous = run_dir(compare) if compare is not None else None
+    with err_console.status("reviewing") as status:
+        summary = run_review(dataset, folder, previous, iou, progress=lambda text: status.update(text))
+    table = Table(title=f"review of {summary.run}: {summary.images} images, {summary.ground_truth} boxes")
+    for column in ("mAP@[.5:.95]", "AP50", "AP75", "precision", "recall", "F1", "at confidence"):
+        table.add_column(column, justify="right")
+    values = (summary.map, summary.ap50, summary.ap75, summary.precision, summary.recall, summary.f1)
+    table.add_row(*(f"{v:.3f}" for v in values), f"{summary.best_f1_threshold:.3f}")
+    console.print(table)
+    per_class = Table(title="AP@[.5:.95] per class")
+    per_class.add_column("class")
+    per_class.add_column("AP", justify="right")
+    for name, value in sorted(summary.per_class_ap.items()):
+        per_class.add_row(name, f"{value:.3f}")
+    console.print(per_class)
+    views = Table(title="views for the annotators")
+    for column in ("view", "samples", "open in the App"):
+        views.add_column(column)
+    for name, count in summary.views.items():
+        views.add_row(name, str(count), f"fabricdata app --dataset {dataset} --view {name}")
+    console.print(views)
+    console.print(f"report: {folder / 'report.md'}")
+    for image in summary.unmatched_images:
+        err_console.print(f"[red]error:[/] {folder / 'predictions.jsonl'}: image {image} is not in dataset {dataset!r}")
+    if summary.unmatched_images:
+        raise typer.Exit(1)
 
 
 @app.command("export-model")

@@ -89,3 +89,4 @@ class PredictionRecord(BaseModel):
     task: str = Field(description="Florence-2 task token, e.g. <OD>.")
     text: str = Field(description="Raw generated text.")
     detections: list[PredictedBox]
+    malformed_boxes: int = Field(default=0, ge=0, description="Generated boxes whose corners were out of order.")

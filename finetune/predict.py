@@ -94,7 +94,12 @@ def generate(model: Any, processor: Any, images: list[Any], options: PredictOpti
         pieces = [tokenizer.decode([t], skip_special_tokens=False) for t in tokens]
         size = ImageSize(*image.size)
         detections = []
+        malformed = 0
         for found in parse_pieces(pieces):
+            x1, y1, x2, y2 = found.bins
+            if x2 < x1 or y2 < y1:  # generated corners in the wrong order: not a box (counted, not hidden)
+                malformed += 1
+                continue
             picked = [logprobs[i] for i in (*found.label_pieces, *found.loc_pieces) if math.isfinite(logprobs[i])]
             confidence = math.exp(sum(picked) / len(picked)) if picked else 0.0
             box = found.box(size)
@@ -106,7 +111,7 @@ def generate(model: Any, processor: Any, images: list[Any], options: PredictOpti
                 }
             )
         text = tokenizer.decode(tokens, skip_special_tokens=False)
-        results.append({"text": text, "detections": detections})
+        results.append({"text": text, "detections": detections, "malformed_boxes": malformed})
     return results
 
 

@@ -7,6 +7,7 @@ dataset with the grid of a saved view that hides the labels: boxes must add many
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -61,7 +62,29 @@ def grey_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator
     name = f"app-{uuid.uuid4().hex[:8]}"
     assert run(["import", str(folder), "-d", name], capsys)[0] == 0
     dataset = fo.load_dataset(name)
-    dataset.save_view("no-labels", dataset.exclude_fields("ground_truth"))
+    # a reviewed run whose model is right everywhere but adds a false positive on two images
+    runs = tmp_path / "runs" / "r1"
+    runs.mkdir(parents=True)
+    lines = []
+    for i, sample in enumerate(dataset.sort_by("filepath")):
+        detections = [
+            {"label": "wrinkle", "bbox": [20, 20, 150, 200], "confidence": 0.97},
+            {"label": "drop", "bbox": [170, 40, 300, 220], "confidence": 0.97},
+        ]
+        if i < 2:
+            detections.append({"label": "drop", "bbox": [260, 2, 316, 34], "confidence": 0.9})
+        record = {
+            "image": f"g{i}.jpg",
+            "filepath": sample.filepath,
+            "task": "<OD>",
+            "text": "",
+            "detections": detections,
+        }
+        lines.append(json.dumps(record))
+    (runs / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+    assert run(["review", "--run", str(runs), "-d", name], capsys)[0] == 0
+    assert len(dataset.load_saved_view("r1-false-positives")) == 2
+    dataset.save_view("no-labels", dataset.select_fields())  # default fields only: no label field at all
     yield name
     fo.delete_dataset(name)
 
@@ -130,6 +153,12 @@ def test_app_grid_renders_the_datasets_boxes(app_server: tuple[str, subprocess.P
             ARTIFACTS / "app-grid.png",
             lambda p: coloured_pixels(p) > 5_000,
         )
+        review_view = _shoot(
+            page,
+            f"{base}/datasets/{grey_dataset}?view=r1-false-positives",
+            ARTIFACTS / "app-review-false-positives.png",
+            lambda p: grey_tile_pixels(p) > 50_000,
+        )
         without = _shoot(
             page,
             f"{base}/datasets/{grey_dataset}?view=no-labels",
@@ -140,6 +169,10 @@ def test_app_grid_renders_the_datasets_boxes(app_server: tuple[str, subprocess.P
     assert grey_tile_pixels(without) > 200_000, "the grid of the view without labels did not render"
     boxes, baseline = coloured_pixels(with_boxes), coloured_pixels(without)
     assert boxes > 5_000 and boxes > 10 * max(baseline, 100), (boxes, baseline)
+    # the review view shows only the 2 samples with a false positive (of 8), with their boxes
+    tiles = grey_tile_pixels(review_view)
+    assert 50_000 < tiles < 0.4 * grey_tile_pixels(without), (tiles, grey_tile_pixels(without))
+    assert coloured_pixels(review_view) > 1_000
     # Ctrl-C stops the App cleanly
     server.send_signal(signal.SIGINT)
     output, _ = server.communicate(timeout=60)

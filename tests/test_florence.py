@@ -141,3 +141,20 @@ def test_bin_centre_decode(tiny_processor) -> None:  # type: ignore[no-untyped-d
     ours = florence_to_box(bins, size)
     theirs = dequantize(torch.tensor([bins]), (size.width, size.height))[0].tolist()
     assert [int(v) for v in ours.as_tuple()] == theirs
+
+
+def test_malformed_generated_boxes_are_counted_not_predicted(tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    """A random model writes corners in any order: such boxes are counted as malformed, never returned."""
+    from PIL import Image
+
+    from finetune.model import load_for_inference
+    from finetune.predict import PredictOptions, generate
+
+    model, processor = load_for_inference(tiny_model_dir)
+    images = [Image.new("RGB", (64, 48), (i * 30, 90, 120)) for i in range(6)]
+    results = generate(model, processor, images, PredictOptions(max_new_tokens=60, num_beams=1))
+    for result in results:
+        for det in result["detections"]:
+            assert det["bbox"][0] <= det["bbox"][2] and det["bbox"][1] <= det["bbox"][3]
+        parsed = fl.parse_pieces([result["text"]])
+        assert len(parsed) == len(result["detections"]) + result["malformed_boxes"]

@@ -1,0 +1,440 @@
+"""Error review after a fine-tune: predictions into FiftyOne, COCO-style evaluation, misdetection views.
+
+``runs/R/predictions.jsonl`` becomes the field ``pred_R`` (Detections with their real confidences), evaluated with
+FiftyOne's ``evaluate_detections`` under ``eval_R``. The mistakes become saved views the annotators open in the
+App (``R-false-positives``, ``R-missed``, ``R-mislocated``, ``R-confused``; with a previous run,
+``R-regressions`` and ``R-fixed``; label suspects from FiftyOne Brain's mistakenness, ``R-possible-missing`` and
+``R-possible-spurious``), plus ``runs/R/report.md`` and plots. Reviewing a run again replaces all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabricdata.boxes import Box, ImageSize, box_to_fiftyone, fiftyone_to_box, iou
+from fabricdata.errors import DatasetError, InvalidValueError
+from fabricdata.fileio import atomic_write_text
+from fabricdata.models import PredictionRecord
+from fabricdata.store import GT_FIELD, fiftyone, load_dataset
+
+MIN_MISLOCATED_IOU = 0.1
+BACKGROUND = "(background)"
+VIEW_KINDS = (
+    "false-positives",
+    "missed",
+    "mislocated",
+    "confused",
+    "regressions",
+    "fixed",
+    "possible-missing",
+    "possible-spurious",
+)
+
+
+def slug(run: str) -> str:
+    """A run name usable in field names: ``run 1.2`` -> ``run_1_2``."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", run)
+
+
+@dataclass(slots=True)
+class ReviewSummary:
+    run: str
+    pred_field: str
+    eval_key: str
+    images: int
+    predictions: int
+    ground_truth: int
+    map: float  # mAP@[.5:.95], COCO-style
+    ap50: float
+    ap75: float
+    per_class_ap: dict[str, float]
+    best_f1_threshold: float
+    precision: float
+    recall: float
+    f1: float
+    confusion: dict[str, dict[str, int]]
+    views: dict[str, int] = field(default_factory=dict)
+    unmatched_images: list[str] = field(default_factory=list)
+    compare: str | None = None
+
+
+def load_predictions(path: Path) -> list[PredictionRecord]:
+    if not path.is_file():
+        raise DatasetError(f"{path}: no predictions; run 'fabricdata predict' for this run first")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = PredictionRecord.model_validate_json(line)
+        except ValueError as exc:
+            problem = f"not a prediction record ({str(exc).splitlines()[0]})"
+            raise InvalidValueError(path, f"line {number}", problem) from None
+        for index, det in enumerate(record.detections):
+            x1, y1, x2, y2 = det.bbox
+            if x2 < x1 or y2 < y1:
+                raise InvalidValueError(
+                    path, f"line {number} detections[{index}].bbox", "corners out of order", det.bbox
+                )
+        records.append(record)
+    return records
+
+
+def _match_samples(dataset: Any, records: list[PredictionRecord]) -> tuple[dict[str, PredictionRecord], list[str]]:
+    """Sample id -> its <OD> prediction, by original file path (else by file name); and the unmatched images."""
+    ids, paths = dataset.values(["id", "filepath"])
+    by_path = dict(zip(paths, ids, strict=True))
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for path, sid in by_path.items():
+        by_name[Path(path).name].append(sid)
+    matched: dict[str, PredictionRecord] = {}
+    unmatched = []
+    for record in records:
+        if record.task != "<OD>":
+            continue
+        sid = by_path.get(record.filepath or "")
+        if sid is None and len(by_name.get(record.image, [])) == 1:
+            sid = by_name[record.image][0]
+        if sid is None:
+            unmatched.append(record.filepath or record.image)
+        else:
+            matched[sid] = record
+    return matched, unmatched
+
+
+def _clear(dataset: Any, name: str, pred_field: str, eval_key: str) -> None:
+    """Remove everything an earlier review of this run left, so reviewing twice replaces, never duplicates."""
+    if dataset.has_evaluation(eval_key):
+        dataset.delete_evaluation(eval_key)
+    for key in (f"mistakenness_{slug(name)}",):
+        if key in dataset.list_brain_runs():
+            dataset.delete_brain_run(key)
+    schema = dataset.get_field_schema(flat=True)
+    for path in (
+        pred_field,
+        f"{GT_FIELD}.detections.mistakenness_{slug(name)}",
+        f"{GT_FIELD}.detections.mistakenness_{slug(name)}_loc",
+        f"{GT_FIELD}.detections.possible_spurious_{slug(name)}",
+    ):
+        if path in schema:
+            dataset.delete_sample_field(path)
+    for kind in VIEW_KINDS:
+        if dataset.has_saved_view(f"{name}-{kind}"):
+            dataset.delete_saved_view(f"{name}-{kind}")
+
+
+def _store(dataset: Any, pred_field: str, matched: dict[str, PredictionRecord]) -> None:
+    fo = fiftyone()
+    values = {}
+    for sample in dataset.select(list(matched)).select_fields("metadata"):
+        size = ImageSize(sample.metadata.width, sample.metadata.height)
+        detections = [
+            fo.Detection(label=d.label, bounding_box=box_to_fiftyone(Box(*d.bbox), size), confidence=d.confidence)
+            for d in matched[sample.id].detections
+        ]
+        values[sample.id] = fo.Detections(detections=detections)
+    dataset.set_values(pred_field, values, key_field="id")
+
+
+def _ap_at(results: Any, thresh: float) -> tuple[float, dict[str, float]]:
+    index = int(np.argmin(np.abs(results.iou_threshs - thresh)))
+    per_class = {}
+    for k, name in enumerate(results.classes):
+        curve = results.precision[index, k, :]
+        if (curve > -1).any():
+            per_class[str(name)] = float(np.mean(curve))
+    return (float(np.mean(list(per_class.values()))) if per_class else 0.0), per_class
+
+
+def _rows(view: Any, pred_field: str, eval_key: str) -> list[tuple[str, ImageSize, list[Any], list[Any]]]:
+    """Per sample: id, size, ground truth as (id, label, box, eval), predictions as (id, label, box, eval, conf)."""
+    columns = view.values(
+        [
+            "id",
+            "metadata.width",
+            "metadata.height",
+            f"{GT_FIELD}.detections.id",
+            f"{GT_FIELD}.detections.label",
+            f"{GT_FIELD}.detections.bounding_box",
+            f"{GT_FIELD}.detections.{eval_key}",
+            f"{pred_field}.detections.id",
+            f"{pred_field}.detections.label",
+            f"{pred_field}.detections.bounding_box",
+            f"{pred_field}.detections.{eval_key}",
+            f"{pred_field}.detections.confidence",
+        ]
+    )
+    rows = []
+    for sid, w, h, gid, glab, gbox, gev, pid, plab, pbox, pev, pconf in zip(*columns, strict=True):
+        size = ImageSize(int(w), int(h))
+        gts = [
+            (i, lab, fiftyone_to_box(b, size), e)
+            for i, lab, b, e in zip(gid or [], glab or [], gbox or [], gev or [], strict=True)
+        ]
+        preds = [
+            (i, lab, fiftyone_to_box(b, size), e, c)
+            for i, lab, b, e, c in zip(pid or [], plab or [], pbox or [], pev or [], pconf or [], strict=True)
+        ]
+        rows.append((sid, size, gts, preds))
+    return rows
+
+
+def _mistakes(rows: list[Any], threshold: float) -> tuple[list[str], list[str], dict[str, dict[str, int]]]:
+    """Mislocated and confused label ids, and the class confusion matrix (with background)."""
+    mislocated, confused = [], []
+    matrix: dict[str, Counter[str]] = defaultdict(Counter)
+    for _, _, gts, preds in rows:
+        free_gts = [g for g in gts if g[3] == "fn"]
+        for g in gts:
+            if g[3] == "tp":
+                matrix[g[1]][g[1]] += 1
+        used: set[str] = set()
+        for pid, plabel, pbox, peval, _ in sorted(preds, key=lambda p: -p[4]):
+            if peval == "tp":
+                continue
+            same = [(iou(pbox, g[2]), g) for g in free_gts if g[1] == plabel and g[0] not in used]
+            other = [(iou(pbox, g[2]), g) for g in free_gts if g[1] != plabel and g[0] not in used]
+            best_same = max(same, default=(0.0, None), key=lambda x: x[0])
+            best_other = max(other, default=(0.0, None), key=lambda x: x[0])
+            if best_other[1] is not None and best_other[0] >= threshold:
+                confused += [pid, best_other[1][0]]
+                used.add(best_other[1][0])
+                matrix[best_other[1][1]][plabel] += 1
+            elif best_same[1] is not None and MIN_MISLOCATED_IOU <= best_same[0] < threshold:
+                mislocated += [pid, best_same[1][0]]
+                used.add(best_same[1][0])
+                matrix[BACKGROUND][plabel] += 1
+                matrix[best_same[1][1]][BACKGROUND] += 1
+            else:
+                matrix[BACKGROUND][plabel] += 1
+        for g in free_gts:
+            if g[0] not in used:
+                matrix[g[1]][BACKGROUND] += 1
+    return mislocated, confused, {gt: dict(row) for gt, row in matrix.items()}
+
+
+def _best_f1(rows: list[Any]) -> tuple[float, float, float, float]:
+    scored = sorted(((p[4], p[3] == "tp") for _, _, _, preds in rows for p in preds), key=lambda x: -x[0])
+    total_gt = sum(len(gts) for _, _, gts, _ in rows)
+    best = (1.0, 0.0, 0.0, 0.0)  # threshold, precision, recall, f1
+    tp = 0
+    for rank, (confidence, hit) in enumerate(scored, start=1):
+        tp += hit
+        precision, recall = tp / rank, tp / total_gt if total_gt else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        if f1 > best[3]:
+            best = (confidence, precision, recall, f1)
+    return best
+
+
+def review(
+    dataset_name: str,
+    run_folder: str | Path,
+    compare: str | Path | None = None,
+    iou_threshold: float = 0.5,
+    progress: Callable[[str], None] | None = None,
+) -> ReviewSummary:
+    import fiftyone.brain as fob
+
+    fo = fiftyone()
+    F = fo.ViewField  # noqa: N806 - FiftyOne's own idiom
+    folder = Path(run_folder)
+    name = folder.name
+    pred_field, eval_key = f"pred_{slug(name)}", f"eval_{slug(name)}"
+    dataset = load_dataset(dataset_name)
+    matched, unmatched = _match_samples(dataset, load_predictions(folder / "predictions.jsonl"))
+    if not matched:
+        raise DatasetError(f"{folder}/predictions.jsonl: none of its images is in dataset {dataset_name!r}")
+    say = progress or (lambda _: None)
+    _clear(dataset, name, pred_field, eval_key)
+    say("storing predictions")
+    _store(dataset, pred_field, matched)
+    view = dataset.select(list(matched))
+    say("evaluating (COCO-style)")
+    results = view.evaluate_detections(
+        pred_field,
+        gt_field=GT_FIELD,
+        eval_key=eval_key,
+        compute_mAP=True,
+        iou=iou_threshold,
+        classwise=True,
+        progress=False,
+    )
+    rows = _rows(view, pred_field, eval_key)
+    mislocated, confused, confusion = _mistakes(rows, iou_threshold)
+    threshold, precision, recall, f1 = _best_f1(rows)
+    ap50, _ = _ap_at(results, 0.5)
+    ap75, _ = _ap_at(results, 0.75)
+    classwise = {str(c): float(a) for c, a in zip(results.classes, results._classwise_AP, strict=True) if a > -1}
+    say("label suspects (FiftyOne Brain mistakenness)")
+    s = slug(name)
+    fob.compute_mistakenness(
+        view,
+        pred_field,
+        label_field=GT_FIELD,
+        mistakenness_field=f"mistakenness_{s}",
+        missing_field=f"possible_missing_{s}",
+        spurious_field=f"possible_spurious_{s}",
+        progress=False,
+    )
+    conf = F(f"{pred_field}.detections.confidence").max()
+    views: dict[str, Any] = {
+        "false-positives": view.filter_labels(pred_field, F(eval_key) == "fp").sort_by(conf, reverse=True),
+        "missed": view.filter_labels(GT_FIELD, F(eval_key) == "fn"),
+        "mislocated": view.select_labels(ids=mislocated, fields=[GT_FIELD, pred_field]),
+        "confused": view.select_labels(ids=confused, fields=[GT_FIELD, pred_field]),
+        "possible-missing": view.filter_labels(pred_field, F(f"possible_missing_{s}") == True).sort_by(  # noqa: E712
+            conf, reverse=True
+        ),
+        "possible-spurious": view.filter_labels(GT_FIELD, F(f"possible_spurious_{s}") == True),  # noqa: E712
+    }
+    if compare is not None:
+        views.update(_comparison(dataset, view, eval_key, f"eval_{slug(Path(compare).name)}"))
+    saved = {}
+    for kind, kind_view in views.items():
+        if kind in ("mislocated", "confused") and not (mislocated if kind == "mislocated" else confused):
+            kind_view = view.limit(0)
+        dataset.save_view(f"{name}-{kind}", kind_view, overwrite=True)
+        saved[f"{name}-{kind}"] = len(kind_view)
+    summary = ReviewSummary(
+        run=name,
+        pred_field=pred_field,
+        eval_key=eval_key,
+        images=len(matched),
+        predictions=sum(len(p) for _, _, _, p in rows),
+        ground_truth=sum(len(g) for _, _, g, _ in rows),
+        map=float(results.mAP()),
+        ap50=ap50,
+        ap75=ap75,
+        per_class_ap=classwise,
+        best_f1_threshold=threshold,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        confusion=confusion,
+        views=saved,
+        unmatched_images=unmatched,
+        compare=str(compare) if compare is not None else None,
+    )
+    write_report(folder, summary, results, compare)
+    return summary
+
+
+def _comparison(dataset: Any, view: Any, eval_key: str, old_key: str) -> dict[str, Any]:
+    """Samples with more (regressions) or fewer (fixed) errors than under an earlier run."""
+    if not dataset.has_evaluation(old_key):
+        raise DatasetError(f"--compare: run {old_key[5:]!r} has not been reviewed on this dataset (no {old_key})")
+    ids, new_fp, new_fn, old_fp, old_fn = view.values(
+        ["id", f"{eval_key}_fp", f"{eval_key}_fn", f"{old_key}_fp", f"{old_key}_fn"]
+    )
+    worse: list[str] = []
+    better: list[str] = []
+    for sid, nfp, nfn, ofp, ofn in zip(ids, new_fp, new_fn, old_fp, old_fn, strict=True):
+        if ofp is None or ofn is None:
+            continue
+        new, old = (nfp or 0) + (nfn or 0), ofp + ofn
+        (worse if new > old else better if new < old else []).append(sid)
+    return {"regressions": view.select(worse), "fixed": view.select(better)}
+
+
+# --- report ----------------------------------------------------------------------------------------------
+
+
+def write_report(folder: Path, summary: ReviewSummary, results: Any, compare: str | Path | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    previous = _previous_summary(compare)
+    (folder / "review.json").write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
+    _pr_plot(plt, results, folder / "pr_curves.png")
+    _confusion_plot(plt, summary.confusion, folder / "confusion_matrix.png")
+    if previous is not None:
+        _ap_plot(plt, summary, previous, folder / "ap_per_class.png")
+    atomic_write_text(folder / "report.md", _markdown(summary, previous))
+
+
+def _previous_summary(compare: str | Path | None) -> dict[str, Any] | None:
+    if compare is None:
+        return None
+    path = Path(compare) / "review.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _pr_plot(plt: Any, results: Any, out: Path) -> None:
+    figure, axis = plt.subplots(figsize=(6, 4.5), dpi=110)
+    index = int(np.argmin(np.abs(results.iou_threshs - 0.5)))
+    for k, name in enumerate(results.classes):
+        curve = results.precision[index, k, :]
+        if (curve > -1).any():
+            axis.plot(results.recall, np.maximum(curve, 0), label=f"{name} (AP50 {np.mean(curve):.2f})")
+    axis.set(xlabel="recall", ylabel="precision", title="PR curves at IoU 0.5", xlim=(0, 1), ylim=(0, 1.02))
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower left")
+    figure.tight_layout()
+    figure.savefig(out)
+    plt.close(figure)
+
+
+def _confusion_plot(plt: Any, confusion: dict[str, dict[str, int]], out: Path) -> None:
+    classes = {*confusion, *(c for row in confusion.values() for c in row)} - {BACKGROUND}
+    names = [*sorted(classes), BACKGROUND]
+    matrix = np.array([[confusion.get(g, {}).get(p, 0) for p in names] for g in names])
+    figure, axis = plt.subplots(figsize=(5.5, 4.5), dpi=110)
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    axis.set_yticks(range(len(names)), names)
+    for (i, j), value in np.ndenumerate(matrix):
+        axis.text(j, i, str(value), ha="center", va="center", color="black" if value < matrix.max() / 2 else "white")
+    axis.set(xlabel="predicted", ylabel="ground truth", title="confusion (IoU match, with background)")
+    figure.tight_layout()
+    figure.savefig(out)
+    plt.close(figure)
+
+
+def _ap_plot(plt: Any, summary: ReviewSummary, previous: dict[str, Any], out: Path) -> None:
+    names = sorted(set(summary.per_class_ap) | set(previous["per_class_ap"]))
+    x = np.arange(len(names))
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=110)
+    axis.bar(x - 0.2, [previous["per_class_ap"].get(n, 0) for n in names], 0.4, label=previous["run"])
+    axis.bar(x + 0.2, [summary.per_class_ap.get(n, 0) for n in names], 0.4, label=summary.run)
+    axis.set_xticks(x, names)
+    axis.set(ylabel="AP@[.5:.95]", title="AP per class")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(out)
+    plt.close(figure)
+
+
+def _markdown(summary: ReviewSummary, previous: dict[str, Any] | None) -> str:
+    lines = [
+        f"# Review of run `{summary.run}`",
+        "",
+        f"{summary.images} images, {summary.ground_truth} ground-truth boxes, {summary.predictions} predictions.",
+        "",
+        "| metric | value |" + (f" {previous['run']} |" if previous else ""),
+        "|---|---|" + ("---|" if previous else ""),
+    ]
+    for key in ("map", "ap50", "ap75", "precision", "recall", "f1", "best_f1_threshold"):
+        old = f" {previous[key]:.3f} |" if previous else ""
+        lines.append(f"| {key} | {getattr(summary, key):.3f} |{old}")
+    lines += ["", "## AP@[.5:.95] per class", "", "| class | AP |", "|---|---|"]
+    lines += [f"| {name} | {ap:.3f} |" for name, ap in sorted(summary.per_class_ap.items())]
+    lines += ["", "## Views to open in the App", "", "| view | samples | open |", "|---|---|---|"]
+    lines += [f"| {view} | {count} | `fabricdata app --view {view}` |" for view, count in summary.views.items()]
+    lines += ["", "![PR curves](pr_curves.png)", "", "![confusion](confusion_matrix.png)", ""]
+    if previous:
+        lines += ["![AP per class](ap_per_class.png)", ""]
+    if summary.unmatched_images:
+        lines += ["## Predictions whose image is not in the dataset", ""]
+        lines += [f"- {image}" for image in summary.unmatched_images] + [""]
+    return "\n".join(lines)

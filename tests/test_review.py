@@ -1,0 +1,189 @@
+"""Review finds real label mistakes: planted errors land in the right views; mAP equals FiftyOne's own; and
+confidences matter (all 1.0 changes the ranking-based figures)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fabricdata.boxes import ImageSize, fiftyone_to_box
+from fabricdata.synth import SynthConfig, generate
+from tests.helpers import new_name, run
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    dataset = new_name()
+    yield dataset
+    import fiftyone as fo
+
+    if fo.dataset_exists(dataset):
+        fo.delete_dataset(dataset)
+
+
+def _truth_predictions(ds, folder: Path, confidence=lambda i: 0.97, extra=()) -> None:  # type: ignore[no-untyped-def]
+    """predictions.jsonl as a perfect model would write it for the dataset's current labels (plus extras)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, sample in enumerate(ds.sort_by("filepath")):
+        size = ImageSize(sample.metadata.width, sample.metadata.height)
+        detections = [
+            {
+                "label": d.label,
+                "bbox": list(fiftyone_to_box(d.bounding_box, size).as_tuple()),
+                "confidence": confidence(i),
+            }
+            for d in sample.ground_truth.detections
+        ]
+        detections = [e for key, e in extra if key == sample.id] + detections  # extras first: ties keep this order
+        record = {
+            "image": Path(sample.filepath).name,
+            "filepath": sample.filepath,
+            "task": "<OD>",
+            "text": "",
+            "detections": detections,
+        }
+        lines.append(json.dumps(record))
+    (folder / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _ids(ds, view_name: str) -> set[str]:  # type: ignore[no-untyped-def]
+    return set(ds.load_saved_view(view_name).values("id"))
+
+
+def test_planted_label_errors_land_in_the_right_views(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fiftyone as fo
+
+    generate(SynthConfig(images=24, seed=12, width=320, height=240, clean_share=0.0), tmp_path / "data")
+    assert run(["import", str(tmp_path / "data"), "-d", name], capsys)[0] == 0
+    ds = fo.load_dataset(name)
+    runs = tmp_path / "runs"
+    _truth_predictions(ds, runs / "r1")  # the model is right everywhere...
+    samples = list(ds.sort_by("filepath").match(fo.ViewField("ground_truth.detections").length() >= 1))
+    deleted, shifted, swapped, correct = samples[0], samples[1], samples[2], samples[3]
+    # ...and the labels are wrong in three places
+    deleted.ground_truth.detections = deleted.ground_truth.detections[1:]
+    deleted.save()
+    det = shifted.ground_truth.detections[0]
+    x, y, w, h = det.bounding_box
+    det.bounding_box = [min(x + w / 2, 1 - w), y, w, h]  # shifted by half its width
+    shifted.save()
+    other = {"wrinkle": "drop", "drop": "broken", "broken": "wrinkle"}
+    swapped_det = swapped.ground_truth.detections[0]
+    swapped_det.label = other[swapped_det.label]
+    swapped.save()
+
+    code, out, _ = run(["review", "--run", str(runs / "r1"), "-d", name], capsys)
+    assert code == 0, out
+    assert "r1-false-positives" in out and "fabricdata app" in out
+    assert deleted.id in _ids(ds, "r1-false-positives") and deleted.id in _ids(ds, "r1-possible-missing")
+    assert shifted.id in _ids(ds, "r1-mislocated")
+    assert swapped.id in _ids(ds, "r1-confused")
+    for view in ("r1-false-positives", "r1-missed", "r1-mislocated", "r1-confused", "r1-possible-missing"):
+        assert correct.id not in _ids(ds, view), view
+    fp_view = ds.load_saved_view("r1-false-positives")
+    assert fp_view.count("pred_r1.detections") >= 1 and fp_view.distinct("pred_r1.detections.eval_r1") == ["fp"]
+    report = (runs / "r1" / "report.md").read_text()
+    assert "r1-confused" in report and (runs / "r1" / "pr_curves.png").stat().st_size > 1000
+    assert (runs / "r1" / "confusion_matrix.png").exists()
+    summary = json.loads((runs / "r1" / "review.json").read_text())
+    assert summary["confusion"][swapped_det.label][_predicted(swapped_det.label, other)] >= 1
+
+    # our mAP is FiftyOne's own evaluate_detections on the same fields
+    own = ds.evaluate_detections("pred_r1", gt_field="ground_truth", eval_key="check", compute_mAP=True, progress=False)
+    assert summary["map"] == pytest.approx(own.mAP())
+    ds.delete_evaluation("check")
+
+    # reviewing again replaces, never duplicates
+    fields_before = set(ds.get_field_schema())
+    views_before = ds.list_saved_views()
+    assert run(["review", "--run", str(runs / "r1"), "-d", name], capsys)[0] == 0
+    assert set(ds.get_field_schema()) == fields_before and ds.list_saved_views() == views_before
+
+
+def _predicted(true_label: str, other: dict[str, str]) -> str:
+    """The swapped box: ground truth now says other[x]; the model still predicts x."""
+    return next(k for k, v in other.items() if v == true_label)
+
+
+def test_confidence_matters_and_runs_compare(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Why per-box confidence matters. A realistic model is sure of some of its mistakes: here 6 spurious boxes
+    at 0.99 (above every true box) and 6 at 0.05. With real confidences AP ranks the confident mistakes first and
+    drops; the best-F1 threshold drops the unsure ones. With every confidence forced to 1.0 (what peer tools
+    write) the ranking is gone: FiftyOne breaks the ties in favour of matches, AP looks perfect, and no threshold
+    can separate right from wrong."""
+    import fiftyone as fo
+
+    generate(SynthConfig(images=24, seed=13, width=320, height=240, clean_share=0.0), tmp_path / "data")
+    run(["import", str(tmp_path / "data"), "-d", name], capsys)
+    ds = fo.load_dataset(name)
+    runs = tmp_path / "runs"
+    chosen = ds.take(12, seed=0).values("id")
+    extras = [
+        (sid, {"label": "drop", "bbox": [1.0, 1.0, 40.0, 40.0], "confidence": 0.99 if i % 2 else 0.05})
+        for i, sid in enumerate(chosen)
+    ]
+    _truth_predictions(ds, runs / "scored", confidence=lambda i: 0.6 + 0.01 * (i % 30), extra=extras)
+    flat = [(sid, {**e, "confidence": 1.0}) for sid, e in extras]
+    _truth_predictions(ds, runs / "flat", confidence=lambda i: 1.0, extra=flat)
+    assert run(["review", "--run", str(runs / "scored"), "-d", name], capsys)[0] == 0
+    assert run(["review", "--run", str(runs / "flat"), "-d", name, "--compare", str(runs / "scored")], capsys)[0] == 0
+    scored = json.loads((runs / "scored" / "review.json").read_text())
+    flat_summary = json.loads((runs / "flat" / "review.json").read_text())
+    assert flat_summary["ap50"] == pytest.approx(1.0)  # looks perfect, although 12 of the boxes are wrong
+    assert scored["ap50"] < flat_summary["ap50"] - 0.02 and scored["map"] < flat_summary["map"]
+    assert scored["per_class_ap"]["drop"] < flat_summary["per_class_ap"]["drop"]
+    assert scored["precision"] > flat_summary["precision"]  # a threshold removes the unsure spurious boxes
+    assert 0.05 < scored["best_f1_threshold"] < 1.0 and flat_summary["best_f1_threshold"] == 1.0
+    assert (runs / "flat" / "ap_per_class.png").exists()
+    assert len(ds.load_saved_view("flat-regressions")) == 0  # same boxes, same matches: nothing got worse
+    assert ds.has_saved_view("flat-fixed")
+
+
+def test_predictions_for_images_outside_the_dataset_are_clear_errors(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fiftyone as fo
+
+    generate(SynthConfig(images=4, seed=3, width=160, height=120), tmp_path / "data")
+    run(["import", str(tmp_path / "data"), "-d", name], capsys)
+    _truth_predictions(fo.load_dataset(name), tmp_path / "runs" / "r")
+    path = tmp_path / "runs" / "r" / "predictions.jsonl"
+    stranger = {
+        "image": "elsewhere.jpg",
+        "filepath": "/nowhere/elsewhere.jpg",
+        "task": "<OD>",
+        "text": "",
+        "detections": [],
+    }
+    path.write_text(path.read_text() + json.dumps(stranger) + "\n")
+    code, _, err = run(["review", "--run", str(tmp_path / "runs" / "r"), "-d", name], capsys)
+    assert code == 1 and "/nowhere/elsewhere.jpg is not in dataset" in err
+    path.write_text(path.read_text() + "{not json\n")
+    code, _, err = run(["review", "--run", str(tmp_path / "runs" / "r"), "-d", name], capsys)
+    assert code == 1 and "predictions.jsonl: line 6: not a prediction record" in err
+
+
+def test_boxes_with_corners_out_of_order_are_rejected_with_file_and_line(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fiftyone as fo
+
+    generate(SynthConfig(images=3, seed=3, width=160, height=120), tmp_path / "data")
+    run(["import", str(tmp_path / "data"), "-d", name], capsys)
+    _truth_predictions(fo.load_dataset(name), tmp_path / "runs" / "r")
+    path = tmp_path / "runs" / "r" / "predictions.jsonl"
+    bad = {
+        "image": "x.jpg",
+        "task": "<OD>",
+        "text": "",
+        "detections": [{"label": "drop", "bbox": [50, 5, 10, 20], "confidence": 0.5}],
+    }
+    path.write_text(path.read_text() + json.dumps(bad) + "\n")
+    code, _, err = run(["review", "--run", str(tmp_path / "runs" / "r"), "-d", name], capsys)
+    assert code == 1 and "line 4 detections[0].bbox: corners out of order" in err
