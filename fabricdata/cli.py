@@ -422,18 +422,11 @@ def app_(
 
       fabricdata app --view run1-missed --port 5152 --address 0.0.0.0
     """
-    from fabricdata.store import fiftyone, load_dataset
+    from fabricdata.store import fiftyone, load_view
 
     fo = fiftyone()
-    data = load_dataset(dataset)
-    target = data
-    url = f"http://{address}:{port}/datasets/{dataset}"
-    if view is not None:
-        if not data.has_saved_view(view):
-            known = ", ".join(data.list_saved_views()) or "none"
-            raise ConfigError(f"--view: dataset {dataset!r} has no saved view {view!r} (saved views: {known})")
-        target = data.load_saved_view(view)
-        url += f"?view={_slug(view)}"
+    _, target = load_view(dataset, view)
+    url = f"http://{address}:{port}/datasets/{dataset}" + (f"?view={_slug(view)}" if view is not None else "")
     session = fo.launch_app(target, port=port, address=address, remote=True, auto=False)
     console.print(f"FiftyOne App: [bold]{url}[/]  (Ctrl-C to stop)")
     try:

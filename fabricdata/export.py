@@ -25,7 +25,7 @@ import numpy as np
 from fabricdata.annotation import LabeledBox
 from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, reading_order_key
 from fabricdata.errors import ConfigError, DatasetError
-from fabricdata.fileio import atomic_write_bytes, atomic_write_text
+from fabricdata.fileio import atomic_write_bytes, atomic_write_text, link_or_copy, unique_name
 from fabricdata.florence import (
     TASK_DENSE,
     TASK_GROUNDING,
@@ -37,7 +37,7 @@ from fabricdata.florence import (
 )
 from fabricdata.models import ExportManifest
 from fabricdata.split import current_split
-from fabricdata.store import GT_FIELD, load_dataset
+from fabricdata.store import GT_FIELD, load_view
 
 Order = Literal["sequential", "interleave", "shuffle"]
 #: dataset split tag -> export folder (maestro's names)
@@ -140,24 +140,6 @@ class _SplitWriter:
     instances: Counter[str] = field(default_factory=Counter)
 
 
-def _unique(name: str, taken: set[str]) -> str:
-    stem, suffix = Path(name).stem, Path(name).suffix
-    candidate, counter = name, 2
-    while candidate in taken:
-        candidate, counter = f"{stem}_{counter}{suffix}", counter + 1
-    taken.add(candidate)
-    return candidate
-
-
-def _place_image(source: Path, target: Path) -> None:
-    if target.exists():
-        target.unlink()
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-
-
 def _line(record: dict[str, str]) -> bytes:
     return (json.dumps(record, ensure_ascii=False, separators=(", ", ": ")) + "\n").encode("utf-8")
 
@@ -201,12 +183,7 @@ def export_florence(
     options = options or ExportOptions()
     if options.order not in ("sequential", "interleave", "shuffle"):
         raise ConfigError(f"--order: expected sequential, interleave or shuffle, got {options.order!r}")
-    dataset = load_dataset(dataset_name)
-    view: Any = dataset
-    if view_name is not None:
-        if not dataset.has_saved_view(view_name):
-            raise DatasetError(f"dataset {dataset_name!r} has no saved view {view_name!r}")
-        view = dataset.load_saved_view(view_name)
+    dataset, view = load_view(dataset_name, view_name)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=root))
@@ -226,7 +203,8 @@ def export_florence(
                 unassigned += 1
                 continue
             writer = writers[split]
-            name = _unique(Path(path).name, writer.names)
+            name = unique_name(Path(path).name, writer.names)
+            writer.names.add(name)
             wrote = False
             for task, record in records_for(objects, size, name, options).items():
                 if record is None:
@@ -238,7 +216,7 @@ def export_florence(
                 writer.records[task] += 1
                 wrote = True
             if wrote:
-                _place_image(Path(path), writer.folder / name)
+                link_or_copy(path, writer.folder / name)
                 writer.sources.write(_line({"image": name, "filepath": path, "sample_id": sample_id}))
                 writer.images += 1
                 writer.instances.update(obj.label for obj in objects)

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Container
 from pathlib import Path
 
 
@@ -47,3 +48,27 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def link_or_copy(source: str | Path, target: str | Path) -> None:
+    """Hard-link ``source`` to ``target`` where the filesystem allows it, copy it otherwise (replacing ``target``)."""
+    import shutil
+
+    source, target = Path(source), Path(target)
+    if target.exists():
+        if target.samefile(source):
+            return
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def unique_name(name: str, taken: Container[str]) -> str:
+    """``name``, or ``stem_2.ext``, ``stem_3.ext``, ... : the first that is not in ``taken``."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    candidate, counter = name, 2
+    while candidate in taken:
+        candidate, counter = f"{stem}_{counter}{suffix}", counter + 1
+    return candidate

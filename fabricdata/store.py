@@ -62,6 +62,17 @@ def load_dataset(name: str = DEFAULT_DATASET) -> fo.Dataset:
     return dataset
 
 
+def load_view(name: str, view_name: str | None) -> tuple[fo.Dataset, Any]:
+    """A dataset and one of its saved views (the whole dataset when ``view_name`` is None)."""
+    dataset = load_dataset(name)
+    if view_name is None:
+        return dataset, dataset
+    if not dataset.has_saved_view(view_name):
+        known = ", ".join(dataset.list_saved_views()) or "none"
+        raise DatasetError(f"dataset {name!r} has no saved view {view_name!r} (saved views: {known})")
+    return dataset, dataset.load_saved_view(view_name)
+
+
 def open_dataset(name: str = DEFAULT_DATASET, classes: Sequence[str] | None = None) -> fo.Dataset:
     """Load or create the persistent dataset ``name`` with the project's fields and label schema."""
     fo = fiftyone()

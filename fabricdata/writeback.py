@@ -8,8 +8,6 @@ whose labels did not change is never touched; a file that changed on disk since 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,7 +16,7 @@ from typing import Any
 
 from fabricdata.annotation import ImageAnnotation
 from fabricdata.errors import AnnotationError, DatasetError, WriteBackConflictError
-from fabricdata.fileio import atomic_write_text, sha256_bytes, sha256_file
+from fabricdata.fileio import atomic_write_text, link_or_copy, sha256_bytes, sha256_file, unique_name
 from fabricdata.formats.createml import createml_entry_hash, createml_to_text, load_createml
 from fabricdata.formats.voc import read_voc_bytes, voc_to_bytes, write_voc
 from fabricdata.formats.yolo import CLASSES_FILE, read_classes, write_classes, yolo_to_text
@@ -32,6 +30,7 @@ from fabricdata.store import (
     fiftyone,
     labels_digest,
     load_dataset,
+    load_view,
     sample_objects,
     sample_size,
 )
@@ -158,20 +157,15 @@ def export_labelimg(
 
     A sidecar records which sample each file came from, so re-importing the folder updates those samples.
     """
-    dataset = load_dataset(dataset_name)
-    view: Any = dataset
-    if view_name is not None:
-        if not dataset.has_saved_view(view_name):
-            raise DatasetError(f"dataset {dataset_name!r} has no saved view {view_name!r}")
-        view = dataset.load_saved_view(view_name)
+    dataset, view = load_view(dataset_name, view_name)
     if tag is not None:
         view = view.match_tags(tag)
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     entries: dict[str, dict[str, str]] = {}
     for sample in view.iter_samples():
-        name = _unique_name(Path(sample.filepath).name, entries)
-        _link_or_copy(Path(sample.filepath), target / name)
+        name = unique_name(Path(sample.filepath).name, entries)
+        link_or_copy(sample.filepath, target / name)
         objects = sample_objects(sample)
         annotation = ImageAnnotation(
             filename=name,
@@ -189,23 +183,3 @@ def export_labelimg(
     sidecar = {"dataset": dataset_name, "view": view_name, "tag": tag, "samples": entries}
     atomic_write_text(target / SIDECAR, json.dumps(sidecar, indent=1, ensure_ascii=False))
     return len(entries)
-
-
-def _unique_name(name: str, taken: dict[str, Any]) -> str:
-    stem, suffix = Path(name).stem, Path(name).suffix
-    candidate, counter = name, 2
-    while candidate in taken:
-        candidate = f"{stem}_{counter}{suffix}"
-        counter += 1
-    return candidate
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    if target.exists():
-        if target.samefile(source):
-            return
-        target.unlink()
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)

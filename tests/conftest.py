@@ -57,3 +57,16 @@ def tiny_processor(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     from transformers import AutoProcessor
 
     return AutoProcessor.from_pretrained(tiny_model_dir, local_files_only=True)
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    """A fresh dataset name; the dataset is deleted after the test."""
+    import uuid
+
+    dataset = f"t-{uuid.uuid4().hex[:8]}"
+    yield dataset
+    import fiftyone as fo
+
+    if fo.dataset_exists(dataset):
+        fo.delete_dataset(dataset)

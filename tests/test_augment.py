@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +14,6 @@ from fabricdata.boxes import ImageSize, fiftyone_to_box
 from tests.helpers import imported_synth, new_name, run
 
 SPLITS = ("train", "val", "test")
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    dataset = new_name()
-    yield dataset
-    import fiftyone as fo
-
-    if fo.dataset_exists(dataset):
-        fo.delete_dataset(dataset)
 
 
 def _boxes(sample) -> list[tuple[str, tuple[float, ...]]]:  # type: ignore[no-untyped-def]

@@ -8,18 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fabricdata.cli import main
 from fabricdata.formats import read_folder
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.helpers import run
 
 
 def test_help_lists_commands_and_examples(capsys: pytest.CaptureFixture[str]) -> None:

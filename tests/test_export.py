@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -18,19 +17,9 @@ from fabricdata.export import ExportOptions, records_for
 from fabricdata.florence import TASK_DENSE, TASK_GROUNDING, TASK_OD, parse
 from fabricdata.schemas import SCHEMA_DIR
 from fabricdata.synth import SynthConfig, generate
-from tests.helpers import new_name, run
+from tests.helpers import run
 
 FOLDERS = ("train", "valid", "test")
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    dataset = new_name()
-    yield dataset
-    import fiftyone as fo
-
-    if fo.dataset_exists(dataset):
-        fo.delete_dataset(dataset)
 
 
 def _dataset(

@@ -4,24 +4,13 @@ confidences matter (all 1.0 changes the ranking-based figures)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fabricdata.boxes import ImageSize, fiftyone_to_box
 from fabricdata.synth import SynthConfig, generate
-from tests.helpers import new_name, run
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    dataset = new_name()
-    yield dataset
-    import fiftyone as fo
-
-    if fo.dataset_exists(dataset):
-        fo.delete_dataset(dataset)
+from tests.helpers import run
 
 
 def _truth_predictions(ds, folder: Path, confidence=lambda i: 0.97, extra=()) -> None:  # type: ignore[no-untyped-def]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,8 @@ from tests.helpers import run
 
 
 @pytest.fixture
-def dataset_name() -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    yield name
-    import fiftyone as fo
-
-    if fo.dataset_exists(name):
-        fo.delete_dataset(name)
+def dataset_name(name: str) -> str:
+    return name
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
@@ -11,17 +10,7 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from fabricdata.schemas import SCHEMA_DIR
-from tests.helpers import imported_synth, new_name, run
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    dataset = new_name()
-    yield dataset
-    import fiftyone as fo
-
-    if fo.dataset_exists(dataset):
-        fo.delete_dataset(dataset)
+from tests.helpers import imported_synth, run
 
 
 def _by_check(out: str) -> dict[str, dict]:  # type: ignore[type-arg]
