@@ -101,6 +101,14 @@ def _finding(
     )
 
 
+def _box_finding(
+    check: str, severity: Severity, message: str, pairs: Iterable[tuple[str, str]], classes: Iterable[str] = ()
+) -> Finding:
+    """A finding about boxes, from (sample id, box id) pairs."""
+    listed = list(pairs)
+    return _finding(check, severity, message, [p[0] for p in listed], [p[1] for p in listed], classes)
+
+
 def _label_checks(rows: _Rows, classes: list[str], min_instances: int, ratio: float) -> list[Finding]:
     found: list[Finding] = []
     counts = {name: 0 for name in classes}
@@ -111,12 +119,11 @@ def _label_checks(rows: _Rows, classes: list[str], min_instances: int, ratio: fl
     if undefined:
         names = sorted({label for _, _, label in undefined})
         found.append(
-            _finding(
+            _box_finding(
                 "undefined-labels",
                 "error",
                 f"labels not in the class list: {', '.join(names)}",
-                [u[0] for u in undefined],
-                [u[1] for u in undefined],
+                [u[:2] for u in undefined],
                 names,
             )
         )
@@ -154,23 +161,11 @@ def _box_checks(rows: _Rows, sigma: float, duplicate_iou: float) -> list[Finding
         by_sample[sid].append((lid, label, box))
     if degenerate:
         found.append(
-            _finding(
-                "degenerate-boxes",
-                "error",
-                f"{len(degenerate)} boxes under 1 px wide or high",
-                [d[0] for d in degenerate],
-                [d[1] for d in degenerate],
-            )
+            _box_finding("degenerate-boxes", "error", f"{len(degenerate)} boxes under 1 px wide or high", degenerate)
         )
     if outside:
         found.append(
-            _finding(
-                "boxes-outside-image",
-                "error",
-                f"{len(outside)} boxes reach outside their image",
-                [o[0] for o in outside],
-                [o[1] for o in outside],
-            )
+            _box_finding("boxes-outside-image", "error", f"{len(outside)} boxes reach outside their image", outside)
         )
     outliers = []
     for class_rows in by_class.values():
@@ -185,9 +180,7 @@ def _box_checks(rows: _Rows, sigma: float, duplicate_iou: float) -> list[Finding
             outliers += [(sid, lid) for sid, lid, a in class_rows if abs(a - centre) > sigma * spread]
     if outliers:
         message = f"{len(outliers)} boxes over {sigma:g} sigma from their class's typical size (log area, robust)"
-        found.append(
-            _finding("box-size-outliers", "warning", message, [o[0] for o in outliers], [o[1] for o in outliers])
-        )
+        found.append(_box_finding("box-size-outliers", "warning", message, outliers))
     duplicates = []
     for sid, items in by_sample.items():
         for i, (_, label_a, box_a) in enumerate(items):
@@ -196,12 +189,11 @@ def _box_checks(rows: _Rows, sigma: float, duplicate_iou: float) -> list[Finding
                     duplicates.append((sid, lid_b))
     if duplicates:
         found.append(
-            _finding(
+            _box_finding(
                 "duplicate-boxes",
                 "warning",
                 f"{len(duplicates)} boxes duplicate another of their class (IoU > {duplicate_iou:g})",
-                [d[0] for d in duplicates],
-                [d[1] for d in duplicates],
+                duplicates,
             )
         )
     return found
