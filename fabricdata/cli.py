@@ -752,7 +752,14 @@ def train(
     from finetune.config import load_config
     from finetune.train import train as run_train
 
-    summary = run_train(load_config(config, set_ or ()), resume=resume, log=console.print)
+    with progress_bar() as bar:
+        task = bar.add_task("train", total=None)
+        summary = run_train(
+            load_config(config, set_ or ()),
+            resume=resume,
+            log=bar.console.print,
+            on_step=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     state = "stopped early (continue with --resume)" if summary.stopped_early else "done"
     val = f", best val loss {summary.val_loss:.4f}" if summary.val_loss is not None else ""
     console.print(

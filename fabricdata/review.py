@@ -294,7 +294,9 @@ def review(
         "possible-missing": view.filter_labels(pred_field, F(f"possible_missing_{s}") == True).sort_by(  # noqa: E712
             conf, reverse=True
         ),
-        "possible-spurious": view.filter_labels(GT_FIELD, F(f"possible_spurious_{s}") == True),  # noqa: E712
+        "possible-spurious": view.filter_labels(GT_FIELD, F(f"possible_spurious_{s}") == True).sort_by(  # noqa: E712
+            f"possible_spurious_{s}", reverse=True
+        ),
     }
     if compare is not None:
         views.update(_comparison(dataset, view, eval_key, f"eval_{slug(Path(compare).name)}"))

@@ -140,7 +140,8 @@ def evaluate(model: Any, loader: Any, accelerator: Any) -> float:
     return float(total[0] / total[1]) if total[1] > 0 else float("nan")
 
 
-def train(config: TrainConfig, resume: bool = False, log: Any = print) -> RunSummary:
+def train(config: TrainConfig, resume: bool = False, log: Any = print, on_step: Any = None) -> RunSummary:
+    """Run (or ``resume``) a fine-tune; ``on_step(done, total)`` is called after every optimizer step."""
     import torch
     from accelerate.utils import set_seed
 
@@ -148,6 +149,7 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print) -> RunSum
     accelerator = _accelerator(config)
     main = accelerator.is_main_process
     say = log if main else (lambda *_: None)  # one voice, not one per process
+    report_step = on_step if main else None
     out = Path(config.out)
     last_dir, best_dir = out / "checkpoints" / "last", out / "checkpoints" / "best"
     if resume and not (last_dir / checkpoint.STATE_FILE).is_file():
@@ -226,6 +228,8 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print) -> RunSum
                 optimizer.zero_grad(set_to_none=True)
                 progress.batches_done += pending
                 progress.global_step += 1
+                if report_step:
+                    report_step(progress.global_step, total_steps)
                 pending = 0
                 if metrics:
                     rate = seen / (time.perf_counter() - started)

@@ -199,3 +199,13 @@ def test_collation_in_worker_processes(
     assert code == 0 and "2 steps" in text
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0] == "step,epoch,split,loss,lr,samples_per_s" and len(rows) == 3
+
+
+def test_the_model_side_never_imports_fiftyone() -> None:
+    """finetune runs on a GPU box with only torch/transformers/peft/accelerate/pillow."""
+    code = (
+        "import sys; import finetune.train, finetune.predict, finetune.model, finetune.tiny, finetune.data; "
+        "print('fiftyone' in sys.modules, 'albumentations' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]
