@@ -120,12 +120,6 @@ def box_to_voc(box: Box) -> tuple[int, int, int, int]:
     )
 
 
-def voc_is_truncated(voc: Sequence[int], size: ImageSize) -> bool:
-    """LabelImg's own rule for ``<truncated>``: a box edge on the image border (or at pixel 1)."""
-    xmin, ymin, xmax, ymax = voc
-    return ymax == size.height or ymin == 1 or xmax == size.width or xmin == 1
-
-
 # --- FiftyOne: relative [x, y, w, h], top-left origin -------------------------------------------------
 
 
@@ -240,12 +234,3 @@ def florence_to_box(bins: Sequence[int], size: ImageSize) -> Box:
 def florence_bin_width(size: ImageSize) -> tuple[float, float]:
     """Width and height in pixels of one Florence-2 bin for an image of ``size``."""
     return size.width / LOC_BINS, size.height / LOC_BINS
-
-
-# --- geometry helpers used by the synthetic generator ----------------------------------------------------
-
-
-def box_from_points(xs: Sequence[float], ys: Sequence[float], size: ImageSize, pad: float = 0.0) -> Box:
-    """The tight box around a set of points, padded and clipped to the image."""
-    raw = Box(min(xs) - pad, min(ys) - pad, max(xs) + pad, max(ys) + pad)
-    return clip_box(raw, size)

@@ -46,14 +46,6 @@ def exif_orientation(path: str | Path) -> int:
         return 0
 
 
-def image_depth(path: str | Path) -> int:
-    """Number of channels as VOC's ``<depth>`` reports it (1 for greyscale, 3 for colour)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return 1 if image.mode in ("1", "L", "I", "I;16", "F") else 3
-
-
 def find_image(folder: Path, stem: str) -> Path | None:
     """The image beside an annotation file: same stem, any known extension."""
     for ext in IMAGE_EXTENSIONS:

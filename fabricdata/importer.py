@@ -214,7 +214,7 @@ def _document(item: FolderItem, root: Path, dataset_id: Any) -> dict[str, Any]:
     from bson import ObjectId
 
     ann = item.annotation
-    now = datetime.now(UTC).replace(tzinfo=None, microsecond=(datetime.now(UTC).microsecond // 1000) * 1000)
+    now = datetime.now(UTC).replace(tzinfo=None)  # naive UTC, as FiftyOne stores it (MongoDB keeps milliseconds)
     detections = []
     for obj in ann.objects:
         det: dict[str, Any] = {

@@ -17,7 +17,7 @@ from typing import Any
 from lxml import etree
 
 from fabricdata.annotation import ImageAnnotation, LabeledBox, check_box, check_label
-from fabricdata.boxes import Box, ImageSize, box_to_voc, voc_to_box
+from fabricdata.boxes import ImageSize, box_to_voc, voc_to_box
 from fabricdata.errors import InvalidValueError, MissingFieldError, UnsafeXMLError
 from fabricdata.fileio import atomic_write_bytes
 
@@ -246,9 +246,3 @@ def _sub(parent: etree._Element, tag: str, text: str) -> None:
 def write_voc(annotation: ImageAnnotation, path: str | Path) -> None:
     """Write an annotation atomically (temp file + rename) in LabelImg's layout."""
     atomic_write_bytes(path, voc_to_bytes(annotation))
-
-
-def voc_box_text(box: Box) -> tuple[str, str, str, str]:
-    """The four ``bndbox`` texts LabelImg would write for a box."""
-    xmin, ymin, xmax, ymax = box_to_voc(box)
-    return (str(xmin), str(ymin), str(xmax), str(ymax))

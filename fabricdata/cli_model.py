@@ -1,0 +1,214 @@
+"""Commands of the model side: tiny-model, train, predict, export-model, review."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fabricdata.cli import (
+    DatasetOption,
+    app,
+    classes_option,
+    console,
+    err_console,
+    progress_bar,
+    run_dir,
+    tracked,
+)
+from fabricdata.errors import ConfigError
+
+
+@app.command("tiny-model")
+def tiny_model(
+    out: Annotated[Path, typer.Argument(help="Folder to save the tiny model and processor to.")],
+    classes: Annotated[str | None, typer.Option(help="Class names the tokenizer should know well.")] = None,
+    image_size: Annotated[int, typer.Option(help="Square input resolution of the tiny model.")] = 128,
+    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+) -> None:
+    """Build a tiny random Florence-2 offline (real architecture and processor, ~0.5 M parameters).
+
+    Tests and the demo use it where real weights cannot be downloaded; it loads through the same path as
+    florence-community/Florence-2-base.
+
+    Example:
+
+      fabricdata tiny-model models/tiny
+    """
+    from finetune.tiny import build_tiny_florence
+
+    path = build_tiny_florence(out, classes=classes_option(classes), image_size=image_size, seed=seed)
+    console.print(f"tiny Florence-2 saved to [bold]{path}[/]")
+
+
+def _train_epilog() -> str:
+    from finetune.config import defaults_table
+
+    rows = "\n\n".join(f"  {key} = {default}: {help_}" for key, default, help_ in defaults_table())
+    return "Config keys and defaults (the seed project's findings):\n\n" + rows
+
+
+@app.command(epilog=_train_epilog())
+def train(
+    config: Annotated[
+        Path | None, typer.Argument(help="YAML config (optional when --set gives model, data, out).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a key: --set lora.r=16 (repeatable).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the run's checkpoints/last.")] = False,
+) -> None:
+    """Fine-tune Florence-2 with LoRA/DoRA on a Florence-2 export (one process; several: accelerate launch).
+
+    Writes the run folder: config.yaml, checkpoints/last and checkpoints/best (adapter + processor + config),
+    metrics.csv and loss_curve.png. For several GPUs or nodes: accelerate launch -m finetune.train CONFIG.
+
+    Examples:
+
+      fabricdata train --set model=models/tiny --set data=exports/v1 --set out=runs/r1 --set epochs=3
+
+      fabricdata train configs/base.yaml --set lora.use_dora=true --set lr=2e-5
+
+      fabricdata train configs/base.yaml --resume
+    """
+    from finetune.config import load_config
+    from finetune.train import train as run_train
+
+    with progress_bar() as bar:
+        task = bar.add_task("train", total=None)
+        summary = run_train(
+            load_config(config, set_ or ()),
+            resume=resume,
+            log=bar.console.print,
+            on_step=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    state = "stopped early (continue with --resume)" if summary.stopped_early else "done"
+    val = f", best val loss {summary.val_loss:.4f}" if summary.val_loss is not None else ""
+    console.print(
+        f"[green]{state}:[/] {summary.global_step} steps, {summary.epochs_done} epoch(s), "
+        f"train loss {summary.train_loss:.4f}{val}, {summary.samples_per_s:.1f} samples/s -> {summary.out}"
+    )
+
+
+@app.command()
+def predict(
+    run: Annotated[str, typer.Option(help="Run name (runs/NAME) or folder; predictions.jsonl is written there.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Predict with this model instead of the run's adapter: a merged "
+            "model folder or a base model (the zero-shot baseline)."
+        ),
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="Export folder (default: the run's training data).")] = None,
+    split: Annotated[str, typer.Option(help="Split folder of the export: train, valid or test.")] = "test",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per generate call.")] = 8,
+    num_beams: Annotated[int, typer.Option(min=1, help="Beam width.")] = 3,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Default: the export's label budget.")] = None,
+) -> None:
+    """Batched prediction with a real confidence per box; writes runs/NAME/predictions.jsonl.
+
+    Examples:
+
+      fabricdata predict --run r1
+
+      fabricdata predict --run base --model florence-community/Florence-2-base --data exports/v1
+    """
+    import yaml
+
+    from finetune.model import load_for_inference
+    from finetune.predict import DEFAULT_MAX_NEW_TOKENS, PredictOptions, export_images
+    from finetune.predict import predict as run_predict
+
+    folder = run_dir(run)
+    if data is None:
+        if not (folder / "config.yaml").is_file():
+            raise ConfigError(f"--data: {folder} has no config.yaml to take the export folder from; give --data")
+        data = Path(yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))["data"])
+    budget = max_new_tokens
+    if budget is None:
+        manifest = data / "manifest.json"
+        budget = json.loads(manifest.read_text())["max_label_tokens"] if manifest.is_file() else DEFAULT_MAX_NEW_TOKENS
+    images = export_images(data, split)
+    source = model or str(folder)
+    loaded, processor = load_for_inference(source)
+    folder.mkdir(parents=True, exist_ok=True)
+    options = PredictOptions(batch_size=batch_size, num_beams=num_beams, max_new_tokens=budget)
+    with tracked("predict", len(images)) as advance:
+        count = run_predict(loaded, processor, images, folder / "predictions.jsonl", options, advance)
+    console.print(f"{count} prediction(s) of {source} on {data}/{split} -> {folder / 'predictions.jsonl'}")
+
+
+@app.command("review")
+def review_(
+    run: Annotated[str, typer.Option(help="Run name (runs/NAME) or folder with predictions.jsonl.")],
+    dataset: DatasetOption = "fabric",
+    compare: Annotated[str | None, typer.Option(help="An earlier, reviewed run: adds regressions and fixed.")] = None,
+    iou: Annotated[float, typer.Option(min=0.05, max=0.95, help="IoU threshold of a match.")] = 0.5,
+) -> None:
+    """Load a run's predictions into FiftyOne, evaluate them, and save its mistakes as views for the App.
+
+    Views: RUN-false-positives, RUN-missed, RUN-mislocated, RUN-confused, RUN-possible-missing and
+    RUN-possible-spurious (label suspects from FiftyOne Brain's mistakenness, using the real confidences), and
+    with --compare, RUN-regressions and RUN-fixed. Writes runs/RUN/report.md with PR curves and confusions.
+    Reviewing a run again replaces its fields and views.
+
+    Examples:
+
+      fabricdata review --run r1
+
+      fabricdata review --run r2 --compare r1
+
+      fabricdata predict --run base --model florence-community/Florence-2-base --data exports/v1
+
+      fabricdata review --run base
+    """
+    from fabricdata.review import review as run_review
+
+    folder = run_dir(run)
+    previous = run_dir(compare) if compare is not None else None
+    with err_console.status("reviewing") as status:
+        summary = run_review(dataset, folder, previous, iou, progress=lambda text: status.update(text))
+    table = Table(title=f"review of {summary.run}: {summary.images} images, {summary.ground_truth} boxes")
+    for column in ("mAP@[.5:.95]", "AP50", "AP75", "precision", "recall", "F1", "at confidence"):
+        table.add_column(column, justify="right")
+    values = (summary.map, summary.ap50, summary.ap75, summary.precision, summary.recall, summary.f1)
+    table.add_row(*(f"{v:.3f}" for v in values), f"{summary.best_f1_threshold:.3f}")
+    console.print(table)
+    per_class = Table(title="AP@[.5:.95] per class")
+    per_class.add_column("class")
+    per_class.add_column("AP", justify="right")
+    for name, value in sorted(summary.per_class_ap.items()):
+        per_class.add_row(name, f"{value:.3f}")
+    console.print(per_class)
+    views = Table(title="views for the annotators")
+    for column in ("view", "samples", "open in the App"):
+        views.add_column(column)
+    for name, count in summary.views.items():
+        views.add_row(name, str(count), f"fabricdata app --dataset {dataset} --view {name}")
+    console.print(views)
+    console.print(f"report: {folder / 'report.md'}")
+    for image in summary.unmatched_images:
+        err_console.print(f"[red]error:[/] {folder / 'predictions.jsonl'}: image {image} is not in dataset {dataset!r}")
+    if summary.unmatched_images:
+        raise typer.Exit(1)
+
+
+@app.command("export-model")
+def export_model(
+    out: Annotated[Path, typer.Argument(help="Folder for the standalone merged model.")],
+    run: Annotated[str, typer.Option(help="Run name (runs/NAME) or folder whose adapter to merge.")],
+) -> None:
+    """Merge a run's adapter into a standalone model (AutoModelForImageTextToText / AutoProcessor load it).
+
+    Example:
+
+      fabricdata export-model --run r1 models/fabric-r1
+    """
+    from finetune.model import merge_adapter
+
+    path = merge_adapter(run_dir(run), out)
+    console.print(f"merged model saved to [bold]{path}[/]")

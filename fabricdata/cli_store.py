@@ -1,0 +1,281 @@
+"""Commands that bring data in and out: synth, import, stats, app, writeback, export labelimg."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+
+import typer
+from rich.table import Table
+
+from fabricdata.annotation import parse_class_list
+from fabricdata.cli import (
+    DatasetOption,
+    app,
+    classes_option,
+    console,
+    error_table,
+    export_app,
+    parse_size,
+    tracked,
+)
+from fabricdata.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fabricdata.importer import ImportReport
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write the LabelImg dataset to.")],
+    images: Annotated[int, typer.Option(min=1, help="Number of images.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed gives byte-identical files.")] = 0,
+    size: Annotated[str, typer.Option(help="Image size WIDTHxHEIGHT.")] = "1024x768",
+    classes: Annotated[
+        str | None, typer.Option(help="Comma-separated class names (default wrinkle,drop,broken).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes.")] = max(1, os.cpu_count() or 1),
+    sheet: Annotated[Path | None, typer.Option(help="Also write a contact sheet PNG here.")] = None,
+) -> None:
+    """Generate synthetic woven fabric with wrinkle/drop/broken defects as a LabelImg folder.
+
+    Examples:
+
+      fabricdata synth data/fabric --images 200 --seed 0
+
+      fabricdata synth data/weft --classes wrinkle,broken-weft --size 640x480 --sheet sheet.png
+    """
+    from fabricdata.synth import SynthConfig, contact_sheet, generate, summarize
+
+    width, height = parse_size(size)
+    config = SynthConfig(images=images, seed=seed, width=width, height=height, classes=classes_option(classes))
+    with tracked("synth", images) as advance:
+        target = generate(config, out, workers=workers, progress=advance)
+    if sheet is not None:
+        contact_sheet(target, sheet)
+    print_counts("Synthetic dataset", summarize(target, config.classes))
+    console.print(f"wrote {images} images to [bold]{target}[/]")
+
+
+def print_counts(title: str, counts: dict[str, int]) -> None:
+    table = Table(title=title)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for name, value in counts.items():
+        table.add_row(name, str(value))
+    console.print(table)
+
+
+@app.command("import")
+def import_(
+    folder: Annotated[Path, typer.Argument(help="LabelImg folder (images with VOC XML, YOLO txt or CreateML JSON).")],
+    dataset: DatasetOption = "fabric",
+    format: Annotated[str, typer.Option("--format", help="auto, voc, yolo or createml.")] = "auto",
+    classes: Annotated[str | None, typer.Option(help="Comma-separated class list; other labels are errors.")] = None,
+    prune: Annotated[bool, typer.Option(help="Remove samples whose files disappeared from the folder.")] = False,
+    force: Annotated[bool, typer.Option(help="Let changed files overwrite App edits not yet written back.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Import a LabelImg folder into a persistent FiftyOne dataset (idempotent; bulk inserts).
+
+    Real image sizes are checked against the annotations; bad files are listed in one table at the end while
+    all good files are imported (exit code 1 when any file failed). Re-importing adds nothing; changed files
+    update their samples; removed files are reported and removed only with --prune.
+
+    Examples:
+
+      fabricdata import data/fabric
+
+      fabricdata import data/weft --dataset weft --classes wrinkle,broken-weft --format yolo
+    """
+    from fabricdata.formats import FORMATS, FormatName
+    from fabricdata.importer import import_folder
+
+    if format not in ("auto", *FORMATS):
+        raise ConfigError(f"--format: expected auto, voc, yolo or createml, got {format!r}")
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: not a folder")
+    from fabricdata.images import is_image
+
+    total = sum(1 for path in folder.iterdir() if is_image(path))
+    with tracked("import", total) as advance:
+        chosen = cast(FormatName | Literal["auto"], format)
+        wanted = parse_class_list(classes) if classes else None
+        report = import_folder(folder, dataset, chosen, wanted, prune, force, advance)
+    if json_out:
+        console.print_json(data=report.as_dict())
+    else:
+        show_import_report(report, dataset)
+    if report.errors:
+        error_table(f"{len(report.errors)} file(s) not imported", report.errors)
+        raise typer.Exit(1)
+
+
+def show_import_report(report: ImportReport, dataset: str) -> None:
+    table = Table(title=f"import {report.folder} ({report.format}) -> dataset {dataset!r}")
+    for column in ("added", "updated", "unchanged", "missing", "removed", "unlabeled", "errors"):
+        table.add_column(column, justify="right")
+    counts = (report.added, report.updated, report.unchanged, len(report.missing), len(report.removed))
+    table.add_row(*(str(v) for v in (*counts, len(report.unlabeled), len(report.errors))))
+    console.print(table)
+    for path in report.missing:
+        console.print(f"[yellow]missing[/] {path} (still in the dataset; use --prune to remove)")
+    for path in report.exif_rotated:
+        console.print(
+            f"[yellow]EXIF-rotated[/] {path}: boxes are in stored pixels (as LabelImg draws them); "
+            "browsers and the App show this image rotated"
+        )
+
+
+@app.command()
+def stats(
+    dataset: DatasetOption = "fabric",
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Instances and images per class and split, defect-free images, box sizes per class.
+
+    Examples:
+
+      fabricdata stats
+
+      fabricdata stats --dataset weft --json
+    """
+    from fabricdata.stats import dataset_stats
+
+    data = dataset_stats(dataset)
+    if json_out:
+        console.print_json(data=data)
+    else:
+        show_stats(data)
+
+
+def show_stats(data: dict[str, Any]) -> None:
+    splits = data["splits"]
+    table = Table(title=f"{data['dataset']}: {data['samples']} images")
+    table.add_column("class")
+    for split in splits:
+        table.add_column(f"{split} boxes", justify="right")
+        table.add_column(f"{split} images", justify="right")
+    for name in data["classes"]:
+        cells = []
+        for split in splits:
+            cells += [str(data["instances"][name][split]), str(data["images"][name][split])]
+        table.add_row(name, *cells)
+    cells = []
+    for split in splits:
+        cells += ["", f"{data['defect_free'][split]} of {data['images_per_split'][split]}"]
+    table.add_row("[dim]defect-free[/]", *cells)
+    console.print(table)
+    sizes = Table(title="box sizes (pixels)")
+    columns = (
+        "class",
+        "boxes",
+        "width mean",
+        "height mean",
+        "width median",
+        "height median",
+        "area min",
+        "area max",
+    )
+    for column in columns:
+        sizes.add_column(column, justify="right")
+    for name, row in data["box_sizes"].items():
+        sizes.add_row(name, *(str(v) for v in row.values()))
+    console.print(sizes)
+
+
+@app.command("app")
+def app_(
+    dataset: DatasetOption = "fabric",
+    view: Annotated[str | None, typer.Option(help="Open this saved view.")] = None,
+    port: Annotated[int, typer.Option(help="Port of the App server.")] = 5151,
+    address: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for remote annotators).")] = "127.0.0.1",
+) -> None:
+    """Launch the FiftyOne App on the dataset (or a saved view) to browse and fix labels; Ctrl-C stops it.
+
+    Fix boxes in the App's Annotate tab, then run 'fabricdata writeback'.
+
+    Examples:
+
+      fabricdata app
+
+      fabricdata app --view run1-missed --port 5152 --address 0.0.0.0
+    """
+    from fabricdata.store import fiftyone, load_view
+
+    fo = fiftyone()
+    _, target = load_view(dataset, view)
+    url = f"http://{address}:{port}/datasets/{dataset}" + (f"?view={_slug(view)}" if view is not None else "")
+    session = fo.launch_app(target, port=port, address=address, remote=True, auto=False)
+    console.print(f"FiftyOne App: [bold]{url}[/]  (Ctrl-C to stop)")
+    try:
+        session.wait(-1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        session.close()
+        console.print("App stopped")
+
+
+def _slug(name: str) -> str:
+    import fiftyone.core.utils as fou
+
+    return str(fou.to_slug(name))
+
+
+@app.command("writeback")
+def writeback_(
+    dataset: DatasetOption = "fabric",
+    force: Annotated[bool, typer.Option(help="Overwrite files that changed on disk since import.")] = False,
+) -> None:
+    """Write labels fixed in the App back to the original LabelImg files (atomic; never loses an edit).
+
+    Only files whose labels changed are written, in their own format (VOC, YOLO, CreateML). A file that
+    changed on disk since it was imported is refused unless --force.
+
+    Examples:
+
+      fabricdata writeback
+
+      fabricdata writeback --dataset weft --force
+    """
+    from fabricdata.store import load_dataset
+    from fabricdata.writeback import writeback
+
+    total = len(load_dataset(dataset))
+    with tracked("writeback", total) as advance:
+        report = writeback(dataset, force=force, progress=advance)
+    for path in report.written:
+        console.print(f"[green]wrote[/] {path}")
+    console.print(f"{len(report.written)} file(s) written, {report.unchanged} unchanged")
+    if report.errors:
+        error_table(f"{len(report.errors)} file(s) not written", report.errors)
+        raise typer.Exit(1)
+
+
+@export_app.command("labelimg")
+def export_labelimg_(
+    out: Annotated[Path, typer.Argument(help="Folder to write.")],
+    dataset: DatasetOption = "fabric",
+    view: Annotated[str | None, typer.Option(help="A saved view to export.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only samples with this tag.")] = None,
+) -> None:
+    """Write a LabelImg folder (images linked or copied, VOC XML, classes.txt) for a view or tag.
+
+    Annotators who prefer LabelImg fix the selection there; 'fabricdata import OUT' then updates the same
+    samples, and 'fabricdata writeback' brings the fixes to the original files.
+
+    Examples:
+
+      fabricdata export labelimg fixes/ --view run1-missed
+
+      fabricdata export labelimg fixes/ --tag recheck
+    """
+    from fabricdata.store import load_dataset
+    from fabricdata.writeback import export_labelimg
+
+    total = len(load_dataset(dataset))
+    with tracked("export labelimg", total) as advance:
+        count = export_labelimg(dataset, out, view, tag, advance)
+    console.print(f"exported {count} image(s) to [bold]{out}[/]")
