@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fabricdata.cli import (
+from fabricdata.cli_common import (
     app,
     console,
     error_table,

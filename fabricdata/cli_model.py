@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from fabricdata.cli import (
+from fabricdata.cli_common import (
     DatasetOption,
     app,
     classes_option,

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fabricdata.cli import (
+from fabricdata.cli_common import (
     DatasetOption,
     app,
     console,

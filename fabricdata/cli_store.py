@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from fabricdata.annotation import parse_class_list
-from fabricdata.cli import (
+from fabricdata.cli_common import (
     DatasetOption,
     app,
     classes_option,

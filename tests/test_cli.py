@@ -15,6 +15,8 @@ from tests.helpers import run
 def test_help_lists_commands_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["--help"], capsys)
     assert code == 0 and "synth" in out and "Examples" in out
+    order = [out.index(f"│ {name} ") for name in ("synth", "import", "augment", "train", "review", "demo")]
+    assert order == sorted(order)  # the order of the loop
     code, out, _ = run(["synth", "--help"], capsys)
     assert code == 0 and "fabricdata synth data/fabric" in out
 

@@ -297,7 +297,7 @@ def test_import_into_a_shared_mongodb_server(synth_folder: Path, tmp_path: Path)
         client: pymongo.MongoClient = pymongo.MongoClient(uri, serverSelectionTimeoutMS=20000)
         client.admin.command("ping")
         env = {**os.environ, "FIFTYONE_DATABASE_URI": uri}
-        cmd = [sys.executable, "-m", "fabricdata.cli", "import", str(synth_folder), "-d", "shared", "--json"]
+        cmd = [sys.executable, "-m", "fabricdata", "import", str(synth_folder), "-d", "shared", "--json"]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["added"] == 12

@@ -1,0 +1,5 @@
+"""``python -m fabricdata``: the command line."""
+
+from fabricdata.cli import main
+
+main()

@@ -1,0 +1,124 @@
+"""Shared pieces of the command line: the typer app, consoles, progress bars and small option parsers."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fabricdata.annotation import DEFAULT_CLASSES, parse_class_list
+from fabricdata.errors import AnnotationError, ConfigError
+
+app = typer.Typer(
+    name="fabricdata",
+    help="The data-centric loop around Florence-2 for fabric-defect detection.\n\n"
+    "Examples:\n\n"
+    "  fabricdata synth data/fabric --images 200 --seed 0\n\n"
+    "  fabricdata tiny-model models/tiny\n\n"
+    "  fabricdata demo",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def setup_environment() -> None:
+    """Environment the project's tools run with (never done at import time of library modules)."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # known, harmless library noise (tests check the behaviour behind each: merging with tied weights works)
+    warnings.filterwarnings("ignore", message=".*tie_word_embeddings=True.*ensure_weight_tying.*")
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated.*")
+    warnings.filterwarnings("ignore", message="Setting `save_embedding_layers` to `True`.*")
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+@contextmanager
+def tracked(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar; yields a callable ``advance(n)``."""
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        yield advance
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``1024x768`` -> (1024, 768)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size: expected WIDTHxHEIGHT such as 1024x768, got {text!r}") from None
+    if width < 32 or height < 32:
+        raise ConfigError(f"--size: images must be at least 32x32, got {text!r}")
+    return width, height
+
+
+def classes_option(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return DEFAULT_CLASSES
+    classes = parse_class_list(text)
+    if not classes:
+        raise ConfigError(f"--classes: no class names in {text!r}")
+    for name in classes:
+        if "<" in name or ">" in name:
+            raise ConfigError(f"--classes: class name {name!r} may not contain '<' or '>'")
+    return classes
+
+
+DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help="FiftyOne dataset name.")]
+export_app = typer.Typer(help="Export a dataset: LabelImg folders, Florence-2 JSONL.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+def error_table(title: str, errors: Sequence[AnnotationError]) -> None:
+    """One table at the end (file, element, problem, value); one plain line per error off a terminal."""
+    if not err_console.is_terminal:
+        err_console.print(f"{title}:", highlight=False)
+        for exc in errors:
+            err_console.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        return
+    table = Table(title=title, title_style="bold red", show_lines=False)
+    for column in ("file", "element", "problem", "value"):
+        table.add_column(column, overflow="fold")
+    for exc in errors:
+        value = "" if exc.value is None else repr(exc.value)[:60]
+        table.add_row(exc.path, exc.element, exc.problem, value)
+    err_console.print(table)
+
+
+def run_dir(run: str) -> Path:
+    """``--run NAME`` is runs/NAME; a path (with a slash, or an existing folder) is used as is."""
+    path = Path(run)
+    return path if ("/" in run or path.is_dir()) else Path("runs") / run
+
+
+def workers_default() -> int:
+    return max(1, os.cpu_count() or 1)
