@@ -204,7 +204,7 @@ def make_variants(
     progress: Callable[[int], None] | None = None,
 ) -> AugmentReport:
     """Create one variant per ``(source sample, copy index)`` of ``plan`` that does not exist yet."""
-    from fabricdata.store import F_SOURCE_ID, sample_objects, sample_size
+    from fabricdata.store import F_SOURCE_ID, GT_FIELD, detections_to_objects, sample_size
 
     report = AugmentReport(recipe=recipe.name, sources=len({s.id for s, _ in plan}))
     existing = set(dataset.exists(F_KEY).values(F_KEY))
@@ -217,7 +217,8 @@ def make_variants(
             if progress:
                 progress(1)
             continue
-        objects = [o for o in sample_objects(sample) if box_problem(o.box, sample_size(sample)) is None]
+        size = sample_size(sample)
+        objects = [o for o in detections_to_objects(sample[GT_FIELD], size) if box_problem(o.box, size) is None]
         source = Path(sample.filepath)
         target = folder / recipe.name / sample.id / variant_name(recipe, source.name, copy)
         target.parent.mkdir(parents=True, exist_ok=True)

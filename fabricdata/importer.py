@@ -59,10 +59,6 @@ class ImportReport:
     errors: list[AnnotationError] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
     def as_dict(self) -> dict[str, Any]:
         return {
             "folder": self.folder,
@@ -354,7 +350,9 @@ def _update_from_export(
             )
         else:
             by_id[entry["id"]] = item
+    seen: set[str] = set()
     for sample in dataset.select(list(by_id)).iter_samples(autosave=True):
+        seen.add(sample.id)
         item = by_id[sample.id]
         exported = entries[item.image_path.name]["labels_hash"]
         fixed = labels_digest(item.annotation.objects)
@@ -374,8 +372,7 @@ def _update_from_export(
             report.updated += 1
         if progress:
             progress(1)
-    missing = set(by_id) - set(dataset.select(list(by_id)).values("id"))
-    report.missing = sorted(by_id[sid].image_path.name for sid in missing)
+    report.missing = sorted(by_id[sid].image_path.name for sid in set(by_id) - seen)
 
 
 __all__ = ["SIDECAR", "ImportReport", "import_folder"]

@@ -14,10 +14,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fabricdata.annotation import ImageAnnotation
+from fabricdata.annotation import ImageAnnotation, LabeledBox
 from fabricdata.errors import AnnotationError, DatasetError, WriteBackConflictError
-from fabricdata.fileio import atomic_write_text, link_or_copy, sha256_bytes, sha256_file, unique_name
-from fabricdata.formats.createml import createml_entry_hash, createml_to_text, load_createml
+from fabricdata.fileio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    link_or_copy,
+    sha256_bytes,
+    sha256_file,
+    unique_name,
+)
+from fabricdata.formats.createml import createml_entry, createml_entry_hash, load_createml
 from fabricdata.formats.voc import read_voc_bytes, voc_to_bytes, write_voc
 from fabricdata.formats.yolo import CLASSES_FILE, read_classes, write_classes, yolo_to_text
 from fabricdata.importer import SIDECAR
@@ -42,10 +49,6 @@ class WriteBackReport:
     unchanged: int = 0
     errors: list[AnnotationError] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
 
 def writeback(
     dataset_name: str,
@@ -57,19 +60,20 @@ def writeback(
     dataset = load_dataset(dataset_name)
     report = WriteBackReport()
     imported = dataset.exists(F_ANNOTATION_PATH).match(fo.ViewField(F_ANNOTATION_PATH) != "")
-    pending: dict[str, list[Any]] = defaultdict(list)  # CreateML: one file, many samples
+    pending: dict[str, list[tuple[Any, list[LabeledBox]]]] = defaultdict(list)  # CreateML: one file, many samples
     for sample in imported.iter_samples(autosave=True):
         if progress:
             progress(1)
-        digest = labels_digest(sample_objects(sample))
+        objects = sample_objects(sample)
+        digest = labels_digest(objects)
         if digest == sample[F_LABELS_HASH]:
             report.unchanged += 1
             continue
         if sample[F_ANNOTATION_FORMAT] == "createml":
-            pending[sample[F_ANNOTATION_PATH]].append(sample)
+            pending[sample[F_ANNOTATION_PATH]].append((sample, objects))
             continue
         try:
-            _write_one(sample, force)
+            _write_one(sample, objects, force)
         except AnnotationError as exc:
             report.errors.append(exc)
             continue
@@ -87,7 +91,7 @@ def _check_unchanged_on_disk(path: Path, current_hash: str, stored_hash: str, fo
         )
 
 
-def _write_one(sample: Any, force: bool) -> None:
+def _write_one(sample: Any, objects: list[LabeledBox], force: bool) -> None:
     path = Path(sample[F_ANNOTATION_PATH])
     fmt = sample[F_ANNOTATION_FORMAT]
     if not path.exists():
@@ -95,15 +99,15 @@ def _write_one(sample: Any, force: bool) -> None:
     if fmt == "voc":
         data, on_disk = read_voc_bytes(path)
         _check_unchanged_on_disk(path, sha256_bytes(data), sample[F_ANNOTATION_HASH], force)
-        updated = replace(on_disk, objects=tuple(sample_objects(sample)), verified=bool(sample[F_VERIFIED]))
+        updated = replace(on_disk, objects=tuple(objects), verified=bool(sample[F_VERIFIED]))
         new_bytes = voc_to_bytes(updated)
-        write_voc(updated, path)
+        atomic_write_bytes(path, new_bytes)
         sample[F_ANNOTATION_HASH] = sha256_bytes(new_bytes)
     elif fmt == "yolo":
         _check_unchanged_on_disk(path, sha256_file(path), sample[F_ANNOTATION_HASH], force)
         classes_path = path.parent / CLASSES_FILE
         classes = list(read_classes(classes_path))
-        annotation = ImageAnnotation(path.name, sample_size(sample), tuple(sample_objects(sample)))
+        annotation = ImageAnnotation(path.name, sample_size(sample), tuple(objects))
         added = [obj.label for obj in annotation.objects if obj.label not in classes]
         if added:  # LabelImg appends new classes the same way
             classes += list(dict.fromkeys(added))
@@ -115,14 +119,16 @@ def _write_one(sample: Any, force: bool) -> None:
         raise DatasetError(f"{path}: unknown annotation format {fmt!r}")
 
 
-def _write_createml(path: Path, samples: list[Any], force: bool, report: WriteBackReport) -> None:
+def _write_createml(
+    path: Path, samples: list[tuple[Any, list[LabeledBox]]], force: bool, report: WriteBackReport
+) -> None:
     try:
         entries = load_createml(path)
     except AnnotationError as exc:
         report.errors.append(exc)
         return
     by_image = {entry["image"]: index for index, entry in enumerate(entries)}
-    for sample in samples:
+    for sample, objects in samples:
         name = Path(sample.filepath).name
         index = by_image.get(name)
         if index is None:
@@ -133,8 +139,8 @@ def _write_createml(path: Path, samples: list[Any], force: bool, report: WriteBa
         except AnnotationError as exc:
             report.errors.append(exc)
             continue
-        annotation = ImageAnnotation(name, sample_size(sample), tuple(sample_objects(sample)))
-        entry = json.loads(createml_to_text([replace(annotation, verified=bool(sample[F_VERIFIED]))]))[0]
+        annotation = ImageAnnotation(name, sample_size(sample), tuple(objects), verified=bool(sample[F_VERIFIED]))
+        entry = createml_entry(annotation)
         entries[index] = entry
         sample[F_ANNOTATION_HASH] = createml_entry_hash(entry)
         sample[F_LABELS_HASH] = labels_digest(annotation.objects)

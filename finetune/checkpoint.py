@@ -29,24 +29,24 @@ class Progress:
 def save(
     folder: Path,
     model: Any,
-    processor: Any,
+    processor_dir: Path,
     config: TrainConfig,
     progress: Progress | None = None,
     optimizer: Any = None,
     scheduler: Any = None,
 ) -> None:
-    """Write a checkpoint atomically: into a temporary folder, then renamed over the old one."""
+    """Write a checkpoint atomically: into a temporary folder, then renamed over the old one.
+
+    The processor never changes during a run: it was saved once to ``processor_dir`` and is copied from there.
+    """
     import torch
 
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp)
-    if isinstance(processor, Path):  # a folder the processor was saved to once: copying is much faster
-        for item in processor.iterdir():
-            shutil.copy2(item, tmp / item.name)
-    else:
-        processor.save_pretrained(tmp)
+    for item in processor_dir.iterdir():
+        shutil.copy2(item, tmp / item.name)
     (tmp / "config.yaml").write_text(dump_config(config), encoding="utf-8")
     if progress is not None:
         state = {

@@ -71,8 +71,12 @@ def _epoch_order(size: int, seed: int, epoch: int, rank: int, world: int) -> lis
     import torch
 
     order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
-    per_rank = len(order) // world if len(order) >= world else 1
-    return [order[(rank + world * i) % len(order)] for i in range(per_rank)]
+    return [order[(rank + world * i) % len(order)] for i in range(_per_rank(size, world))]
+
+
+def _per_rank(size: int, world: int) -> int:
+    """Records each process sees per epoch: an equal share (the tail that does not divide is dropped)."""
+    return size // world if size >= world else 1
 
 
 class EpochSampler:
@@ -89,7 +93,7 @@ class EpochSampler:
         return iter(_epoch_order(self.size, self.seed, self.epoch, self.rank, self.world)[self.skip :])
 
     def __len__(self) -> int:
-        return len(_epoch_order(self.size, self.seed, self.epoch, self.rank, self.world)) - self.skip
+        return _per_rank(self.size, self.world) - self.skip
 
 
 def _one_thread(_: int) -> None:
@@ -166,7 +170,7 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print, on_step: 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     rank, world = accelerator.process_index, accelerator.num_processes
-    batches_per_epoch = math.ceil(len(_epoch_order(len(train_records), 0, 0, rank, world)) / config.batch_size)
+    batches_per_epoch = math.ceil(_per_rank(len(train_records), world) / config.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total_steps))

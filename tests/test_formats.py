@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,32 @@ def test_read_folder_collects_errors_and_keeps_good_files(assets: Path) -> None:
     assert set(problems) == {"broken.xml", "wrong size.xml"}
     assert "128x48" in str(problems["wrong size.xml"]) and "64x48" in str(problems["wrong size.xml"])
     assert len(scan.items) == 4
+
+
+def test_yolo_and_createml_writers_round_trip(assets: Path, tmp_path: Path) -> None:
+    from fabricdata.formats.createml import write_createml
+    from fabricdata.formats.yolo import write_classes, write_yolo
+
+    scan = read_folder(assets / "voc", classes=CLASSES)
+    annotations = [item.annotation for item in scan.items]
+    out = tmp_path / "out"
+    out.mkdir()
+    write_classes(out / "classes.txt", CLASSES)
+    for ann in annotations:
+        write_yolo(ann, out / (Path(ann.filename).stem + ".txt"), CLASSES)
+    write_createml(annotations, out / "annotations.json")
+    classes = read_classes(out / "classes.txt")
+    for ann in annotations:
+        again = read_yolo(out / (Path(ann.filename).stem + ".txt"), ann.filename, ann.size, classes)
+        assert [o.label for o in again.objects] == [o.label for o in ann.objects]
+        for a, b in zip(again.objects, ann.objects, strict=True):  # six decimals: within a thousandth of a pixel
+            assert all(abs(x - y) < 1e-3 for x, y in zip(a.box.as_tuple(), b.box.as_tuple(), strict=True))
+    sizes = {ann.filename: ann.size for ann in annotations}
+    back, errors = read_createml(out / "annotations.json", lambda name: sizes[name])
+    assert errors == [] and [(a.filename, a.objects) for a in back] == [
+        (
+            a.filename,
+            tuple(replace(o, difficult=False, truncated=False, pose="Unspecified", extra_xml=()) for o in a.objects),
+        )
+        for a in annotations
+    ]  # CreateML keeps labels and boxes, not VOC's flags

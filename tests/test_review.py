@@ -10,7 +10,7 @@ import pytest
 
 from fabricdata.boxes import ImageSize, fiftyone_to_box
 from fabricdata.synth import SynthConfig, generate
-from tests.helpers import run
+from tests.helpers import imported_synth, run
 
 
 def _truth_predictions(ds, folder: Path, confidence=lambda i: 0.97, extra=()) -> None:  # type: ignore[no-untyped-def]
@@ -37,6 +37,15 @@ def _truth_predictions(ds, folder: Path, confidence=lambda i: 0.97, extra=()) ->
         }
         lines.append(json.dumps(record))
     (folder / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _perfect_run(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str], images: int) -> Path:
+    """A small imported dataset and the predictions.jsonl of a perfect model for it (run folder runs/r)."""
+    import fiftyone as fo
+
+    imported_synth(tmp_path / "data", name, capsys, images=images)
+    _truth_predictions(fo.load_dataset(name), tmp_path / "runs" / "r")
+    return tmp_path / "runs" / "r" / "predictions.jsonl"
 
 
 def _ids(ds, view_name: str) -> set[str]:  # type: ignore[no-untyped-def]
@@ -137,12 +146,7 @@ def test_confidence_matters_and_runs_compare(tmp_path: Path, name: str, capsys: 
 def test_predictions_for_images_outside_the_dataset_are_clear_errors(
     tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import fiftyone as fo
-
-    generate(SynthConfig(images=4, seed=3, width=160, height=120), tmp_path / "data")
-    run(["import", str(tmp_path / "data"), "-d", name], capsys)
-    _truth_predictions(fo.load_dataset(name), tmp_path / "runs" / "r")
-    path = tmp_path / "runs" / "r" / "predictions.jsonl"
+    path = _perfect_run(tmp_path, name, capsys, images=4)
     stranger = {
         "image": "elsewhere.jpg",
         "filepath": "/nowhere/elsewhere.jpg",
@@ -161,12 +165,7 @@ def test_predictions_for_images_outside_the_dataset_are_clear_errors(
 def test_boxes_with_corners_out_of_order_are_rejected_with_file_and_line(
     tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import fiftyone as fo
-
-    generate(SynthConfig(images=3, seed=3, width=160, height=120), tmp_path / "data")
-    run(["import", str(tmp_path / "data"), "-d", name], capsys)
-    _truth_predictions(fo.load_dataset(name), tmp_path / "runs" / "r")
-    path = tmp_path / "runs" / "r" / "predictions.jsonl"
+    path = _perfect_run(tmp_path, name, capsys, images=3)
     bad = {
         "image": "x.jpg",
         "task": "<OD>",

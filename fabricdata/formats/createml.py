@@ -101,16 +101,14 @@ def createml_entry_hash(entry: dict[str, Any]) -> str:
     return sha256_bytes(json.dumps(entry, sort_keys=True, ensure_ascii=False).encode("utf-8"))
 
 
+def createml_entry(annotation: ImageAnnotation) -> dict[str, Any]:
+    """One image's entry of a CreateML list."""
+    objects = [{"label": obj.label, "coordinates": box_to_createml(obj.box)} for obj in annotation.objects]
+    return {"image": annotation.filename, "verified": annotation.verified, "annotations": objects}
+
+
 def createml_to_text(annotations: Sequence[ImageAnnotation]) -> str:
-    entries = [
-        {
-            "image": ann.filename,
-            "verified": ann.verified,
-            "annotations": [{"label": obj.label, "coordinates": box_to_createml(obj.box)} for obj in ann.objects],
-        }
-        for ann in annotations
-    ]
-    return json.dumps(entries, ensure_ascii=False)
+    return json.dumps([createml_entry(ann) for ann in annotations], ensure_ascii=False)
 
 
 def write_createml(annotations: Sequence[ImageAnnotation], path: str | Path) -> None:
