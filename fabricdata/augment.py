@@ -20,6 +20,7 @@ from fabricdata.annotation import LabeledBox
 from fabricdata.boxes import Box, ImageSize, albumentations_to_box, box_problem, box_to_albumentations
 from fabricdata.errors import ConfigError, DatasetError
 from fabricdata.fileio import atomic_write_bytes, sha256_file
+from fabricdata.images import is_browser_suffix
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "pipelines" / "augment"
 DEFAULT_MIN_VISIBILITY = 0.3
@@ -176,9 +177,9 @@ class AugmentReport:
 
 def media_dir(dataset_name: str) -> Path:
     """The managed folder of a dataset's generated images (under FiftyOne's default dataset dir)."""
-    from fabricdata.store import fiftyone
+    from fabricdata.store import managed_dir
 
-    return Path(fiftyone().config.default_dataset_dir) / "fabricdata" / dataset_name / "variants"
+    return managed_dir(dataset_name, "variants")
 
 
 def source_samples(dataset: Any, split: str | None) -> Any:
@@ -220,7 +221,9 @@ def make_variants(
         size = sample_size(sample)
         objects = [o for o in detections_to_objects(sample[GT_FIELD], size) if box_problem(o.box, size) is None]
         source = Path(sample.filepath)
-        target = folder / recipe.name / sample.id / variant_name(recipe, source.name, copy)
+        # variants of images browsers cannot show (TIFF) are written as lossless PNG, so the App shows them
+        name = source.name if is_browser_suffix(source.suffix) else f"{source.stem}.png"
+        target = folder / recipe.name / sample.id / variant_name(recipe, name, copy)
         target.parent.mkdir(parents=True, exist_ok=True)
         boxes = tuple(box_to_albumentations(o.box) for o in objects)
         jobs.append(Job(str(source), str(target), boxes, variant_seed(seed, source.name, recipe, copy)))
@@ -250,7 +253,7 @@ def _variant_sample(
     seed: int,
     source_field: str,
 ) -> Any:
-    from fabricdata.store import GT_FIELD, fiftyone, objects_to_detections
+    from fabricdata.store import F_PROXY, GT_FIELD, fiftyone, objects_to_detections
 
     fo = fiftyone()
     size = ImageSize(result.width, result.height)
@@ -271,6 +274,7 @@ def _variant_sample(
         **{
             GT_FIELD: objects_to_detections(moved, size),
             source_field: sample.id,
+            F_PROXY: result.target,
             F_RECIPE: recipe.name,
             F_RECIPE_HASH: recipe.digest,
             F_SEED: seed,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fabricdata.annotation import parse_class_list
@@ -18,6 +20,7 @@ from fabricdata.cli_common import (
     error_table,
     export_app,
     parse_size,
+    progress_bar,
     tracked,
 )
 from fabricdata.errors import ConfigError
@@ -69,23 +72,41 @@ def print_counts(title: str, counts: dict[str, int]) -> None:
 
 @app.command("import")
 def import_(
-    folder: Annotated[Path, typer.Argument(help="LabelImg folder (images with VOC XML, YOLO txt or CreateML JSON).")],
+    folder: Annotated[
+        Path, typer.Argument(help="Folder (any depth): LabelImg, YOLO/Roboflow/Ultralytics, darknet or CreateML.")
+    ],
     dataset: DatasetOption = "fabric",
     format: Annotated[str, typer.Option("--format", help="auto, voc, yolo or createml.")] = "auto",
-    classes: Annotated[str | None, typer.Option(help="Comma-separated class list; other labels are errors.")] = None,
+    classes: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated classes: YOLO names where the folder has none; other labels are errors."),
+    ] = None,
     prune: Annotated[bool, typer.Option(help="Remove samples whose files disappeared from the folder.")] = False,
     force: Annotated[bool, typer.Option(help="Let changed files overwrite App edits not yet written back.")] = False,
+    strict: Annotated[bool, typer.Option(help="Exit 1 on warnings too (unlabeled images, orphan labels).")] = False,
+    show_all: Annotated[bool, typer.Option("--show-all", help="Name every warning and ignored file.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Import a LabelImg folder into a persistent FiftyOne dataset (idempotent; bulk inserts).
+    """Import an annotation folder, as published, into a persistent FiftyOne dataset (idempotent; bulk inserts).
 
-    Real image sizes are checked against the annotations; bad files are listed in one table at the end while
-    all good files are imported (exit code 1 when any file failed). Re-importing adds nothing; changed files
-    update their samples; removed files are reported and removed only with --prune.
+    The tree is searched at any depth. Labels are paired with images by the rules of each layout: beside the
+    image (LabelImg VOC/YOLO/CreateML), images/ + labels/ siblings (Ultralytics, Roboflow, with data.yaml),
+    darknet obj.data + list files, Annotations/ + JPEGImages/. The authors' splits (folder names train,
+    valid/val, test; list files; data.yaml) become the train/val/test tags; category folders become the
+    'category' field. Images browsers cannot show (TIFF, 16-bit, CMYK, huge) get a viewable proxy for the App.
+
+    Real image sizes are checked against the annotations. Bad files are listed at the end while all good files
+    are imported (exit 1); README files, licences and notes are ignored; unlabeled images and labels without an
+    image are warnings (exit 1 only with --strict). Re-importing adds nothing; changed files update their
+    samples; removed files are reported and removed only with --prune.
 
     Examples:
 
       fabricdata import data/fabric
+
+      fabricdata import roboflow-export/ --dataset holes          (data.yaml, train/valid/test)
+
+      fabricdata import darknet/ --dataset stains --show-all       (data/obj.data + list files)
 
       fabricdata import data/weft --dataset weft --classes wrinkle,broken-weft --format yolo
     """
@@ -96,36 +117,63 @@ def import_(
         raise ConfigError(f"--format: expected auto, voc, yolo or createml, got {format!r}")
     if not folder.is_dir():
         raise ConfigError(f"{folder}: not a folder")
-    from fabricdata.images import is_image
-
-    total = sum(1 for path in folder.iterdir() if is_image(path))
-    with tracked("import", total) as advance:
-        chosen = cast(FormatName | Literal["auto"], format)
-        wanted = parse_class_list(classes) if classes else None
-        report = import_folder(folder, dataset, chosen, wanted, prune, force, advance)
+    chosen = cast(FormatName | Literal["auto"], format)
+    wanted = parse_class_list(classes) if classes else None
+    with progress_bar() as bar:
+        task = bar.add_task("import", total=None)
+        report = import_folder(
+            folder,
+            dataset,
+            chosen,
+            wanted,
+            prune,
+            force,
+            progress=lambda n: bar.advance(task, n),
+            on_total=lambda total: bar.update(task, total=total),
+        )
     if json_out:
         console.print_json(data=report.as_dict())
     else:
-        show_import_report(report, dataset)
+        show_import_report(report, dataset, show_all)
     if report.errors:
         error_table(f"{len(report.errors)} file(s) not imported", report.errors)
+    if not json_out:
+        console.print(f"import: {report.summary()}", highlight=False, soft_wrap=True)
+    if report.errors or (strict and report.warning_count):
         raise typer.Exit(1)
 
 
-def show_import_report(report: ImportReport, dataset: str) -> None:
-    table = Table(title=f"import {report.folder} ({report.format}) -> dataset {dataset!r}")
-    for column in ("added", "updated", "unchanged", "missing", "removed", "unlabeled", "errors"):
-        table.add_column(column, justify="right")
-    counts = (report.added, report.updated, report.unchanged, len(report.missing), len(report.removed))
-    table.add_row(*(str(v) for v in (*counts, len(report.unlabeled), len(report.errors))))
-    console.print(table)
-    for path in report.missing:
-        console.print(f"[yellow]missing[/] {path} (still in the dataset; use --prune to remove)")
+_SHOWN = 5
+
+
+def _listing(kind: str, lines: Sequence[str], show_all: bool, hint: str = "") -> None:
+    """Up to five lines of one kind (all with --show-all), then how many more there are."""
+    shown = lines if show_all else lines[:_SHOWN]
+    for line in shown:
+        console.print(f"[yellow]{kind}[/] {escape(line)}{hint}", soft_wrap=True)
+    if len(lines) > len(shown):
+        console.print(f"[yellow]{kind}[/] ... and {len(lines) - len(shown)} more (--show-all lists them)")
+
+
+def show_import_report(report: ImportReport, dataset: str, show_all: bool = False) -> None:
+    console.print(f"import {escape(report.folder)} ({report.format}) -> dataset {dataset!r}", soft_wrap=True)
+    for path in report.layout_files:
+        console.print(f"[dim]layout[/] {escape(path)}", soft_wrap=True)
+    _listing("warning", report.warnings, show_all)
+    _listing("unlabeled", report.unlabeled, show_all, " (image without labels: not imported)")
+    _listing("missing", report.missing, show_all, " (still in the dataset; use --prune to remove)")
+    if show_all:
+        _listing("ignored", report.ignored, True, " (not an image or annotation)")
+    elif report.ignored:
+        console.print(f"[dim]ignored {len(report.ignored)} file(s) that are not images or annotations[/]")
     for path in report.exif_rotated:
         console.print(
-            f"[yellow]EXIF-rotated[/] {path}: boxes are in stored pixels (as LabelImg draws them); "
-            "browsers and the App show this image rotated"
+            f"[yellow]EXIF-rotated[/] {escape(path)}: boxes are in stored pixels (as LabelImg draws them); "
+            "browsers and the App show this image rotated",
+            soft_wrap=True,
         )
+    if report.proxies:
+        console.print(f"{report.proxies} image(s) browsers cannot show got a viewable proxy for the App")
 
 
 @app.command()

@@ -10,30 +10,38 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from fabricdata.boxes import box_to_fiftyone
 from fabricdata.errors import AnnotationError, DatasetError, InvalidValueError
-from fabricdata.formats import FolderItem, FormatName, images_without_annotation, read_folder
-from fabricdata.images import exif_orientation
+from fabricdata.formats import FolderItem, FolderScan, FormatName, read_folder
+from fabricdata.images import exif_orientation, write_proxy
 from fabricdata.store import (
     F_ANNOTATION_FORMAT,
     F_ANNOTATION_HASH,
     F_ANNOTATION_PATH,
+    F_CATEGORY,
     F_LABELS_HASH,
+    F_PROXY,
     F_SOURCE_FOLDER,
+    F_SPLIT_SOURCE,
     F_VERIFIED,
     GT_FIELD,
+    SPLITS,
     detection_extras,
+    enable_proxies,
     fiftyone,
     labels_digest,
+    managed_dir,
     objects_to_detections,
     open_dataset,
     sample_objects,
@@ -58,11 +66,48 @@ class ImportReport:
     exif_rotated: list[str] = field(default_factory=list)
     errors: list[AnnotationError] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
+    #: non-fatal findings, one line each (labels without images, list entries not found, ...)
+    warnings: list[str] = field(default_factory=list)
+    #: files that are neither images nor annotations (README, licences, notes)
+    ignored: list[str] = field(default_factory=list)
+    #: layout files used (data.yaml, obj.data, class names, list files)
+    layout_files: list[str] = field(default_factory=list)
+    #: boxes read from the annotations found
+    boxes: int = 0
+    #: images per split as the authors assigned them, and what said so
+    splits: dict[str, int] = field(default_factory=dict)
+    split_sources: dict[str, int] = field(default_factory=dict)
+    #: browser-viewable proxies made for images the App could not show
+    proxies: int = 0
+
+    @property
+    def warning_count(self) -> int:
+        return len(self.warnings) + len(self.unlabeled) + len(self.missing)
+
+    def summary(self) -> str:
+        """One line: what was imported, from where, and what needs a look."""
+        images = f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged"
+        splits = ", ".join(f"{name} {count}" for name, count in self.splits.items()) or "none"
+        sources = ", ".join(self.split_sources) or "none"
+        return (
+            f"{_plural(self.added + self.updated + self.unchanged, 'image')} ({images}); "
+            f"{_plural(self.boxes, 'box', 'boxes')}; {_plural(len(self.classes), 'class', 'classes')}; "
+            f"splits: {splits} (from {sources}); {len(self.ignored)} ignored; "
+            f"{_plural(self.warning_count, 'warning')}; {_plural(len(self.errors), 'error')}"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "summary": self.summary(),
             "folder": self.folder,
             "format": self.format,
+            "boxes": self.boxes,
+            "splits": self.splits,
+            "split_sources": self.split_sources,
+            "warnings": self.warnings,
+            "ignored": self.ignored,
+            "layout_files": self.layout_files,
+            "proxies": self.proxies,
             "added": self.added,
             "updated": self.updated,
             "unchanged": self.unchanged,
@@ -75,6 +120,10 @@ class ImportReport:
         }
 
 
+def _plural(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count} {word if count == 1 else (plural or word + 's')}"
+
+
 def import_folder(
     folder: str | Path,
     dataset_name: str,
@@ -83,12 +132,17 @@ def import_folder(
     prune: bool = False,
     force: bool = False,
     progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Import (or re-import) ``folder`` into the dataset ``dataset_name``."""
+    """Import (or re-import) the tree ``folder`` into the dataset ``dataset_name``.
+
+    ``on_total`` is called once with the number of images found (for progress bars), before any is imported.
+    """
     root = Path(folder).resolve()
     scan = read_folder(root, fmt, classes)
-    report = ImportReport(folder=str(root), format=scan.format, errors=list(scan.errors))
-    report.unlabeled = [str(p) for p in images_without_annotation(root, scan)]
+    if on_total is not None:
+        on_total(len(scan.items))
+    report = _scan_report(root, scan)
     dataset = open_dataset(dataset_name, _class_order(root, scan.items, classes or scan.classes))
     report.classes = list(dataset.default_classes)
     sidecar = _read_sidecar(root, dataset_name)
@@ -109,11 +163,43 @@ def import_folder(
         else:
             changed.append((entry[0], item))
     report.exif_rotated = [str(i.image_path) for i in new_items if exif_orientation(i.image_path) not in (0, 1)]
+    new_items = _with_proxies(new_items, managed_dir(dataset_name, "proxies"))
+    report.proxies = sum(item.proxy is not None for item in new_items)
     bulk_add(dataset, new_items, root, progress)
+    if report.proxies:
+        enable_proxies(dataset)
     report.added = len(new_items)
     _apply_changes(dataset, changed, force, report, progress)
     _handle_missing(dataset, root, scan.items, scan.errors, prune, report)
     return report
+
+
+def _scan_report(root: Path, scan: FolderScan) -> ImportReport:
+    report = ImportReport(folder=str(root), format=scan.format, errors=list(scan.errors))
+    report.unlabeled = [str(p) for p in scan.unlabeled]
+    report.warnings = list(scan.warnings)
+    report.ignored = [str(p) for p in scan.ignored]
+    report.layout_files = [str(p) for p in dict.fromkeys(scan.layout_files)]
+    report.boxes = sum(len(item.annotation.objects) for item in scan.items)
+    splits = Counter(item.placement.split for item in scan.items if item.placement.split)
+    report.splits = {name: splits[name] for name in SPLITS if splits[name]}
+    report.split_sources = dict(Counter(item.placement.source for item in scan.items if item.placement.source))
+    return report
+
+
+def _with_proxies(items: Sequence[FolderItem], folder: Path) -> list[FolderItem]:
+    """Items whose images browsers cannot show get a PNG proxy in the dataset's managed folder."""
+    out = []
+    for item in items:
+        if item.viewable:
+            out.append(item)
+            continue
+        digest = hashlib.sha256(str(item.image_path).encode("utf-8")).hexdigest()[:16]
+        target = folder / f"{digest}_{item.image_path.stem[:80]}.png"
+        if not target.is_file():
+            write_proxy(item.image_path, target)
+        out.append(replace(item, proxy=target))
+    return out
 
 
 def _class_order(root: Path, items: Sequence[FolderItem], given: Sequence[str] | None) -> list[str]:
@@ -143,6 +229,7 @@ def _new_sample(item: FolderItem, root: Path) -> Any:
     ann = item.annotation
     return fo.Sample(
         filepath=str(item.image_path),
+        tags=_tags(item),
         metadata=fo.ImageMetadata(
             width=ann.size.width,
             height=ann.size.height,
@@ -150,8 +237,21 @@ def _new_sample(item: FolderItem, root: Path) -> Any:
             size_bytes=item.image_path.stat().st_size,
         ),
         **_label_fields(item),
-        **{F_SOURCE_FOLDER: str(root)},
+        **_placement_fields(item, root),
     )
+
+
+def _tags(item: FolderItem) -> list[str]:
+    return [item.placement.split] if item.placement.split else []
+
+
+def _placement_fields(item: FolderItem, root: Path) -> dict[str, Any]:
+    return {
+        F_SOURCE_FOLDER: str(root),
+        F_SPLIT_SOURCE: item.placement.source,
+        F_CATEGORY: item.placement.category,
+        F_PROXY: str(item.proxy or item.image_path),
+    }
 
 
 def _label_fields(item: FolderItem, detections: Any = None) -> dict[str, Any]:
@@ -229,7 +329,7 @@ def _document(item: FolderItem, root: Path, dataset_id: Any) -> dict[str, Any]:
     return {
         "_id": ObjectId(),
         "filepath": str(item.image_path),
-        "tags": [],
+        "tags": _tags(item),
         "metadata": {
             "_cls": "ImageMetadata",
             "size_bytes": item.image_path.stat().st_size,
@@ -240,7 +340,8 @@ def _document(item: FolderItem, root: Path, dataset_id: Any) -> dict[str, Any]:
         "_media_type": "image",
         "_rand": random.random() * 0.001 + 0.999,
         **fields,
-        F_SOURCE_FOLDER: str(root),
+        # FiftyOne stores no key for a field that is None
+        **{key: value for key, value in _placement_fields(item, root).items() if value is not None},
         "_dataset_id": dataset_id,
         "created_at": now,
         "last_modified_at": now,

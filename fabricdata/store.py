@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fabricdata.annotation import LabeledBox
@@ -29,6 +30,12 @@ F_ANNOTATION_HASH = "annotation_hash"
 F_LABELS_HASH = "labels_hash"
 F_VERIFIED = "verified"
 F_SOURCE_FOLDER = "source_folder"
+#: where the authors' split came from (folder names, a list file, data.yaml, fabricdata split)
+F_SPLIT_SOURCE = "split_source"
+#: the folder an image sits in below the import folder (``stain/``, ``defect_free/``), when it names one
+F_CATEGORY = "category"
+#: a browser-viewable copy for the App (the image itself when browsers can show it)
+F_PROXY = "proxy_filepath"
 #: set on augmented variants: the id of the sample they were made from
 F_SOURCE_ID = "source_id"
 VARIANT_FIELDS: dict[str, str] = {
@@ -101,12 +108,35 @@ def ensure_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
         F_VERIFIED: (fo.BooleanField, {}),
         F_SOURCE_FOLDER: (fo.StringField, {}),
         F_SOURCE_ID: (fo.StringField, {}),
+        F_SPLIT_SOURCE: (fo.StringField, {}),
+        F_CATEGORY: (fo.StringField, {}),
+        F_PROXY: (fo.StringField, {}),
         **{name: (fo.IntField if kind == "int" else fo.StringField, {}) for name, kind in VARIANT_FIELDS.items()},
     }
     for path, (ftype, kwargs) in wanted.items():
         if path not in schema:
             dataset.add_sample_field(path, ftype, **kwargs)
     activate_label_schema(dataset, merged)
+
+
+def managed_dir(dataset_name: str, kind: str) -> Path:
+    """A folder of files fabricdata makes for a dataset (variants, proxies), under FiftyOne's dataset dir and
+    never beside the user's files."""
+    return Path(fiftyone().config.default_dataset_dir) / "fabricdata" / dataset_name / kind
+
+
+def enable_proxies(dataset: fo.Dataset) -> None:
+    """Show ``proxy_filepath`` in the App's grid and modal (samples without one show their own file)."""
+    config = dataset.app_config
+    if config.grid_media_field == F_PROXY and config.modal_media_field == F_PROXY:
+        return
+    fo = fiftyone()
+    missing = dataset.match(fo.ViewField(F_PROXY) == None)  # noqa: E711 (a MongoDB query, not a comparison)
+    missing.set_values(F_PROXY, missing.values("filepath"))
+    config.media_fields = list(dict.fromkeys([*(config.media_fields or ["filepath"]), F_PROXY]))
+    config.grid_media_field = F_PROXY
+    config.modal_media_field = F_PROXY
+    dataset.save()
 
 
 def activate_label_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:

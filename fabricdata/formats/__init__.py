@@ -1,8 +1,10 @@
-"""Annotation formats LabelImg writes, and reading a whole LabelImg folder.
+"""Annotation formats LabelImg writes, and reading a whole annotation tree.
 
 One module per format, each a reader/writer pair: :mod:`.voc` (Pascal VOC XML), :mod:`.yolo` (YOLO txt +
-``classes.txt``) and :mod:`.createml` (CreateML JSON). :func:`read_folder` detects the format, reads every
-annotation, checks it against the real image size, and collects per-file errors instead of stopping.
+``classes.txt``) and :mod:`.createml` (CreateML JSON); :mod:`fabricdata.layouts` reads the files that describe
+published layouts (``data.yaml``, ``obj.data``, list files). :func:`read_folder` finds every annotation at any depth
+(:mod:`fabricdata.discover`), reads it, checks it against the real image size, and collects per-file errors
+instead of stopping.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ from pathlib import Path
 from typing import Literal
 
 from fabricdata.annotation import ImageAnnotation
+from fabricdata.boxes import ImageSize
+from fabricdata.discover import Discovery, LabelFile, Placement, discover
+from fabricdata.discover import FormatName as FormatName
 from fabricdata.errors import AnnotationError, FormatDetectionError, InvalidValueError
 from fabricdata.fileio import sha256_bytes, sha256_file
-from fabricdata.images import find_image, image_size, is_image
+from fabricdata.images import image_info
 
-FormatName = Literal["voc", "yolo", "createml"]
 FORMATS: tuple[FormatName, ...] = ("voc", "yolo", "createml")
 
 
 @dataclass(frozen=True, slots=True)
 class FolderItem:
-    """One image of a folder with its annotation and where the annotation lives."""
+    """One image of a folder with its annotation, where the annotation lives and where the authors put it."""
 
     image_path: Path
     annotation_path: Path
@@ -31,30 +35,37 @@ class FolderItem:
     format: FormatName
     #: sha256 of the bytes this item was read from (the file; for CreateML the entry), for safe write-back.
     content_hash: str = ""
+    placement: Placement = field(default_factory=Placement)
+    #: False when browsers cannot show the image (TIFF, 16-bit, CMYK, huge): the App gets a proxy
+    viewable: bool = True
+    #: the browser-viewable copy made for the App (set by import where ``viewable`` is False)
+    proxy: Path | None = None
 
 
 @dataclass(slots=True)
 class FolderScan:
-    """Everything read from a folder: good items and one error per bad file."""
+    """Everything read from a folder tree: good items, one error per bad file, and what was not imported."""
 
-    format: FormatName
+    format: str
     items: list[FolderItem] = field(default_factory=list)
     errors: list[AnnotationError] = field(default_factory=list)
     classes: tuple[str, ...] | None = None
+    #: images no annotation refers to
+    unlabeled: list[Path] = field(default_factory=list)
+    #: non-fatal findings, one line each (labels without images, list entries not found, ...)
+    warnings: list[str] = field(default_factory=list)
+    #: files that are neither images nor annotations (README, licences, notes)
+    ignored: list[Path] = field(default_factory=list)
+    #: layout files used (data.yaml, obj.data, class names, list files)
+    layout_files: list[Path] = field(default_factory=list)
 
 
 def detect_format(folder: str | Path) -> FormatName:
-    """Guess the annotation format of a LabelImg folder."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise FormatDetectionError(f"{root}: not a folder")
-    if any(root.glob("*.xml")):
-        return "voc"
-    if (root / "classes.txt").is_file() and any(p.name != "classes.txt" for p in root.glob("*.txt")):
-        return "yolo"
-    if any(root.glob("*.json")):
-        return "createml"
-    raise FormatDetectionError(f"{root}: no VOC .xml, YOLO .txt + classes.txt or CreateML .json annotations found")
+    """The annotation format found in ``folder`` (the first one, where a tree mixes several)."""
+    found = discover(folder)
+    if not found.labels:
+        raise FormatDetectionError(f"{folder}: no annotations found ({found.errors[0]})")
+    return found.labels[0].format
 
 
 def read_folder(
@@ -63,49 +74,64 @@ def read_folder(
     classes: Sequence[str] | None = None,
     check_sizes: bool = True,
 ) -> FolderScan:
-    """Read every annotation of ``folder``; bad files become errors while the good ones are still returned."""
-    root = Path(folder)
-    chosen: FormatName = detect_format(root) if fmt == "auto" else fmt
-    scan = FolderScan(format=chosen)
-    readers = {"voc": _scan_voc, "yolo": _scan_yolo, "createml": _scan_createml}
-    for result in readers[chosen](root, classes, check_sizes, scan):
-        if isinstance(result, AnnotationError):
-            scan.errors.append(result)
-        else:
-            scan.items.append(result)
+    """Read every annotation found in the tree ``folder``; bad files become errors, the good ones are returned."""
+    found = discover(folder, fmt, classes)
+    scan = FolderScan(
+        format="+".join(found.formats) or (fmt if fmt != "auto" else "none"),
+        errors=list(found.errors),
+        warnings=list(found.warnings),
+        ignored=list(found.ignored),
+        layout_files=list(found.layout_files),
+    )
+    claimed: dict[Path, Path] = {}
+    for label in found.labels:
+        for result in _READERS[label.format](label, found, classes, check_sizes):
+            if isinstance(result, str):
+                scan.warnings.append(result)
+            elif isinstance(result, AnnotationError):
+                scan.errors.append(result)
+            elif result.image_path in claimed:
+                first = claimed[result.image_path]
+                scan.errors.append(
+                    InvalidValueError(
+                        result.annotation_path, "image", f"also annotated by {first}", result.image_path.name
+                    )
+                )
+            else:
+                claimed[result.image_path] = result.annotation_path
+                scan.items.append(result)
+            if scan.classes is None and label.names is not None:
+                scan.classes = label.names
+    failed = {found.image_for(Path(err.path)) for err in scan.errors}
+    scan.unlabeled = [image for image in found.images if image not in claimed and image not in failed]
     return scan
 
 
+_Result = FolderItem | AnnotationError | str
+
+
 def _scan_voc(
-    root: Path, classes: Sequence[str] | None, check_sizes: bool, scan: FolderScan
-) -> Iterator[FolderItem | AnnotationError]:
+    label: LabelFile, found: Discovery, classes: Sequence[str] | None, check_sizes: bool
+) -> Iterator[_Result]:
     from fabricdata.formats.voc import read_voc_bytes
 
-    for xml in sorted(root.glob("*.xml")):
-        try:
-            data, annotation = read_voc_bytes(xml, classes)
-            image = _image_for(xml, annotation.filename)
-            if check_sizes:
-                _check_size(xml, image, annotation)
-            yield FolderItem(image, xml, annotation, "voc", sha256_bytes(data))
-        except AnnotationError as exc:
-            yield exc
+    xml = label.path
+    try:
+        data, annotation = read_voc_bytes(xml, classes)
+        image = found.image_for(xml, annotation.filename)
+        if image is None:
+            yield f"{xml}: label without an image (<filename> {annotation.filename!r} not found beside it)"
+            return
+        info = image_info(image)
+        if check_sizes:
+            _check_size(xml, image, annotation, info.size)
+        placement = found.placement(image)
+        yield FolderItem(image, xml, annotation, "voc", sha256_bytes(data), placement, info.browser_viewable)
+    except AnnotationError as exc:
+        yield exc
 
 
-def _image_for(annotation_path: Path, filename: str) -> Path:
-    """The image an annotation names (by ``<filename>``, else by the annotation's own stem)."""
-    folder = annotation_path.parent
-    named = folder / Path(filename.replace("\\", "/")).name if filename else None
-    if named is not None and named.is_file():
-        return named
-    found = find_image(folder, annotation_path.stem)
-    if found is None:
-        raise InvalidValueError(annotation_path, "filename", "image not found beside the annotation", filename)
-    return found
-
-
-def _check_size(annotation_path: Path, image: Path, annotation: ImageAnnotation) -> None:
-    real = image_size(image)
+def _check_size(annotation_path: Path, image: Path, annotation: ImageAnnotation, real: ImageSize) -> None:
     if real != annotation.size:
         raise InvalidValueError(
             annotation_path,
@@ -117,48 +143,48 @@ def _check_size(annotation_path: Path, image: Path, annotation: ImageAnnotation)
 
 
 def _scan_yolo(
-    root: Path, classes: Sequence[str] | None, check_sizes: bool, scan: FolderScan
-) -> Iterator[FolderItem | AnnotationError]:
-    from fabricdata.formats.yolo import CLASSES_FILE, read_classes, read_yolo
+    label: LabelFile, found: Discovery, classes: Sequence[str] | None, check_sizes: bool
+) -> Iterator[_Result]:
+    from fabricdata.formats.yolo import read_yolo
 
-    file_classes = read_classes(root / CLASSES_FILE)
-    scan.classes = file_classes
-    for txt in sorted(root.glob("*.txt")):
-        if txt.name == CLASSES_FILE:
-            continue
-        try:
-            image = find_image(root, txt.stem)
-            if image is None:
-                raise InvalidValueError(txt, "file", "no image with the same name beside it", txt.stem)
-            annotation = read_yolo(txt, image.name, image_size(image), file_classes, classes)
-            yield FolderItem(image, txt, annotation, "yolo", sha256_file(txt))
-        except AnnotationError as exc:
-            yield exc
+    if label.image is None or label.names is None:
+        return  # discovery reported it (label without image / without class names)
+    try:
+        info = image_info(label.image)
+        annotation = read_yolo(label.path, label.image.name, info.size, label.names, classes)
+        annotation = replace(annotation, depth=info.channels)
+        placement = found.placement(label.image)
+        digest = sha256_file(label.path)
+        yield FolderItem(label.image, label.path, annotation, "yolo", digest, placement, info.browser_viewable)
+    except AnnotationError as exc:
+        yield exc
 
 
 def _scan_createml(
-    root: Path, classes: Sequence[str] | None, check_sizes: bool, scan: FolderScan
-) -> Iterator[FolderItem | AnnotationError]:
+    label: LabelFile, found: Discovery, classes: Sequence[str] | None, check_sizes: bool
+) -> Iterator[_Result]:
     from fabricdata.formats.createml import createml_entry_hash, load_createml, read_createml_entry
 
-    for path in sorted(root.glob("*.json")):
+    path = label.path
+    try:
+        entries = load_createml(path)
+    except AnnotationError as exc:
+        yield exc
+        return
+    for index, entry in enumerate(entries):
+        image = found.image_named(path.parent, entry["image"])
+        if image is None:
+            yield f"{path}: [{index}].image {entry['image']!r}: label without an image"
+            continue
         try:
-            entries = load_createml(path)
+            info = image_info(image)
+            annotation = read_createml_entry(path, index, entry, info.size, classes)
+            annotation = replace(annotation, filename=image.name, depth=info.channels)
+            item_hash = createml_entry_hash(entry)
+            placement = found.placement(image)
+            yield FolderItem(image, path, annotation, "createml", item_hash, placement, info.browser_viewable)
         except AnnotationError as exc:
             yield exc
-            continue
-        for index, entry in enumerate(entries):
-            try:
-                image = _image_for(path, entry["image"])
-                annotation = read_createml_entry(path, index, entry, image_size(image), classes)
-                item_hash = createml_entry_hash(entry)
-                yield FolderItem(image, path, replace(annotation, filename=image.name), "createml", item_hash)
-            except AnnotationError as exc:
-                yield exc
 
 
-def images_without_annotation(folder: str | Path, scan: FolderScan) -> list[Path]:
-    """Images of ``folder`` that no annotation of ``scan`` (good or bad) refers to."""
-    seen = {item.image_path.name for item in scan.items}
-    seen |= {Path(err.path).stem for err in scan.errors}
-    return [p for p in sorted(Path(folder).iterdir()) if is_image(p) and p.name not in seen and p.stem not in seen]
+_READERS = {"voc": _scan_voc, "yolo": _scan_yolo, "createml": _scan_createml}

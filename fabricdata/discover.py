@@ -1,0 +1,517 @@
+"""Finding the annotations of a folder as people publish them, at any depth.
+
+Layouts understood (each pairs a label file with its image by that layout's own rule):
+
+- LabelImg: the label beside its image (Pascal VOC ``.xml``, YOLO ``.txt``, CreateML ``.json``);
+- Ultralytics / Roboflow: ``images/`` and ``labels/`` siblings (``train/images`` + ``train/labels`` or
+  ``images/train`` + ``labels/train``), class names and splits from ``data.yaml``;
+- darknet (AlexeyAB): ``obj.data`` naming a class-name file and train/valid/test list files of image paths;
+- Pascal VOC: ``Annotations/`` beside ``JPEGImages/``.
+
+YOLO class names come from, in order: ``data.yaml`` in the label's folder or above it, ``obj.data``'s names
+file, ``classes.txt`` / ``*.names`` in the label's folder or above it (up to the import folder), then the
+``--classes`` option. The authors' splits come from list files, then ``data.yaml`` split folders, then folder
+names (``train``, ``valid``/``val``, ``test``). Nothing here reads an image.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from fabricdata.errors import AnnotationError, FormatDetectionError, InvalidValueError
+from fabricdata.images import is_image
+from fabricdata.layouts import (
+    SPLIT_ALIASES,
+    LayoutConfig,
+    looks_like_createml,
+    looks_like_list_file,
+    looks_like_yolo_label,
+    read_darknet_data,
+    read_data_yaml,
+    read_list_file,
+    read_names,
+)
+
+FormatName = Literal["voc", "yolo", "createml"]
+#: folder names that organise files rather than name a category
+STRUCTURAL_DIRS = frozenset({"images", "labels", "annotations", "jpegimages", "obj", "data", "img", "imgs"})
+#: where a label folder's images live, by the label folder's name (lower case)
+_IMAGE_DIRS = {"labels": ("images", "Images", "imgs"), "annotations": ("JPEGImages", "images", "Images")}
+_CLASS_FILES = ("classes.txt",)
+_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
+MAX_DEPTH = 24
+
+LAYOUTS_TRIED = (
+    "LabelImg (VOC .xml, YOLO .txt or CreateML .json beside the images)",
+    "Ultralytics/Roboflow (images/ + labels/, data.yaml)",
+    "darknet (obj.data + list files)",
+    "Pascal VOC (Annotations/ + JPEGImages/)",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelFile:
+    """One annotation file found, with what its layout says about it."""
+
+    path: Path
+    format: FormatName
+    #: YOLO: the image paired by the layout (VOC and CreateML name theirs inside the file)
+    image: Path | None = None
+    #: YOLO: class names by index, and the file they came from (None: from --classes)
+    names: tuple[str, ...] | None = None
+    names_from: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where the authors put an image: split tag, what said so, and its category folder."""
+
+    split: str | None = None
+    source: str | None = None
+    category: str | None = None
+
+
+@dataclass(slots=True)
+class Discovery:
+    """Everything found under ``root``; paths are absolute below the (resolved) root."""
+
+    root: Path
+    labels: list[LabelFile] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)
+    #: files that are neither images nor annotations (README, licences, notes, unused list files)
+    ignored: list[Path] = field(default_factory=list)
+    #: files that describe the layout and were used (data.yaml, obj.data, names, list files)
+    layout_files: list[Path] = field(default_factory=list)
+    #: one line per non-fatal finding (a listed image that does not exist, ...)
+    warnings: list[str] = field(default_factory=list)
+    #: problems that keep files from being imported (unreadable layout files, YOLO without class names)
+    errors: list[AnnotationError] = field(default_factory=list)
+    #: annotations of another format than the one asked for: format -> first folder holding one
+    skipped: dict[str, Path] = field(default_factory=dict)
+    _by_stem: dict[tuple[Path, str], Path] = field(default_factory=dict)
+    _by_name: dict[tuple[Path, str], Path] = field(default_factory=dict)
+    _listed: dict[Path, tuple[str, str]] = field(default_factory=dict)
+    _split_dirs: dict[Path, tuple[str, str]] = field(default_factory=dict)
+
+    def image_for(self, label: Path, named: str = "") -> Path | None:
+        """The image of an annotation file: same stem first (LabelImg pairs this way), then the named file."""
+        folders = _image_folders(label.parent)
+        for folder in folders:
+            found = self._by_stem.get((folder, label.stem)) or self._by_stem.get((folder, label.stem.lower()))
+            if found is not None:
+                return found
+        name = Path(named.replace("\\", "/")).name if named else ""
+        for folder in folders if name else ():
+            found = self._by_name.get((folder, name)) or self._by_stem.get((folder, Path(name).stem))
+            if found is not None:
+                return found
+        return None
+
+    def image_named(self, folder: Path, name: str) -> Path | None:
+        """An image named ``name`` in ``folder`` or its layout's image folder (CreateML entries)."""
+        base = Path(name.replace("\\", "/")).name
+        for candidate in _image_folders(folder):
+            found = self._by_name.get((candidate, base))
+            if found is not None:
+                return found
+        return None
+
+    def placement(self, image: Path) -> Placement:
+        split, source = self._listed.get(image, (None, None))
+        if split is None:
+            for parent in image.parents:
+                if parent in self._split_dirs:
+                    split, source = self._split_dirs[parent]
+                    break
+                if parent == self.root:
+                    break
+        if split is None:
+            split = _split_from_folders(image, self.root)
+            source = "folder names" if split else None
+        return Placement(split, source, _category(image, self.root))
+
+    @property
+    def formats(self) -> list[str]:
+        return sorted({label.format for label in self.labels})
+
+
+def discover(
+    folder: str | Path, fmt: FormatName | Literal["auto"] = "auto", classes: Sequence[str] | None = None
+) -> Discovery:
+    """Walk ``folder`` and pair every annotation with its image by the rules of its layout."""
+    root = Path(folder).resolve()
+    if not root.is_dir():
+        raise FormatDetectionError(f"{root}: not a folder")
+    files, dirs = _walk(root)
+    found = Discovery(root=root)
+    for path in files:
+        if is_image(path):
+            found.images.append(path)
+            found._by_stem.setdefault((path.parent, path.stem), path)
+            found._by_stem.setdefault((path.parent, path.stem.lower()), path)
+            found._by_name.setdefault((path.parent, path.name), path)
+    resolver = _Resolver(root, files, dirs)
+    configs = _read_configs(files, found)
+    consumed = _apply_configs(configs, resolver, found)
+    _classify(files, consumed, configs, resolver, fmt, classes, found)
+    if not found.labels and not found.errors:
+        raise FormatDetectionError(_nothing_found(root, found, fmt))
+    return found
+
+
+# --- walking ------------------------------------------------------------------------------------------------
+
+
+def _walk(root: Path) -> tuple[list[Path], set[Path]]:
+    """Regular files below ``root`` (sorted), skipping hidden entries and macOS litter; symlinked folders are
+    not entered (no loops, nothing outside the tree)."""
+    files: list[Path] = []
+    dirs: set[Path] = {root}
+    stack: list[tuple[Path, int]] = [(root, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name == "__MACOSX":
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if depth < MAX_DEPTH:
+                        dirs.add(Path(entry.path))
+                        stack.append((Path(entry.path), depth + 1))
+                elif entry.is_file():
+                    files.append(Path(entry.path))
+            except OSError:
+                continue
+    files.sort()
+    return files, dirs
+
+
+def _image_folders(folder: Path) -> list[Path]:
+    """``folder`` and, for ``labels/`` or ``Annotations/`` folders at any level, the image folder beside them."""
+    found = [folder]
+    parts = folder.parts
+    for index in range(len(parts) - 1, 0, -1):
+        alternatives = _IMAGE_DIRS.get(parts[index].lower())
+        if alternatives is None:
+            continue
+        for name in alternatives:
+            found.append(Path(*parts[:index], name, *parts[index + 1 :]))
+    return found
+
+
+def _split_from_folders(image: Path, root: Path) -> str | None:
+    relative = image.parent.relative_to(root).parts
+    for name in (*reversed(relative), root.name):
+        split = SPLIT_ALIASES.get(name.lower())
+        if split is not None:
+            return split
+    return None
+
+
+def _category(image: Path, root: Path) -> str | None:
+    folder = image.parent
+    if folder == root:
+        return None
+    name = folder.name
+    lowered = name.lower()
+    return None if lowered in SPLIT_ALIASES or lowered in STRUCTURAL_DIRS else name
+
+
+# --- resolving the paths layout files mention ---------------------------------------------------------------
+
+
+class _Resolver:
+    """Finds the file or folder a layout file means, also when the authors wrote paths of their own machine
+    (``/content/darknet/data/obj/a.jpg``, ``../train/images``, ``C:\\data\\obj\\a.jpg``): by the longest unique
+    trailing part of the path that exists in the tree."""
+
+    def __init__(self, root: Path, files: Iterable[Path], dirs: Iterable[Path]) -> None:
+        self.root = root
+        self.dirs = set(dirs)
+        self.paths: set[Path] = set(files) | self.dirs
+        self._suffixes: dict[str, list[Path]] | None = None
+
+    def resolve(self, entry: str, bases: Sequence[Path]) -> Path | None:
+        text = entry.strip().replace("\\", "/")
+        if not text:
+            return None
+        for base in bases:
+            candidate = Path(posixpath.normpath(posixpath.join(str(base), text)))
+            if candidate in self.paths:
+                return candidate
+        parts = [part for part in text.split("/") if part not in ("", ".", "..") and not part.endswith(":")]
+        suffixes = self._suffix_index()
+        for start in range(len(parts)):
+            matches = suffixes.get("/".join(parts[start:]), [])
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                return None  # ambiguous: a shorter suffix is only more so
+        return None
+
+    def _suffix_index(self) -> dict[str, list[Path]]:
+        if self._suffixes is None:
+            index: dict[str, list[Path]] = defaultdict(list)
+            for path in self.paths:
+                parts = path.relative_to(self.root).parts
+                for start in range(len(parts)):
+                    index["/".join(parts[start:])].append(path)
+            self._suffixes = dict(index)
+        return self._suffixes
+
+
+# --- layout files -------------------------------------------------------------------------------------------
+
+
+def _read_configs(files: Sequence[Path], found: Discovery) -> list[LayoutConfig]:
+    configs: list[LayoutConfig] = []
+    for path in files:
+        lowered = path.name.lower()
+        try:
+            if lowered.endswith(".data"):
+                config = read_darknet_data(path)
+            elif lowered.endswith((".yaml", ".yml")) and (lowered in _YAML_NAMES or "data" in lowered):
+                config = read_data_yaml(path)
+            else:
+                continue
+        except AnnotationError as exc:
+            found.errors.append(exc)
+            continue
+        if config is not None:
+            configs.append(config)
+            found.layout_files.append(path)
+    return configs
+
+
+def _apply_configs(configs: Sequence[LayoutConfig], resolver: _Resolver, found: Discovery) -> set[Path]:
+    """Splits from list files and data.yaml folders; returns the files the configs consumed."""
+    consumed: set[Path] = set()
+    for config in configs:
+        bases = _bases(config)
+        for split, entries in config.splits.items():
+            for entry in entries:
+                target = resolver.resolve(entry, bases)
+                if target is None:
+                    if config.kind == "darknet":
+                        found.warnings.append(f"{config.path}: {split} list {entry!r} not found")
+                    continue
+                where = f"{config.kind} {_rel(config.path, found.root)}"
+                if target.suffix.lower() == ".txt":
+                    consumed.add(target)
+                    found.layout_files.append(target)
+                    _apply_list(target, split, bases, resolver, found)
+                elif target in resolver.dirs:
+                    found._split_dirs.setdefault(target, (split, where))
+    return consumed
+
+
+def _apply_list(path: Path, split: str, bases: Sequence[Path], resolver: _Resolver, found: Discovery) -> None:
+    try:
+        entries = read_list_file(path)
+    except AnnotationError as exc:
+        found.errors.append(exc)
+        return
+    source = f"list file {_rel(path, found.root)}"
+    missing = 0
+    for entry in entries:
+        image = resolver.resolve(entry, (*bases, path.parent))
+        if image is None or not is_image(image):
+            missing += 1
+            if missing <= 3:
+                found.warnings.append(f"{path}: lists {entry!r}, which is not in the folder")
+            continue
+        found._listed.setdefault(image, (split, source))
+    if missing > 3:
+        found.warnings.append(f"{path}: {missing - 3} more listed images are not in the folder")
+
+
+def _bases(config: LayoutConfig) -> list[Path]:
+    """Folders a config's relative paths may start from: darknet runs from the folder above ``data/``."""
+    here = config.path.parent
+    bases = [here.parent, here] if config.kind == "darknet" else [here]
+    if config.base:
+        bases.insert(0, Path(posixpath.normpath(posixpath.join(str(here), config.base))))
+    return bases
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+# --- annotation files ---------------------------------------------------------------------------------------
+
+
+def _classify(
+    files: Sequence[Path],
+    consumed: set[Path],
+    configs: Sequence[LayoutConfig],
+    resolver: _Resolver,
+    fmt: FormatName | Literal["auto"],
+    classes: Sequence[str] | None,
+    found: Discovery,
+) -> None:
+    names = _NameFinder(found.root, configs, resolver, classes, found)
+    layout = set(found.layout_files)
+    orphans: list[Path] = []
+    for path in files:
+        if is_image(path) or path in consumed or path in layout:
+            continue
+        suffix = path.suffix.lower()
+        if suffix == ".xml":
+            _add(found, fmt, LabelFile(path, "voc"))
+            continue
+        if suffix == ".json" and looks_like_createml(path):
+            _add(found, fmt, LabelFile(path, "createml"))
+            continue
+        if suffix == ".txt" and path.name.lower() not in _CLASS_FILES and looks_like_yolo_label(path):
+            if fmt not in ("auto", "yolo"):
+                found.skipped.setdefault("yolo", path.parent)
+                continue
+            image = found.image_for(path)
+            if image is None:
+                orphans.append(path)
+                continue
+            class_names, source = names.for_label(path)
+            found.labels.append(LabelFile(path, "yolo", image, class_names, source))
+            continue
+        if path.name.lower() in _CLASS_FILES or suffix == ".names":
+            continue  # read when a label needs it
+        if suffix == ".txt" and looks_like_list_file(path):
+            found.ignored.append(path)  # a list file no obj.data / data.yaml refers to
+            continue
+        found.ignored.append(path)
+    found.layout_files.extend(names.used)
+    for path in orphans:
+        found.warnings.append(f"{path}: label without an image")
+    found.errors.extend(names.errors())
+
+
+def _add(found: Discovery, fmt: str, label: LabelFile) -> None:
+    if fmt in ("auto", label.format):
+        found.labels.append(label)
+    else:
+        found.skipped.setdefault(label.format, label.path.parent)
+
+
+class _NameFinder:
+    """YOLO class names for a label folder (see the module docstring for the order)."""
+
+    def __init__(
+        self,
+        root: Path,
+        configs: Sequence[LayoutConfig],
+        resolver: _Resolver,
+        given: Sequence[str] | None,
+        found: Discovery,
+    ) -> None:
+        self.root = root
+        self.given = tuple(given) if given else None
+        self.found = found
+        self.yaml = {c.path.parent: c for c in configs if c.kind == "data.yaml" and c.names}
+        self.darknet: dict[Path, tuple[tuple[str, ...], Path]] = {}
+        for config in configs:
+            if config.kind == "darknet" and config.names_file:
+                self._darknet_names(config, resolver)
+        self.used: list[Path] = []
+        self.without: dict[Path, int] = defaultdict(int)
+        self._cache: dict[Path, tuple[tuple[str, ...] | None, Path | None]] = {}
+
+    def _darknet_names(self, config: LayoutConfig, resolver: _Resolver) -> None:
+        target = resolver.resolve(config.names_file or "", _bases(config))
+        if target is None:
+            self.found.errors.append(
+                InvalidValueError(config.path, "names", "class-name file not found", config.names_file)
+            )
+            return
+        try:
+            self.darknet[config.path.parent] = (read_names(target), target)
+        except AnnotationError as exc:
+            self.found.errors.append(exc)
+
+    def for_label(self, label: Path) -> tuple[tuple[str, ...] | None, Path | None]:
+        folder = label.parent
+        if folder not in self._cache:
+            self._cache[folder] = self._lookup(folder)
+        names, source = self._cache[folder]
+        if names is None and self.given is None:
+            self.without[folder] += 1
+        return names, source
+
+    def _lookup(self, folder: Path) -> tuple[tuple[str, ...] | None, Path | None]:
+        chain = self._ancestors(folder)
+        for level in chain:
+            if level in self.yaml:
+                config = self.yaml[level]
+                return self._use(config.names, config.path)
+        for level in chain:
+            if level in self.darknet:
+                names, path = self.darknet[level]
+                return self._use(names, path)
+        for level in chain:
+            for path in _class_files(level):
+                try:
+                    return self._use(read_names(path), path)
+                except AnnotationError as exc:
+                    self.found.errors.append(exc)
+                    return None, None
+        return (self.given, None) if self.given else (None, None)
+
+    def _use(self, names: tuple[str, ...] | None, path: Path) -> tuple[tuple[str, ...] | None, Path | None]:
+        if path not in self.used:
+            self.used.append(path)
+        return names, path
+
+    def _ancestors(self, folder: Path) -> list[Path]:
+        chain = [folder]
+        while chain[-1] != self.root and self.root in chain[-1].parents:
+            chain.append(chain[-1].parent)
+        return chain
+
+    def errors(self) -> list[AnnotationError]:
+        return [
+            InvalidValueError(
+                folder,
+                "classes",
+                f"{count} YOLO label file(s) but no class names: give --classes or add classes.txt, "
+                "data.yaml or obj.names",
+            )
+            for folder, count in sorted(self.without.items())
+        ]
+
+
+def _class_files(folder: Path) -> list[Path]:
+    try:
+        paths = sorted(folder.iterdir())
+    except OSError:
+        return []
+    chosen = [p for p in paths if p.name.lower() in _CLASS_FILES]
+    chosen += [p for p in paths if p.name.lower().endswith(".names") and not p.name.startswith(".")]
+    return [path for path in chosen if path.is_file()]
+
+
+def _nothing_found(root: Path, found: Discovery, fmt: str) -> str:
+    what = "annotations" if fmt == "auto" else f"{fmt} annotations"
+    lines = [f"{root}: no {what} found at any depth; layouts tried: " + "; ".join(LAYOUTS_TRIED)]
+    for other, folder in sorted(found.skipped.items()):
+        lines.append(f"{other} annotations found in {_rel(folder, root) or '.'} (use --format {other} or auto)")
+    if found.images:
+        lines.append(f"{len(found.images)} image(s) without labels, e.g. {_rel(found.images[0], root)}")
+    if found.warnings:
+        lines.append(found.warnings[0])
+    return ". ".join(lines)
+
+
+__all__ = ["LAYOUTS_TRIED", "Discovery", "LabelFile", "Placement", "discover"]

@@ -1,0 +1,169 @@
+"""The small files that describe a published dataset's layout: ``data.yaml``, darknet ``obj.data``, list files,
+class-name files; and sniffing whether a text or JSON file is an annotation at all.
+
+Each reader returns plain data or raises a typed error naming the file; none of them touches images.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fabricdata.errors import InvalidValueError
+
+#: split names authors use for folders, list-file keys and data.yaml keys -> our split tags
+SPLIT_ALIASES: dict[str, str] = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+#: a layout file larger than this is not a layout file (and is never read whole)
+MAX_LAYOUT_BYTES = 8 * 1024 * 1024
+_SNIFF_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class LayoutConfig:
+    """What a ``data.yaml`` or ``obj.data`` says: class names and, per split, the paths it lists."""
+
+    path: Path
+    kind: str  # "data.yaml" or "darknet"
+    names: tuple[str, ...] | None = None
+    #: the raw ``names`` path of an obj.data (resolved by the caller: darknet paths are relative to its cwd)
+    names_file: str | None = None
+    splits: dict[str, list[str]] = field(default_factory=dict)
+    #: data.yaml's ``path`` key (the dataset root the split paths are relative to)
+    base: str | None = None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        if path.stat().st_size > MAX_LAYOUT_BYTES:
+            raise InvalidValueError(path, "document", f"larger than {MAX_LAYOUT_BYTES} bytes for a layout file")
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidValueError(path, "document", f"invalid UTF-8 at byte {exc.start}") from None
+    except OSError as exc:
+        raise InvalidValueError(path, "file", f"cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+
+
+def read_names(path: Path) -> tuple[str, ...]:
+    """A class-name file (``classes.txt``, ``obj.names``): one name a line, blank lines ignored, order kept."""
+    names = tuple(line.strip() for line in _read_text(path).splitlines() if line.strip())
+    if not names:
+        raise InvalidValueError(path, "document", "no class names")
+    return names
+
+
+def read_data_yaml(path: Path) -> LayoutConfig | None:
+    """An Ultralytics/Roboflow ``data.yaml``; None when the YAML has no ``names`` (not a dataset file)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(_read_text(path))
+    except yaml.YAMLError as exc:
+        raise InvalidValueError(path, "document", f"malformed YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict) or "names" not in data:
+        return None
+    names = _yaml_names(path, data["names"])
+    if "nc" in data and data["nc"] != len(names):
+        raise InvalidValueError(path, "nc", f"says {data['nc']} classes but names lists {len(names)}", data["nc"])
+    splits: dict[str, list[str]] = {}
+    for key, value in data.items():
+        split = SPLIT_ALIASES.get(str(key).lower())
+        if split is None or value is None:
+            continue
+        entries = value if isinstance(value, list) else [value]
+        splits.setdefault(split, []).extend(str(entry) for entry in entries)
+    base = data.get("path")
+    return LayoutConfig(path, "data.yaml", names=names, splits=splits, base=str(base) if base else None)
+
+
+def _yaml_names(path: Path, raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, list):
+        names = [str(name) for name in raw]
+    elif isinstance(raw, dict):
+        try:
+            indices = sorted(int(key) for key in raw)
+        except (TypeError, ValueError):
+            raise InvalidValueError(path, "names", "dict keys must be class indices", list(raw)) from None
+        if indices != list(range(len(indices))):
+            raise InvalidValueError(path, "names", "class indices must run 0..n-1 without gaps", indices)
+        by_index = {int(key): str(value) for key, value in raw.items()}
+        names = [by_index[index] for index in indices]
+    else:
+        raise InvalidValueError(path, "names", "expected a list or a dict of class names", raw)
+    if not names or any(not name.strip() for name in names):
+        raise InvalidValueError(path, "names", "class names must be non-empty", raw)
+    return tuple(name.strip() for name in names)
+
+
+def read_darknet_data(path: Path) -> LayoutConfig | None:
+    """A darknet ``obj.data`` (``classes = 3``, ``names = data/obj.names``, ``train = data/train.txt``, ...)."""
+    values: dict[str, str] = {}
+    for line in _read_text(path).splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip():
+            values[key.strip().lower()] = value.strip()
+    if "names" not in values and not any(key in SPLIT_ALIASES for key in values):
+        return None
+    splits = {SPLIT_ALIASES[key]: [value] for key, value in values.items() if key in SPLIT_ALIASES and value}
+    return LayoutConfig(path, "darknet", names_file=values.get("names") or None, splits=splits)
+
+
+def read_list_file(path: Path) -> list[str]:
+    """A darknet/Ultralytics list file: one image path a line (comments and blank lines skipped)."""
+    lines = (line.strip() for line in _read_text(path).splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _head(path: Path) -> str:
+    with path.open("rb") as handle:
+        return handle.read(_SNIFF_BYTES).decode("utf-8", errors="replace")
+
+
+def looks_like_yolo_label(path: Path) -> bool:
+    """True for an empty file or one whose first lines read ``class cx cy w h`` (numbers)."""
+    try:
+        lines = [line for line in _head(path).splitlines() if line.strip()]
+    except OSError:
+        return False
+    if not lines:
+        return True
+    for line in lines[:5]:
+        fields = line.split()
+        if len(fields) < 5 or not fields[0].lstrip("-").isdigit():
+            return False
+        try:
+            [float(value) for value in fields[1:5]]
+        except ValueError:
+            return False
+    return True
+
+
+def looks_like_list_file(path: Path) -> bool:
+    """True when the first lines are paths of images (a darknet/Ultralytics list file)."""
+    from fabricdata.images import IMAGE_EXTENSIONS
+
+    try:
+        lines = [line.strip() for line in _head(path).splitlines() if line.strip()]
+    except OSError:
+        return False
+    return bool(lines) and all(Path(line).suffix.lower() in IMAGE_EXTENSIONS for line in lines[:5])
+
+
+def looks_like_createml(path: Path) -> bool:
+    """True for a JSON list whose first entry has an ``image`` name (LabelImg's CreateML file)."""
+    try:
+        if path.stat().st_size > MAX_LAYOUT_BYTES:
+            return _head(path).lstrip().startswith("[")
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return _head(path).lstrip().startswith("[") if path.is_file() else False
+    return isinstance(data, list) and (not data or (isinstance(data[0], dict) and "image" in data[0]))
