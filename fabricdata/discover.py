@@ -44,7 +44,6 @@ STRUCTURAL_DIRS = frozenset({"images", "labels", "annotations", "jpegimages", "o
 #: where a label folder's images live, by the label folder's name (lower case)
 _IMAGE_DIRS = {"labels": ("images", "Images", "imgs"), "annotations": ("JPEGImages", "images", "Images")}
 _CLASS_FILES = ("classes.txt",)
-_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
 MAX_DEPTH = 24
 
 LAYOUTS_TRIED = (
@@ -280,7 +279,7 @@ def _read_configs(files: Sequence[Path], found: Discovery) -> list[LayoutConfig]
         try:
             if lowered.endswith(".data"):
                 config = read_darknet_data(path)
-            elif lowered.endswith((".yaml", ".yml")) and (lowered in _YAML_NAMES or "data" in lowered):
+            elif lowered.endswith((".yaml", ".yml")):  # any name (coco128.yaml); only those with names count
                 config = read_data_yaml(path)
             else:
                 continue

@@ -183,7 +183,8 @@ def _scan_report(root: Path, scan: FolderScan) -> ImportReport:
     report.boxes = sum(len(item.annotation.objects) for item in scan.items)
     splits = Counter(item.placement.split for item in scan.items if item.placement.split)
     report.splits = {name: splits[name] for name in SPLITS if splits[name]}
-    report.split_sources = dict(Counter(item.placement.source for item in scan.items if item.placement.source))
+    sources = Counter(item.placement.source for item in scan.items if item.placement.source)
+    report.split_sources = {source: sources[source] for source in sorted(sources)}
     return report
 
 

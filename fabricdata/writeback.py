@@ -25,7 +25,7 @@ from fabricdata.fileio import (
     unique_name,
 )
 from fabricdata.formats.createml import createml_entry, createml_entry_hash, load_createml
-from fabricdata.formats.voc import read_voc_bytes, voc_to_bytes, write_voc
+from fabricdata.formats.voc import read_voc, read_voc_bytes, voc_to_bytes, write_voc
 from fabricdata.formats.yolo import CLASSES_FILE, read_classes, write_classes, yolo_to_text
 from fabricdata.importer import SIDECAR
 from fabricdata.store import (
@@ -152,6 +152,19 @@ def _write_createml(
 # --- export labelimg -------------------------------------------------------------------------------------
 
 
+def _source_annotation(sample: Any) -> ImageAnnotation:
+    """What the sample's own VOC file says beyond the boxes (depth, database, segmented, unknown elements);
+    for other sources, the depth of the image."""
+    path = sample[F_ANNOTATION_PATH] if sample.has_field(F_ANNOTATION_PATH) else None
+    if path and sample[F_ANNOTATION_FORMAT] == "voc":
+        try:
+            return read_voc(path)
+        except AnnotationError:
+            pass  # the file changed into something unreadable: fall back to what the dataset knows
+    channels = sample.metadata.num_channels if sample.metadata is not None else None
+    return ImageAnnotation("", sample_size(sample), depth=int(channels or 3))
+
+
 def export_labelimg(
     dataset_name: str,
     out: str | Path,
@@ -173,7 +186,8 @@ def export_labelimg(
         name = unique_name(Path(sample.filepath).name, entries)
         link_or_copy(sample.filepath, target / name)
         objects = sample_objects(sample)
-        annotation = ImageAnnotation(
+        annotation = replace(
+            _source_annotation(sample),
             filename=name,
             size=sample_size(sample),
             objects=tuple(objects),
