@@ -124,8 +124,10 @@ def split(
 ) -> None:
     """Tag train/val/test per source group, stratified by class; stable as new images arrive.
 
-    A source image and all its variants always share one split. Existing assignments are kept; only new
-    images are assigned, so the test set does not churn between fine-tunes (--reshuffle to start over).
+    A source image and all its variants always share one split. Existing assignments are kept (also the
+    authors' splits that import read from folder names, list files or data.yaml); only new images are assigned,
+    so the test set does not churn between fine-tunes (--reshuffle to start over). 'fabricdata stats' shows
+    where each split came from.
 
     Examples:
 

@@ -215,6 +215,8 @@ def show_stats(data: dict[str, Any]) -> None:
         cells += ["", f"{data['defect_free'][split]} of {data['images_per_split'][split]}"]
     table.add_row("[dim]defect-free[/]", *cells)
     console.print(table)
+    sources = ", ".join(f"{name} {count}" for name, count in data["split_sources"].items())
+    console.print(f"splits from: {escape(sources)}", soft_wrap=True)
     sizes = Table(title="box sizes (pixels)")
     columns = (
         "class",

@@ -18,9 +18,12 @@ from typing import Any
 import numpy as np
 
 from fabricdata.errors import ConfigError
-from fabricdata.store import F_SOURCE_ID, GT_FIELD, SPLITS, load_dataset
+from fabricdata.store import F_SOURCE_ID, F_SPLIT_SOURCE, GT_FIELD, SPLITS, load_dataset
 
 DEFECT_FREE = "(defect-free)"
+#: what ``split_source`` says of splits this module assigned
+SPLIT_BY_US = "fabricdata split"
+SPLIT_BY_VARIANT = "its source's split"
 
 
 @dataclass(slots=True)
@@ -124,6 +127,12 @@ def split_dataset(
             view = dataset.select(chosen)
             view.untag_samples(list(SPLITS))
             view.tag_samples(split)
+    if wanted:
+        by_source = dict(zip(ids, sources, strict=True))
+        dataset.select(list(wanted)).set_values(
+            F_SPLIT_SOURCE,
+            [SPLIT_BY_VARIANT if by_source[sid] else SPLIT_BY_US for sid in dataset.select(list(wanted)).values("id")],
+        )
     report.images = split_table(dataset)
     return report
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from fabricdata.boxes import ImageSize, fiftyone_to_box
-from fabricdata.store import GT_FIELD, SPLITS, load_dataset
+from fabricdata.store import F_SPLIT_SOURCE, GT_FIELD, SPLITS, load_dataset
 
 
 def box_table(dataset: Any, field: str = GT_FIELD) -> Any:
@@ -45,8 +46,12 @@ def dataset_stats(dataset_name: str, field: str = GT_FIELD) -> dict[str, Any]:
     """Everything ``fabricdata stats`` shows, as plain JSON-able data."""
     dataset = load_dataset(dataset_name)
     boxes = box_table(dataset, field)
-    ids, tags, labels = dataset.values(["id", "tags", f"{field}.detections.label"])
+    ids, tags, labels, split_sources = dataset.values(["id", "tags", f"{field}.detections.label", F_SPLIT_SOURCE])
     splits = [_split_of(t) for t in tags]
+    sources = Counter(
+        (source or "unknown") if split != "unassigned" else "unassigned"
+        for split, source in zip(splits, split_sources, strict=True)
+    )
     classes = list(dataset.default_classes or sorted(set(boxes["label"])))
     split_names = [s for s in (*SPLITS, "unassigned") if s in splits]
     images_per_split = {s: splits.count(s) for s in split_names}
@@ -76,6 +81,7 @@ def dataset_stats(dataset_name: str, field: str = GT_FIELD) -> dict[str, Any]:
         "classes": classes,
         "splits": split_names,
         "images_per_split": images_per_split,
+        "split_sources": {name: sources[name] for name in sorted(sources)},
         "defect_free": defect_free,
         "instances": instances,
         "images": images,

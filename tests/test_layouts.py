@@ -307,3 +307,25 @@ def test_obj_data_keys(tmp_path: Path) -> None:
     config = read_darknet_data(path)
     assert config is not None and config.names_file == "data/obj.names"
     assert config.splits == {"train": ["data/train.txt"], "val": ["data/test.txt"]}
+
+
+def test_split_keeps_the_authors_splits_and_stats_says_where_they_came_from(
+    tmp_path: Path, pool: list[Path], name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fiftyone as fo
+
+    root = tmp_path / "mixed"
+    published = roboflow_tree(root / "rf", pool[:10], ROBOFLOW_CLASSES)
+    flat_roboflow_tree(root / "new", pool[10:16], ROBOFLOW_CLASSES)
+    assert _import(root, name, capsys)[0] == 0
+    before = {s.filepath: s.tags for s in fo.load_dataset(name) if s.tags}
+    assert len(before) == len(published)
+    assert run(["split", "-d", name, "--seed", "1"], capsys)[0] == 0
+    after = {s.filepath: s.tags for s in fo.load_dataset(name)}
+    assert all(after[path] == tags for path, tags in before.items())
+    assert all(len(tags) == 1 for tags in after.values())
+    code, out, _ = run(["stats", "-d", name, "--json"], capsys)
+    assert code == 0
+    assert json.loads(out)["split_sources"] == {"data.yaml rf/data.yaml": 10, "fabricdata split": 6}
+    code, out, _ = run(["stats", "-d", name], capsys)
+    assert "splits from: data.yaml rf/data.yaml 10, fabricdata split 6" in out
