@@ -91,8 +91,12 @@ def grey_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator
 
 @pytest.fixture
 def app_server(grey_dataset: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    yield from _serve(grey_dataset)
+
+
+def _serve(dataset: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = _free_port()
-    cmd = [sys.executable, "-m", "fabricdata.cli", "app", "-d", grey_dataset, "--port", str(port)]
+    cmd = [sys.executable, "-m", "fabricdata.cli", "app", "-d", dataset, "--port", str(port)]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -123,11 +127,11 @@ def grey_tile_pixels(png: Path) -> int:
     return int((np.abs(pixels - 128).max(axis=2) < 12).sum())
 
 
-def _shoot(page, url: str, out: Path, ready) -> Path:  # type: ignore[no-untyped-def]
+def _shoot(page, url: str, out: Path, ready, wait: float = 60) -> Path:  # type: ignore[no-untyped-def]
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     page.goto(url, wait_until="domcontentloaded", timeout=60_000)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + wait
     while True:
         time.sleep(2)
         with contextlib.suppress(PlaywrightTimeout):  # the promotional pop-up is not always there
@@ -178,3 +182,47 @@ def test_app_grid_renders_the_datasets_boxes(app_server: tuple[str, subprocess.P
     output, _ = server.communicate(timeout=60)
     assert server.returncode == 0 and "App stopped" in output
     assert f"/datasets/{grey_dataset}" in output
+
+
+@pytest.fixture
+def tiff_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[str]:
+    """Eight flat grey grayscale TIFFs (browsers cannot show TIFF), labelled in LabelImg VOC."""
+    import fiftyone as fo
+
+    folder = tmp_path / "maskdb" / "train"
+    folder.mkdir(parents=True)
+    size = ImageSize(320, 240)
+    for i in range(8):
+        Image.new("L", (size.width, size.height), 128).save(folder / f"m{i}.tif")
+        boxes = (LabeledBox("wrinkle", Box(20, 20, 150, 200)),)
+        write_voc(ImageAnnotation(f"m{i}.tif", size, boxes, depth=1), folder / f"m{i}.xml")
+    name = f"tiff-{uuid.uuid4().hex[:8]}"
+    assert run(["import", str(tmp_path / "maskdb"), "-d", name], capsys)[0] == 0
+    yield name
+    fo.delete_dataset(name)
+
+
+def test_app_shows_tiff_images_through_their_proxies(tiff_dataset: str) -> None:
+    import fiftyone as fo
+    from playwright.sync_api import sync_playwright
+
+    executable = _require_chromium()
+    ARTIFACTS.mkdir(exist_ok=True)
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+    server = _serve(tiff_dataset)
+    base, _ = next(server)
+    url = f"{base}/datasets/{tiff_dataset}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=flags)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        shown = _shoot(page, url, ARTIFACTS / "app-tiff-proxies.png", lambda p: grey_tile_pixels(p) > 150_000)
+        # control: the same grid pointed at the TIFF files themselves shows no image
+        dataset = fo.load_dataset(tiff_dataset)
+        dataset.app_config.grid_media_field = "filepath"
+        dataset.save()
+        raw = _shoot(page, url, ARTIFACTS / "app-tiff-without-proxies.png", lambda p: False, wait=15)
+        browser.close()
+    with contextlib.suppress(StopIteration):
+        next(server)
+    assert grey_tile_pixels(shown) > 150_000, grey_tile_pixels(shown)
+    assert grey_tile_pixels(raw) < 0.1 * grey_tile_pixels(shown), (grey_tile_pixels(raw), grey_tile_pixels(shown))
