@@ -16,6 +16,7 @@ names (``train``, ``valid``/``val``, ``test``). Nothing here reads an image.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 from collections import defaultdict
@@ -30,7 +31,6 @@ from fabricdata.layouts import (
     SPLIT_ALIASES,
     LayoutConfig,
     looks_like_createml,
-    looks_like_list_file,
     looks_like_yolo_label,
     read_darknet_data,
     read_data_yaml,
@@ -195,7 +195,8 @@ def _walk(root: Path) -> tuple[list[Path], set[Path]]:
     return files, dirs
 
 
-def _image_folders(folder: Path) -> list[Path]:
+@functools.lru_cache(maxsize=4096)
+def _image_folders(folder: Path) -> tuple[Path, ...]:
     """``folder`` and, for ``labels/`` or ``Annotations/`` folders at any level, the image folder beside them."""
     found = [folder]
     parts = folder.parts
@@ -205,7 +206,7 @@ def _image_folders(folder: Path) -> list[Path]:
             continue
         for name in alternatives:
             found.append(Path(*parts[:index], name, *parts[index + 1 :]))
-    return found
+    return tuple(found)
 
 
 def _split_from_folders(image: Path, root: Path) -> str | None:
@@ -237,8 +238,9 @@ class _Resolver:
     def __init__(self, root: Path, files: Iterable[Path], dirs: Iterable[Path]) -> None:
         self.root = root
         self.dirs = set(dirs)
-        self.paths: set[Path] = set(files) | self.dirs
-        self._suffixes: dict[str, list[Path]] | None = None
+        self.files = set(files)
+        self.paths: set[Path] = self.files | self.dirs
+        self._suffixes: dict[bool, dict[str, list[Path]]] = {}
 
     def resolve(self, entry: str, bases: Sequence[Path]) -> Path | None:
         text = entry.strip().replace("\\", "/")
@@ -249,7 +251,7 @@ class _Resolver:
             if candidate in self.paths:
                 return candidate
         parts = [part for part in text.split("/") if part not in ("", ".", "..") and not part.endswith(":")]
-        suffixes = self._suffix_index()
+        suffixes = self._suffix_index(is_file=bool(posixpath.splitext(text)[1]))
         for start in range(len(parts)):
             matches = suffixes.get("/".join(parts[start:]), [])
             if len(matches) == 1:
@@ -258,15 +260,16 @@ class _Resolver:
                 return None  # ambiguous: a shorter suffix is only more so
         return None
 
-    def _suffix_index(self) -> dict[str, list[Path]]:
-        if self._suffixes is None:
+    def _suffix_index(self, is_file: bool) -> dict[str, list[Path]]:
+        """Every trailing part of the files' (or folders') paths -> the paths that end so."""
+        if is_file not in self._suffixes:
             index: dict[str, list[Path]] = defaultdict(list)
-            for path in self.paths:
+            for path in self.files if is_file else self.dirs:
                 parts = path.relative_to(self.root).parts
                 for start in range(len(parts)):
                     index["/".join(parts[start:])].append(path)
-            self._suffixes = dict(index)
-        return self._suffixes
+            self._suffixes[is_file] = dict(index)
+        return self._suffixes[is_file]
 
 
 # --- layout files -------------------------------------------------------------------------------------------
@@ -375,23 +378,21 @@ def _classify(
         if suffix == ".json" and looks_like_createml(path):
             _add(found, fmt, LabelFile(path, "createml"))
             continue
-        if suffix == ".txt" and path.name.lower() not in _CLASS_FILES and looks_like_yolo_label(path):
-            if fmt not in ("auto", "yolo"):
-                found.skipped.setdefault("yolo", path.parent)
-                continue
-            image = found.image_for(path)
-            if image is None:
-                orphans.append(path)
-                continue
-            class_names, source = names.for_label(path)
-            found.labels.append(LabelFile(path, "yolo", image, class_names, source))
-            continue
         if path.name.lower() in _CLASS_FILES or suffix == ".names":
             continue  # read when a label needs it
-        if suffix == ".txt" and looks_like_list_file(path):
-            found.ignored.append(path)  # a list file no obj.data / data.yaml refers to
+        if suffix != ".txt":
+            found.ignored.append(path)
             continue
-        found.ignored.append(path)
+        image = found.image_for(path)  # a text file beside an image is its label; others must look like one
+        if image is None and not looks_like_yolo_label(path):
+            found.ignored.append(path)  # README, notes, licences, list files nothing refers to
+        elif fmt not in ("auto", "yolo"):
+            found.skipped.setdefault("yolo", path.parent)
+        elif image is None:
+            orphans.append(path)
+        else:
+            class_names, source = names.for_label(path)
+            found.labels.append(LabelFile(path, "yolo", image, class_names, source))
     found.layout_files.extend(names.used)
     for path in orphans:
         found.warnings.append(f"{path}: label without an image")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fabricdata.boxes import ImageSize
 from fabricdata.errors import InvalidValueError
@@ -43,6 +44,8 @@ class ImageInfo:
     format: str
     mode: str
     channels: int
+    #: the EXIF orientation tag (1 = as stored; 0 when absent)
+    orientation: int = 0
 
     @property
     def browser_viewable(self) -> bool:
@@ -57,7 +60,10 @@ def image_info(path: str | Path) -> ImageInfo:
     try:
         with Image.open(path) as image:
             width, height = image.size
-            info = ImageInfo(ImageSize(int(width), int(height)), image.format or "", image.mode, len(image.getbands()))
+            orientation = _orientation(image)
+            info = ImageInfo(
+                ImageSize(int(width), int(height)), image.format or "", image.mode, len(image.getbands()), orientation
+            )
     except FileNotFoundError:
         raise InvalidValueError(path, "image", "image file not found") from None
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
@@ -92,14 +98,11 @@ def write_proxy(source: str | Path, target: Path) -> None:
     atomic_write_bytes(target, buffer.getvalue())
 
 
-def exif_orientation(path: str | Path) -> int:
-    """The EXIF orientation tag (1 = as stored; 0 when absent or unreadable)."""
-    from PIL import Image
-
+def _orientation(image: Any) -> int:
+    """The EXIF orientation tag of an open image (1 = as stored; 0 when absent or unreadable)."""
     try:
-        with Image.open(path) as image:
-            return int(image.getexif().get(0x0112, 0))
-    except (OSError, ValueError):
+        return int(image.getexif().get(0x0112, 0))
+    except (OSError, ValueError, TypeError):
         return 0
 
 

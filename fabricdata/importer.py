@@ -24,7 +24,7 @@ from typing import Any, Literal
 from fabricdata.boxes import box_to_fiftyone
 from fabricdata.errors import AnnotationError, DatasetError, InvalidValueError
 from fabricdata.formats import FolderItem, FolderScan, FormatName, read_folder
-from fabricdata.images import exif_orientation, write_proxy
+from fabricdata.images import write_proxy
 from fabricdata.store import (
     F_ANNOTATION_FORMAT,
     F_ANNOTATION_HASH,
@@ -162,7 +162,7 @@ def import_folder(
                 progress(1)
         else:
             changed.append((entry[0], item))
-    report.exif_rotated = [str(i.image_path) for i in new_items if exif_orientation(i.image_path) not in (0, 1)]
+    report.exif_rotated = [str(i.image_path) for i in new_items if i.image and i.image.orientation not in (0, 1)]
     new_items = _with_proxies(new_items, managed_dir(dataset_name, "proxies"))
     report.proxies = sum(item.proxy is not None for item in new_items)
     bulk_add(dataset, new_items, root, progress)

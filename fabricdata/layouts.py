@@ -147,17 +147,6 @@ def looks_like_yolo_label(path: Path) -> bool:
     return True
 
 
-def looks_like_list_file(path: Path) -> bool:
-    """True when the first lines are paths of images (a darknet/Ultralytics list file)."""
-    from fabricdata.images import IMAGE_EXTENSIONS
-
-    try:
-        lines = [line.strip() for line in _head(path).splitlines() if line.strip()]
-    except OSError:
-        return False
-    return bool(lines) and all(Path(line).suffix.lower() in IMAGE_EXTENSIONS for line in lines[:5])
-
-
 def looks_like_createml(path: Path) -> bool:
     """True for a JSON list whose first entry has an ``image`` name (LabelImg's CreateML file)."""
     try:

@@ -27,9 +27,12 @@ class Expected:
     category: str | None = None
 
 
-def synth_pool(folder: Path, images: int, classes: tuple[str, ...], seed: int = 7) -> list[Path]:
-    """Synthetic JPEG + VOC pairs (small images, so trees build fast); returns the XML paths in order."""
-    generate(SynthConfig(images=images, seed=seed, width=160, height=120, classes=classes), folder)
+def synth_pool(
+    folder: Path, images: int, classes: tuple[str, ...], seed: int = 7, size: tuple[int, int] = (160, 120)
+) -> list[Path]:
+    """Synthetic JPEG + VOC pairs (small images by default, so trees build fast); the XML paths in order."""
+    config = SynthConfig(images=images, seed=seed, width=size[0], height=size[1], classes=classes)
+    generate(config, folder, workers=2)
     return sorted(folder.glob("*.xml"))
 
 

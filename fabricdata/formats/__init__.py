@@ -19,8 +19,8 @@ from fabricdata.boxes import ImageSize
 from fabricdata.discover import Discovery, LabelFile, Placement, discover
 from fabricdata.discover import FormatName as FormatName
 from fabricdata.errors import AnnotationError, FormatDetectionError, InvalidValueError
-from fabricdata.fileio import sha256_bytes, sha256_file
-from fabricdata.images import image_info
+from fabricdata.fileio import sha256_bytes
+from fabricdata.images import ImageInfo, image_info
 
 FORMATS: tuple[FormatName, ...] = ("voc", "yolo", "createml")
 
@@ -36,10 +36,15 @@ class FolderItem:
     #: sha256 of the bytes this item was read from (the file; for CreateML the entry), for safe write-back.
     content_hash: str = ""
     placement: Placement = field(default_factory=Placement)
-    #: False when browsers cannot show the image (TIFF, 16-bit, CMYK, huge): the App gets a proxy
-    viewable: bool = True
+    #: what the image's header says (format, mode, EXIF orientation); None for items made in memory
+    image: ImageInfo | None = None
     #: the browser-viewable copy made for the App (set by import where ``viewable`` is False)
     proxy: Path | None = None
+
+    @property
+    def viewable(self) -> bool:
+        """False when browsers cannot show the image (TIFF, 16-bit, CMYK, huge): the App gets a proxy."""
+        return self.image is None or self.image.browser_viewable
 
 
 @dataclass(slots=True)
@@ -126,7 +131,7 @@ def _scan_voc(
         if check_sizes:
             _check_size(xml, image, annotation, info.size)
         placement = found.placement(image)
-        yield FolderItem(image, xml, annotation, "voc", sha256_bytes(data), placement, info.browser_viewable)
+        yield FolderItem(image, xml, annotation, "voc", sha256_bytes(data), placement, info)
     except AnnotationError as exc:
         yield exc
 
@@ -145,17 +150,16 @@ def _check_size(annotation_path: Path, image: Path, annotation: ImageAnnotation,
 def _scan_yolo(
     label: LabelFile, found: Discovery, classes: Sequence[str] | None, check_sizes: bool
 ) -> Iterator[_Result]:
-    from fabricdata.formats.yolo import read_yolo
+    from fabricdata.formats.yolo import read_yolo_bytes
 
     if label.image is None or label.names is None:
         return  # discovery reported it (label without image / without class names)
     try:
         info = image_info(label.image)
-        annotation = read_yolo(label.path, label.image.name, info.size, label.names, classes)
+        data, annotation = read_yolo_bytes(label.path, label.image.name, info.size, label.names, classes)
         annotation = replace(annotation, depth=info.channels)
         placement = found.placement(label.image)
-        digest = sha256_file(label.path)
-        yield FolderItem(label.image, label.path, annotation, "yolo", digest, placement, info.browser_viewable)
+        yield FolderItem(label.image, label.path, annotation, "yolo", sha256_bytes(data), placement, info)
     except AnnotationError as exc:
         yield exc
 
@@ -182,7 +186,7 @@ def _scan_createml(
             annotation = replace(annotation, filename=image.name, depth=info.channels)
             item_hash = createml_entry_hash(entry)
             placement = found.placement(image)
-            yield FolderItem(image, path, annotation, "createml", item_hash, placement, info.browser_viewable)
+            yield FolderItem(image, path, annotation, "createml", item_hash, placement, info)
         except AnnotationError as exc:
             yield exc
 

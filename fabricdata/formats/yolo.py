@@ -45,9 +45,21 @@ def read_yolo(
     classes: Sequence[str] | None = None,
 ) -> ImageAnnotation:
     """Read one YOLO label file for the image ``image_name`` of ``size``."""
+    return read_yolo_bytes(path, image_name, size, file_classes, classes)[1]
+
+
+def read_yolo_bytes(
+    path: str | Path,
+    image_name: str,
+    size: ImageSize,
+    file_classes: Sequence[str],
+    classes: Sequence[str] | None = None,
+) -> tuple[bytes, ImageAnnotation]:
+    """Like :func:`read_yolo`, also returning the bytes that were parsed (for content hashes)."""
     source = Path(path)
+    data = source.read_bytes()
     try:
-        text = source.read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidValueError(source, "document", f"invalid UTF-8 at byte {exc.start}") from None
     objects = [
@@ -55,7 +67,7 @@ def read_yolo(
         for number, line in enumerate(text.splitlines(), start=1)
         if line.strip()
     ]
-    return ImageAnnotation(filename=image_name, size=size, objects=tuple(objects), folder=source.parent.name)
+    return data, ImageAnnotation(filename=image_name, size=size, objects=tuple(objects), folder=source.parent.name)
 
 
 def _read_line(
