@@ -18,24 +18,24 @@ from __future__ import annotations
 
 import functools
 import os
-import posixpath
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from fabricdata.errors import AnnotationError, FormatDetectionError, InvalidValueError
+from fabricdata.errors import AnnotationError, FormatDetectionError
 from fabricdata.images import is_image
 from fabricdata.layouts import (
+    CLASS_FILES,
     SPLIT_ALIASES,
+    ClassNames,
     LayoutConfig,
+    TreePaths,
     looks_like_createml,
     looks_like_yolo_label,
     read_darknet_data,
     read_data_yaml,
     read_list_file,
-    read_names,
 )
 
 FormatName = Literal["voc", "yolo", "createml"]
@@ -43,7 +43,6 @@ FormatName = Literal["voc", "yolo", "createml"]
 STRUCTURAL_DIRS = frozenset({"images", "labels", "annotations", "jpegimages", "obj", "data", "img", "imgs"})
 #: where a label folder's images live, by the label folder's name (lower case)
 _IMAGE_DIRS = {"labels": ("images", "Images", "imgs"), "annotations": ("JPEGImages", "images", "Images")}
-_CLASS_FILES = ("classes.txt",)
 MAX_DEPTH = 24
 
 LAYOUTS_TRIED = (
@@ -155,7 +154,7 @@ def discover(
             found._by_stem.setdefault((path.parent, path.stem), path)
             found._by_stem.setdefault((path.parent, path.stem.lower()), path)
             found._by_name.setdefault((path.parent, path.name), path)
-    resolver = _Resolver(root, files, dirs)
+    resolver = TreePaths(root, files, dirs)
     configs = _read_configs(files, found)
     consumed = _apply_configs(configs, resolver, found)
     _classify(files, consumed, configs, resolver, fmt, classes, found)
@@ -227,51 +226,6 @@ def _category(image: Path, root: Path) -> str | None:
     return None if lowered in SPLIT_ALIASES or lowered in STRUCTURAL_DIRS else name
 
 
-# --- resolving the paths layout files mention ---------------------------------------------------------------
-
-
-class _Resolver:
-    """Finds the file or folder a layout file means, also when the authors wrote paths of their own machine
-    (``/content/darknet/data/obj/a.jpg``, ``../train/images``, ``C:\\data\\obj\\a.jpg``): by the longest unique
-    trailing part of the path that exists in the tree."""
-
-    def __init__(self, root: Path, files: Iterable[Path], dirs: Iterable[Path]) -> None:
-        self.root = root
-        self.dirs = set(dirs)
-        self.files = set(files)
-        self.paths: set[Path] = self.files | self.dirs
-        self._suffixes: dict[bool, dict[str, list[Path]]] = {}
-
-    def resolve(self, entry: str, bases: Sequence[Path]) -> Path | None:
-        text = entry.strip().replace("\\", "/")
-        if not text:
-            return None
-        for base in bases:
-            candidate = Path(posixpath.normpath(posixpath.join(str(base), text)))
-            if candidate in self.paths:
-                return candidate
-        parts = [part for part in text.split("/") if part not in ("", ".", "..") and not part.endswith(":")]
-        suffixes = self._suffix_index(is_file=bool(posixpath.splitext(text)[1]))
-        for start in range(len(parts)):
-            matches = suffixes.get("/".join(parts[start:]), [])
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                return None  # ambiguous: a shorter suffix is only more so
-        return None
-
-    def _suffix_index(self, is_file: bool) -> dict[str, list[Path]]:
-        """Every trailing part of the files' (or folders') paths -> the paths that end so."""
-        if is_file not in self._suffixes:
-            index: dict[str, list[Path]] = defaultdict(list)
-            for path in self.files if is_file else self.dirs:
-                parts = path.relative_to(self.root).parts
-                for start in range(len(parts)):
-                    index["/".join(parts[start:])].append(path)
-            self._suffixes[is_file] = dict(index)
-        return self._suffixes[is_file]
-
-
 # --- layout files -------------------------------------------------------------------------------------------
 
 
@@ -295,11 +249,11 @@ def _read_configs(files: Sequence[Path], found: Discovery) -> list[LayoutConfig]
     return configs
 
 
-def _apply_configs(configs: Sequence[LayoutConfig], resolver: _Resolver, found: Discovery) -> set[Path]:
+def _apply_configs(configs: Sequence[LayoutConfig], resolver: TreePaths, found: Discovery) -> set[Path]:
     """Splits from list files and data.yaml folders; returns the files the configs consumed."""
     consumed: set[Path] = set()
     for config in configs:
-        bases = _bases(config)
+        bases = config.bases()
         for split, entries in config.splits.items():
             for entry in entries:
                 target = resolver.resolve(entry, bases)
@@ -317,7 +271,7 @@ def _apply_configs(configs: Sequence[LayoutConfig], resolver: _Resolver, found: 
     return consumed
 
 
-def _apply_list(path: Path, split: str, bases: Sequence[Path], resolver: _Resolver, found: Discovery) -> None:
+def _apply_list(path: Path, split: str, bases: Sequence[Path], resolver: TreePaths, found: Discovery) -> None:
     try:
         entries = read_list_file(path)
     except AnnotationError as exc:
@@ -337,15 +291,6 @@ def _apply_list(path: Path, split: str, bases: Sequence[Path], resolver: _Resolv
         found.warnings.append(f"{path}: {missing - 3} more listed images are not in the folder")
 
 
-def _bases(config: LayoutConfig) -> list[Path]:
-    """Folders a config's relative paths may start from: darknet runs from the folder above ``data/``."""
-    here = config.path.parent
-    bases = [here.parent, here] if config.kind == "darknet" else [here]
-    if config.base:
-        bases.insert(0, Path(posixpath.normpath(posixpath.join(str(here), config.base))))
-    return bases
-
-
 def _rel(path: Path, root: Path) -> str:
     try:
         return path.relative_to(root).as_posix()
@@ -360,12 +305,12 @@ def _classify(
     files: Sequence[Path],
     consumed: set[Path],
     configs: Sequence[LayoutConfig],
-    resolver: _Resolver,
+    resolver: TreePaths,
     fmt: FormatName | Literal["auto"],
     classes: Sequence[str] | None,
     found: Discovery,
 ) -> None:
-    names = _NameFinder(found.root, configs, resolver, classes, found)
+    names = ClassNames(found.root, configs, resolver, classes)
     layout = set(found.layout_files)
     orphans: list[Path] = []
     for path in files:
@@ -378,7 +323,7 @@ def _classify(
         if suffix == ".json" and looks_like_createml(path):
             _add(found, fmt, LabelFile(path, "createml"))
             continue
-        if path.name.lower() in _CLASS_FILES or suffix == ".names":
+        if path.name.lower() in CLASS_FILES or suffix == ".names":
             continue  # read when a label needs it
         if suffix != ".txt":
             found.ignored.append(path)
@@ -404,102 +349,6 @@ def _add(found: Discovery, fmt: str, label: LabelFile) -> None:
         found.labels.append(label)
     else:
         found.skipped.setdefault(label.format, label.path.parent)
-
-
-class _NameFinder:
-    """YOLO class names for a label folder (see the module docstring for the order)."""
-
-    def __init__(
-        self,
-        root: Path,
-        configs: Sequence[LayoutConfig],
-        resolver: _Resolver,
-        given: Sequence[str] | None,
-        found: Discovery,
-    ) -> None:
-        self.root = root
-        self.given = tuple(given) if given else None
-        self.found = found
-        self.yaml = {c.path.parent: c for c in configs if c.kind == "data.yaml" and c.names}
-        self.darknet: dict[Path, tuple[tuple[str, ...], Path]] = {}
-        for config in configs:
-            if config.kind == "darknet" and config.names_file:
-                self._darknet_names(config, resolver)
-        self.used: list[Path] = []
-        self.without: dict[Path, int] = defaultdict(int)
-        self._cache: dict[Path, tuple[tuple[str, ...] | None, Path | None]] = {}
-
-    def _darknet_names(self, config: LayoutConfig, resolver: _Resolver) -> None:
-        target = resolver.resolve(config.names_file or "", _bases(config))
-        if target is None:
-            self.found.errors.append(
-                InvalidValueError(config.path, "names", "class-name file not found", config.names_file)
-            )
-            return
-        try:
-            self.darknet[config.path.parent] = (read_names(target), target)
-        except AnnotationError as exc:
-            self.found.errors.append(exc)
-
-    def for_label(self, label: Path) -> tuple[tuple[str, ...] | None, Path | None]:
-        folder = label.parent
-        if folder not in self._cache:
-            self._cache[folder] = self._lookup(folder)
-        names, source = self._cache[folder]
-        if names is None and self.given is None:
-            self.without[folder] += 1
-        return names, source
-
-    def _lookup(self, folder: Path) -> tuple[tuple[str, ...] | None, Path | None]:
-        chain = self._ancestors(folder)
-        for level in chain:
-            if level in self.yaml:
-                config = self.yaml[level]
-                return self._use(config.names, config.path)
-        for level in chain:
-            if level in self.darknet:
-                names, path = self.darknet[level]
-                return self._use(names, path)
-        for level in chain:
-            for path in _class_files(level):
-                try:
-                    return self._use(read_names(path), path)
-                except AnnotationError as exc:
-                    self.found.errors.append(exc)
-                    return None, None
-        return (self.given, None) if self.given else (None, None)
-
-    def _use(self, names: tuple[str, ...] | None, path: Path) -> tuple[tuple[str, ...] | None, Path | None]:
-        if path not in self.used:
-            self.used.append(path)
-        return names, path
-
-    def _ancestors(self, folder: Path) -> list[Path]:
-        chain = [folder]
-        while chain[-1] != self.root and self.root in chain[-1].parents:
-            chain.append(chain[-1].parent)
-        return chain
-
-    def errors(self) -> list[AnnotationError]:
-        return [
-            InvalidValueError(
-                folder,
-                "classes",
-                f"{count} YOLO label file(s) but no class names: give --classes or add classes.txt, "
-                "data.yaml or obj.names",
-            )
-            for folder, count in sorted(self.without.items())
-        ]
-
-
-def _class_files(folder: Path) -> list[Path]:
-    try:
-        paths = sorted(folder.iterdir())
-    except OSError:
-        return []
-    chosen = [p for p in paths if p.name.lower() in _CLASS_FILES]
-    chosen += [p for p in paths if p.name.lower().endswith(".names") and not p.name.startswith(".")]
-    return [path for path in chosen if path.is_file()]
 
 
 def _nothing_found(root: Path, found: Discovery, fmt: str) -> str:

@@ -14,17 +14,17 @@ import hashlib
 import json
 import random
 import warnings
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from fabricdata.boxes import box_to_fiftyone
 from fabricdata.errors import AnnotationError, DatasetError, InvalidValueError
-from fabricdata.formats import FolderItem, FolderScan, FormatName, read_folder
+from fabricdata.formats import FolderItem, FormatName, read_folder
 from fabricdata.images import write_proxy
+from fabricdata.import_report import ImportReport
 from fabricdata.store import (
     F_ANNOTATION_FORMAT,
     F_ANNOTATION_HASH,
@@ -36,7 +36,6 @@ from fabricdata.store import (
     F_SPLIT_SOURCE,
     F_VERIFIED,
     GT_FIELD,
-    SPLITS,
     detection_extras,
     enable_proxies,
     fiftyone,
@@ -48,80 +47,6 @@ from fabricdata.store import (
 )
 
 SIDECAR = ".fabricdata.json"
-
-
-@dataclass(slots=True)
-class ImportReport:
-    """What an import did; ``errors`` holds one typed error per bad file (all good files were imported)."""
-
-    folder: str
-    format: str
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    removed: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unlabeled: list[str] = field(default_factory=list)
-    #: images whose EXIF orientation tag rotates them in browsers (boxes stay in stored-pixel coordinates)
-    exif_rotated: list[str] = field(default_factory=list)
-    errors: list[AnnotationError] = field(default_factory=list)
-    classes: list[str] = field(default_factory=list)
-    #: non-fatal findings, one line each (labels without images, list entries not found, ...)
-    warnings: list[str] = field(default_factory=list)
-    #: files that are neither images nor annotations (README, licences, notes)
-    ignored: list[str] = field(default_factory=list)
-    #: layout files used (data.yaml, obj.data, class names, list files)
-    layout_files: list[str] = field(default_factory=list)
-    #: boxes read from the annotations found
-    boxes: int = 0
-    #: images per split as the authors assigned them, and what said so
-    splits: dict[str, int] = field(default_factory=dict)
-    split_sources: dict[str, int] = field(default_factory=dict)
-    #: browser-viewable proxies made for images the App could not show
-    proxies: int = 0
-
-    @property
-    def warning_count(self) -> int:
-        return len(self.warnings) + len(self.unlabeled) + len(self.missing)
-
-    def summary(self) -> str:
-        """One line: what was imported, from where, and what needs a look."""
-        images = f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged"
-        splits = ", ".join(f"{name} {count}" for name, count in self.splits.items()) or "none"
-        sources = ", ".join(self.split_sources) or "none"
-        return (
-            f"{_plural(self.added + self.updated + self.unchanged, 'image')} ({images}); "
-            f"{_plural(self.boxes, 'box', 'boxes')}; {_plural(len(self.classes), 'class', 'classes')}; "
-            f"splits: {splits} (from {sources}); {len(self.ignored)} ignored; "
-            f"{_plural(self.warning_count, 'warning')}; {_plural(len(self.errors), 'error')}"
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "summary": self.summary(),
-            "folder": self.folder,
-            "format": self.format,
-            "boxes": self.boxes,
-            "splits": self.splits,
-            "split_sources": self.split_sources,
-            "warnings": self.warnings,
-            "ignored": self.ignored,
-            "layout_files": self.layout_files,
-            "proxies": self.proxies,
-            "added": self.added,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "removed": self.removed,
-            "missing": self.missing,
-            "unlabeled": self.unlabeled,
-            "exif_rotated": self.exif_rotated,
-            "classes": self.classes,
-            "errors": [{"file": e.path, "element": e.element, "problem": e.problem} for e in self.errors],
-        }
-
-
-def _plural(count: int, word: str, plural: str | None = None) -> str:
-    return f"{count} {word if count == 1 else (plural or word + 's')}"
 
 
 def import_folder(
@@ -142,7 +67,7 @@ def import_folder(
     scan = read_folder(root, fmt, classes)
     if on_total is not None:
         on_total(len(scan.items))
-    report = _scan_report(root, scan)
+    report = ImportReport.from_scan(root, scan)
     dataset = open_dataset(dataset_name, _class_order(root, scan.items, classes or scan.classes))
     report.classes = list(dataset.default_classes)
     sidecar = _read_sidecar(root, dataset_name)
@@ -171,20 +96,6 @@ def import_folder(
     report.added = len(new_items)
     _apply_changes(dataset, changed, force, report, progress)
     _handle_missing(dataset, root, scan.items, scan.errors, prune, report)
-    return report
-
-
-def _scan_report(root: Path, scan: FolderScan) -> ImportReport:
-    report = ImportReport(folder=str(root), format=scan.format, errors=list(scan.errors))
-    report.unlabeled = [str(p) for p in scan.unlabeled]
-    report.warnings = list(scan.warnings)
-    report.ignored = [str(p) for p in scan.ignored]
-    report.layout_files = [str(p) for p in dict.fromkeys(scan.layout_files)]
-    report.boxes = sum(len(item.annotation.objects) for item in scan.items)
-    splits = Counter(item.placement.split for item in scan.items if item.placement.split)
-    report.splits = {name: splits[name] for name in SPLITS if splits[name]}
-    sources = Counter(item.placement.source for item in scan.items if item.placement.source)
-    report.split_sources = {source: sources[source] for source in sorted(sources)}
     return report
 
 

@@ -7,11 +7,14 @@ Each reader returns plain data or raises a typed error naming the file; none of 
 from __future__ import annotations
 
 import json
+import posixpath
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fabricdata.errors import InvalidValueError
+from fabricdata.errors import AnnotationError, InvalidValueError
 
 #: split names authors use for folders, list-file keys and data.yaml keys -> our split tags
 SPLIT_ALIASES: dict[str, str] = {
@@ -25,6 +28,8 @@ SPLIT_ALIASES: dict[str, str] = {
 }
 #: a layout file larger than this is not a layout file (and is never read whole)
 MAX_LAYOUT_BYTES = 8 * 1024 * 1024
+#: class-name files LabelImg and YOLO tools write beside labels (``*.names`` too)
+CLASS_FILES = ("classes.txt",)
 _SNIFF_BYTES = 4096
 
 
@@ -40,6 +45,14 @@ class LayoutConfig:
     splits: dict[str, list[str]] = field(default_factory=dict)
     #: data.yaml's ``path`` key (the dataset root the split paths are relative to)
     base: str | None = None
+
+    def bases(self) -> list[Path]:
+        """Folders this file's relative paths may start from: darknet runs from the folder above ``data/``."""
+        here = self.path.parent
+        bases = [here.parent, here] if self.kind == "darknet" else [here]
+        if self.base:
+            bases.insert(0, Path(posixpath.normpath(posixpath.join(str(here), self.base))))
+        return bases
 
 
 def _read_text(path: Path) -> str:
@@ -156,3 +169,144 @@ def looks_like_createml(path: Path) -> bool:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return _head(path).lstrip().startswith("[") if path.is_file() else False
     return isinstance(data, list) and (not data or (isinstance(data[0], dict) and "image" in data[0]))
+
+
+# --- reading layout files inside a tree ---------------------------------------------------------------------
+
+
+class TreePaths:
+    """Finds the file or folder a layout file means, also when the authors wrote paths of their own machine
+    (``/content/darknet/data/obj/a.jpg``, ``../train/images``, ``C:\\data\\obj\\a.jpg``): by the longest unique
+    trailing part of the path that exists in the tree."""
+
+    def __init__(self, root: Path, files: Iterable[Path], dirs: Iterable[Path]) -> None:
+        self.root = root
+        self.dirs = set(dirs)
+        self.files = set(files)
+        self.paths: set[Path] = self.files | self.dirs
+        self._suffixes: dict[bool, dict[str, list[Path]]] = {}
+
+    def resolve(self, entry: str, bases: Sequence[Path]) -> Path | None:
+        text = entry.strip().replace("\\", "/")
+        if not text:
+            return None
+        for base in bases:
+            candidate = Path(posixpath.normpath(posixpath.join(str(base), text)))
+            if candidate in self.paths:
+                return candidate
+        parts = [part for part in text.split("/") if part not in ("", ".", "..") and not part.endswith(":")]
+        suffixes = self._suffix_index(is_file=bool(posixpath.splitext(text)[1]))
+        for start in range(len(parts)):
+            matches = suffixes.get("/".join(parts[start:]), [])
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                return None  # ambiguous: a shorter suffix is only more so
+        return None
+
+    def _suffix_index(self, is_file: bool) -> dict[str, list[Path]]:
+        """Every trailing part of the files' (or folders') paths -> the paths that end so."""
+        if is_file not in self._suffixes:
+            index: dict[str, list[Path]] = defaultdict(list)
+            for path in self.files if is_file else self.dirs:
+                parts = path.relative_to(self.root).parts
+                for start in range(len(parts)):
+                    index["/".join(parts[start:])].append(path)
+            self._suffixes[is_file] = dict(index)
+        return self._suffixes[is_file]
+
+
+class ClassNames:
+    """YOLO class names for a label folder (see the module docstring for the order)."""
+
+    def __init__(
+        self,
+        root: Path,
+        configs: Sequence[LayoutConfig],
+        resolver: TreePaths,
+        given: Sequence[str] | None,
+    ) -> None:
+        self.root = root
+        self.given = tuple(given) if given else None
+        self.problems: list[AnnotationError] = []
+        self.yaml = {c.path.parent: c for c in configs if c.kind == "data.yaml" and c.names}
+        self.darknet: dict[Path, tuple[tuple[str, ...], Path]] = {}
+        for config in configs:
+            if config.kind == "darknet" and config.names_file:
+                self._darknet_names(config, resolver)
+        self.used: list[Path] = []
+        self.without: dict[Path, int] = defaultdict(int)
+        self._cache: dict[Path, tuple[tuple[str, ...] | None, Path | None]] = {}
+
+    def _darknet_names(self, config: LayoutConfig, resolver: TreePaths) -> None:
+        target = resolver.resolve(config.names_file or "", config.bases())
+        if target is None:
+            self.problems.append(
+                InvalidValueError(config.path, "names", "class-name file not found", config.names_file)
+            )
+            return
+        try:
+            self.darknet[config.path.parent] = (read_names(target), target)
+        except AnnotationError as exc:
+            self.problems.append(exc)
+
+    def for_label(self, label: Path) -> tuple[tuple[str, ...] | None, Path | None]:
+        folder = label.parent
+        if folder not in self._cache:
+            self._cache[folder] = self._lookup(folder)
+        names, source = self._cache[folder]
+        if names is None and self.given is None:
+            self.without[folder] += 1
+        return names, source
+
+    def _lookup(self, folder: Path) -> tuple[tuple[str, ...] | None, Path | None]:
+        chain = self._ancestors(folder)
+        for level in chain:
+            if level in self.yaml:
+                config = self.yaml[level]
+                return self._use(config.names, config.path)
+        for level in chain:
+            if level in self.darknet:
+                names, path = self.darknet[level]
+                return self._use(names, path)
+        for level in chain:
+            for path in _class_files(level):
+                try:
+                    return self._use(read_names(path), path)
+                except AnnotationError as exc:
+                    self.problems.append(exc)
+                    return None, None
+        return (self.given, None) if self.given else (None, None)
+
+    def _use(self, names: tuple[str, ...] | None, path: Path) -> tuple[tuple[str, ...] | None, Path | None]:
+        if path not in self.used:
+            self.used.append(path)
+        return names, path
+
+    def _ancestors(self, folder: Path) -> list[Path]:
+        chain = [folder]
+        while chain[-1] != self.root and self.root in chain[-1].parents:
+            chain.append(chain[-1].parent)
+        return chain
+
+    def errors(self) -> list[AnnotationError]:
+        """Problems of class-name files, and one error per label folder that has no class names."""
+        return self.problems + [
+            InvalidValueError(
+                folder,
+                "classes",
+                f"{count} YOLO label file(s) but no class names: give --classes or add classes.txt, "
+                "data.yaml or obj.names",
+            )
+            for folder, count in sorted(self.without.items())
+        ]
+
+
+def _class_files(folder: Path) -> list[Path]:
+    try:
+        paths = sorted(folder.iterdir())
+    except OSError:
+        return []
+    chosen = [p for p in paths if p.name.lower() in CLASS_FILES]
+    chosen += [p for p in paths if p.name.lower().endswith(".names") and not p.name.startswith(".")]
+    return [path for path in chosen if path.is_file()]
