@@ -1,7 +1,7 @@
 """The ``fabricdata`` command line (typer + rich). Commands stay thin; heavy imports happen inside them.
 
-The commands live in ``cli_store``, ``cli_prepare``, ``cli_model`` and ``cli_demo`` and share ``cli_common``;
-this module only registers them and is the entry point (``fabricdata``, ``python -m fabricdata``).
+The commands live in ``cli_store``, ``cli_prepare``, ``cli_model``, ``cli_experiments`` and ``cli_demo`` and share
+``cli_common``; this module only registers them and is the entry point (``fabricdata``, ``python -m fabricdata``).
 """
 
 from __future__ import annotations
@@ -11,14 +11,20 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from fabricdata import cli_demo, cli_model, cli_prepare, cli_store  # noqa: F401 - they register the commands
+from fabricdata import (  # noqa: F401 - they register the commands
+    cli_demo,
+    cli_experiments,
+    cli_model,
+    cli_prepare,
+    cli_store,
+)
 from fabricdata.cli_common import app, console, err_console, setup_environment
 from fabricdata.errors import FabricDataError
 
 #: `fabricdata --help` lists the commands in the order of the loop
 ORDER = (
     "synth", "import", "stats", "app", "writeback", "augment", "split", "balance", "validate", "export",
-    "tiny-model", "train", "predict", "export-model", "review", "demo", "version",
+    "tiny-model", "train", "predict", "export-model", "review", "sweep", "runs", "demo", "version",
 )  # fmt: skip
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -17,9 +16,7 @@ from fabricdata.cli_common import (
     err_console,
     progress_bar,
     run_dir,
-    tracked,
 )
-from fabricdata.errors import ConfigError
 
 
 @app.command("tiny-model")
@@ -117,29 +114,21 @@ def predict(
 
       fabricdata predict --run base --model florence-community/Florence-2-base --data exports/v1
     """
-    import yaml
+    from finetune.predict import PredictOptions, predict_run
 
-    from finetune.model import load_for_inference
-    from finetune.predict import DEFAULT_MAX_NEW_TOKENS, PredictOptions, export_images
-    from finetune.predict import predict as run_predict
-
-    folder = run_dir(run)
-    if data is None:
-        if not (folder / "config.yaml").is_file():
-            raise ConfigError(f"--data: {folder} has no config.yaml to take the export folder from; give --data")
-        data = Path(yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))["data"])
-    budget = max_new_tokens
-    if budget is None:
-        manifest = data / "manifest.json"
-        budget = json.loads(manifest.read_text())["max_label_tokens"] if manifest.is_file() else DEFAULT_MAX_NEW_TOKENS
-    images = export_images(data, split)
-    source = model or str(folder)
-    loaded, processor = load_for_inference(source)
-    folder.mkdir(parents=True, exist_ok=True)
-    options = PredictOptions(batch_size=batch_size, num_beams=num_beams, max_new_tokens=budget)
-    with tracked("predict", len(images)) as advance:
-        count = run_predict(loaded, processor, images, folder / "predictions.jsonl", options, advance)
-    console.print(f"{count} prediction(s) of {source} on {data}/{split} -> {folder / 'predictions.jsonl'}")
+    options = PredictOptions(batch_size=batch_size, num_beams=num_beams, max_new_tokens=max_new_tokens)
+    with progress_bar() as bar:
+        task = bar.add_task("predict", total=None)
+        count, data, target = predict_run(
+            run_dir(run),
+            data,
+            split,
+            model,
+            options,
+            progress=lambda n: bar.advance(task, n),
+            on_total=lambda total: bar.update(task, total=total),
+        )
+    console.print(f"{count} prediction(s) of {model or run} on {data}/{split} -> {target}")
 
 
 @app.command("review")

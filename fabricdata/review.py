@@ -241,13 +241,15 @@ def review(
     compare: str | Path | None = None,
     iou_threshold: float = 0.5,
     progress: Callable[[str], None] | None = None,
+    name: str | None = None,
 ) -> ReviewSummary:
+    """Review a run; ``name`` (default: the run folder's name) names its field, eval key and views."""
     import fiftyone.brain as fob
 
     fo = fiftyone()
     F = fo.ViewField  # noqa: N806 - FiftyOne's own idiom
     folder = Path(run_folder)
-    name = folder.name
+    name = name or folder.name
     pred_field, eval_key = f"pred_{slug(name)}", f"eval_{slug(name)}"
     dataset = load_dataset(dataset_name)
     matched, unmatched = _match_samples(dataset, load_predictions(folder / "predictions.jsonl"))

@@ -14,6 +14,8 @@ import numpy as np
 from finetune.config import TrainConfig, dump_config
 
 STATE_FILE = "trainer_state.pt"
+#: written last into a checkpoint being saved: a folder without it was interrupted while being written
+COMPLETE_FILE = "COMPLETE"
 
 
 @dataclass(slots=True)
@@ -61,12 +63,30 @@ def save(
             },
         }
         torch.save(state, tmp / STATE_FILE)
+    (tmp / COMPLETE_FILE).write_text("")
     old = folder.with_name(folder.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         folder.rename(old)
     tmp.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(folder: Path) -> None:
+    """Finish a save that was killed between its renames (``folder`` gone, ``.tmp`` complete or ``.old`` left)."""
+    if folder.exists():
+        return
+    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+    if (tmp / COMPLETE_FILE).is_file():
+        tmp.rename(folder)
+    elif old.is_dir():
+        old.rename(folder)
+
+
+def resumable(folder: Path) -> bool:
+    """True when ``folder`` (after :func:`recover`) holds everything resume needs."""
+    recover(folder)
+    return (folder / STATE_FILE).is_file() and (folder / "adapter_model.safetensors").is_file()
 
 
 def restore(folder: Path, model: Any, optimizer: Any, scheduler: Any) -> Progress:

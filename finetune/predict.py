@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ DEFAULT_MAX_NEW_TOKENS = 1023
 class PredictOptions:
     batch_size: int = 8
     num_beams: int = 3
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    #: None: the export's label budget (predict_run), else the model's maximum
+    max_new_tokens: int | None = None
     task: str = TASK_OD
 
 
@@ -74,7 +75,7 @@ def generate(model: Any, processor: Any, images: list[Any], options: PredictOpti
             input_ids=inputs["input_ids"].to(device),
             attention_mask=inputs["attention_mask"].to(device),
             pixel_values=inputs["pixel_values"].to(device, dtype),
-            max_new_tokens=options.max_new_tokens,
+            max_new_tokens=options.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
             num_beams=options.num_beams,
             do_sample=False,
             no_repeat_ngram_size=0,
@@ -136,3 +137,55 @@ def predict(
             progress(len(batch))
     atomic_write_text(out, "".join(line + "\n" for line in lines))
     return len(lines)
+
+
+def run_data(folder: Path) -> Path:
+    """The export a run trained on (its ``config.yaml``'s ``data``)."""
+    import yaml
+
+    config = folder / "config.yaml"
+    if not config.is_file():
+        raise ConfigError(f"{folder}: no config.yaml to take the export folder from; give --data")
+    data = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data")
+    if not data:
+        raise ConfigError(f"{config}: has no 'data' key; give --data")
+    return Path(data)
+
+
+def label_budget(data: Path) -> int:
+    """The export's label budget in tokens (manifest ``max_label_tokens``), else the model's maximum."""
+    manifest = data / "manifest.json"
+    if not manifest.is_file():
+        return DEFAULT_MAX_NEW_TOKENS
+    try:
+        return int(json.loads(manifest.read_text(encoding="utf-8"))["max_label_tokens"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise ConfigError(f"{manifest}: no usable max_label_tokens; give --max-new-tokens") from None
+
+
+def predict_run(
+    folder: Path,
+    data: Path | None = None,
+    split: str = "test",
+    model: str | None = None,
+    options: PredictOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> tuple[int, Path, Path]:
+    """Predict one split of an export with a run's adapter (or ``model``) into ``folder/predictions.jsonl``.
+
+    Returns the number of predictions, the export folder and the predictions file.
+    """
+    from finetune.model import load_for_inference
+
+    data = data if data is not None else run_data(folder)
+    chosen = options or PredictOptions()
+    if chosen.max_new_tokens is None:
+        chosen = replace(chosen, max_new_tokens=label_budget(data))
+    images = export_images(data, split)
+    if on_total is not None:
+        on_total(len(images))
+    loaded, processor = load_for_inference(model or str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "predictions.jsonl"
+    return predict(loaded, processor, images, target, chosen, progress), data, target

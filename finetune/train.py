@@ -12,6 +12,7 @@ processes, so a resumed run continues exactly where the interrupted one stopped.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shutil
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fabricdata.errors import ConfigError, FabricDataError
+from fabricdata.fileio import atomic_write_text
 from finetune import checkpoint
 from finetune.checkpoint import Progress
 from finetune.config import TrainConfig, dump_config, load_config
@@ -156,7 +158,7 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print, on_step: 
     report_step = on_step if main else None
     out = Path(config.out)
     last_dir, best_dir = out / "checkpoints" / "last", out / "checkpoints" / "best"
-    if resume and not (last_dir / checkpoint.STATE_FILE).is_file():
+    if resume and not checkpoint.resumable(last_dir):
         raise ConfigError(f"--resume: {last_dir} has no resumable checkpoint")
     set_seed(config.seed)
 
@@ -279,7 +281,7 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print, on_step: 
     checksum = sum(float(p.detach().double().sum()) for p in trainable)
     sys.stdout.write(f"rank {accelerator.process_index}/{world}: adapter checksum {checksum:.12e}\n")  # one write
     sys.stdout.flush()
-    return RunSummary(
+    summary = RunSummary(
         out,
         progress.global_step,
         progress.epoch,
@@ -288,6 +290,23 @@ def train(config: TrainConfig, resume: bool = False, log: Any = print, on_step: 
         stopped,
         seen / elapsed if elapsed else 0.0,
     )
+    if main:
+        _write_summary(summary, elapsed)
+    return summary
+
+
+def _write_summary(summary: RunSummary, seconds: float) -> None:
+    """``summary.json``: whether the run finished, and its figures (read by sweeps and ``fabricdata runs``)."""
+    data = {
+        "finished": not summary.stopped_early,
+        "global_step": summary.global_step,
+        "epochs_done": summary.epochs_done,
+        "train_loss": summary.train_loss,
+        "best_val_loss": summary.val_loss,
+        "samples_per_s": summary.samples_per_s,
+        "train_seconds": seconds,
+    }
+    atomic_write_text(summary.out / "summary.json", json.dumps(data, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
