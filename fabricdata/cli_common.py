@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -41,10 +42,25 @@ def setup_environment() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    # known, harmless library noise (tests check the behaviour behind each: merging with tied weights works)
-    warnings.filterwarnings("ignore", message=".*tie_word_embeddings=True.*ensure_weight_tying.*")
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated.*")
-    warnings.filterwarnings("ignore", message="Setting `save_embedding_layers` to `True`.*")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # libtiff's TIFF_Warning lines through OpenCV
+    if not os.environ.get("FABRICDATA_DEBUG"):
+        warnings.showwarning = _quiet_third_party_warning
+
+
+def _quiet_third_party_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """fabricdata's own warnings reach the terminal; other libraries' (matplotlib glyphs, tight layout,
+    transformers and peft notices) go to the log, shown with FABRICDATA_DEBUG=1."""
+    if f"{os.sep}fabricdata{os.sep}" in filename or f"{os.sep}finetune{os.sep}" in filename:
+        err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        logging.getLogger("fabricdata.third_party").debug("%s:%s: %s: %s", filename, lineno, category.__name__, message)
 
 
 def progress_bar() -> Progress:
@@ -114,10 +130,35 @@ def error_table(title: str, errors: Sequence[AnnotationError]) -> None:
     err_console.print(table)
 
 
-def run_dir(run: str) -> Path:
-    """``--run NAME`` is runs/NAME; a path (with a slash, or an existing folder) is used as is."""
-    path = Path(run)
-    return path if ("/" in run or path.is_dir()) else Path("runs") / run
+RUNS_ROOT = Path("runs")
+
+
+def is_run(folder: Path) -> bool:
+    """A run folder holds the config it trained with, or the predictions of a model (a zero-shot run)."""
+    return (folder / "config.yaml").is_file() or (folder / "predictions.jsonl").is_file()
+
+
+def run_dir(run: str, must_exist: bool = True) -> Path:
+    """``--run NAME``: ``runs/NAME`` first; another path only when it is a run folder (see :func:`is_run`), so a
+    data folder that shares a run's name is never taken for it. With ``must_exist=False`` (a new zero-shot run)
+    a name that is no run yet becomes ``runs/NAME`` (a path with a slash stays as given)."""
+    named, path = RUNS_ROOT / run, Path(run)
+    for candidate in (named, path):
+        if is_run(candidate):
+            return candidate
+    if not must_exist:
+        return path if "/" in run else named
+    known = (
+        sorted(
+            folder.relative_to(RUNS_ROOT).as_posix()
+            for folder in RUNS_ROOT.glob("**/")
+            if folder != RUNS_ROOT and is_run(folder) and "checkpoints" not in folder.parts
+        )
+        if RUNS_ROOT.is_dir()
+        else []
+    )
+    listed = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "") or "none"
+    raise ConfigError(f"--run {run}: no such run (runs in {RUNS_ROOT}/: {listed})")
 
 
 def workers_default() -> int:

@@ -17,6 +17,7 @@ from fabricdata.cli_common import (
     progress_bar,
     run_dir,
 )
+from fabricdata.wording import plural
 
 
 @app.command("tiny-model")
@@ -120,7 +121,7 @@ def predict(
     with progress_bar() as bar:
         task = bar.add_task("predict", total=None)
         count, data, target = predict_run(
-            run_dir(run),
+            run_dir(run, must_exist=model is None),
             data,
             split,
             model,
@@ -137,6 +138,9 @@ def review_(
     dataset: DatasetOption = "fabric",
     compare: Annotated[str | None, typer.Option(help="An earlier, reviewed run: adds regressions and fixed.")] = None,
     iou: Annotated[float, typer.Option(min=0.05, max=0.95, help="IoU threshold of a match.")] = 0.5,
+    min_confidence: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Predictions below this confidence are not stored.")
+    ] = 0.05,
 ) -> None:
     """Load a run's predictions into FiftyOne, evaluate them, and save its mistakes as views for the App.
 
@@ -160,25 +164,39 @@ def review_(
     folder = run_dir(run)
     previous = run_dir(compare) if compare is not None else None
     with err_console.status("reviewing") as status:
-        summary = run_review(dataset, folder, previous, iou, progress=lambda text: status.update(text))
+        summary = run_review(
+            dataset, folder, previous, iou, progress=lambda text: status.update(text), min_confidence=min_confidence
+        )
     table = Table(title=f"review of {summary.run}: {summary.images} images, {summary.ground_truth} boxes")
     for column in ("mAP@[.5:.95]", "AP50", "AP75", "precision", "recall", "F1", "at confidence"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", overflow="fold")
     values = (summary.map, summary.ap50, summary.ap75, summary.precision, summary.recall, summary.f1)
     table.add_row(*(f"{v:.3f}" for v in values), f"{summary.best_f1_threshold:.3f}")
     console.print(table)
+    if summary.below_min_confidence:
+        console.print(
+            f"{plural(summary.below_min_confidence, 'prediction')} below confidence {min_confidence:g} not stored"
+        )
+    if summary.outside_classes:
+        console.print(
+            f"[yellow]{plural(summary.outside_classes, 'prediction')} with labels outside the dataset's classes[/] "
+            "(the '(other)' column of the confusion matrix)"
+        )
     per_class = Table(title="AP@[.5:.95] per class")
-    per_class.add_column("class")
-    per_class.add_column("AP", justify="right")
+    per_class.add_column("class", overflow="fold")
+    per_class.add_column("AP", justify="right", overflow="fold")
     for name, value in sorted(summary.per_class_ap.items()):
         per_class.add_row(name, f"{value:.3f}")
     console.print(per_class)
     views = Table(title="views for the annotators")
-    for column in ("view", "samples", "open in the App"):
-        views.add_column(column)
+    for column in ("view", "samples"):
+        views.add_column(column, overflow="fold")
     for name, count in summary.views.items():
-        views.add_row(name, str(count), f"fabricdata app --dataset {dataset} --view {name}")
+        views.add_row(name, str(count))
     console.print(views)
+    console.print("open a view in the App:")
+    for name in summary.views:  # plain lines, whole, to copy
+        console.print(f"  fabricdata app --dataset {dataset} --view {name}", highlight=False, soft_wrap=True)
     console.print(f"report: {folder / 'report.md'}")
     for image in summary.unmatched_images:
         err_console.print(f"[red]error:[/] {folder / 'predictions.jsonl'}: image {image} is not in dataset {dataset!r}")

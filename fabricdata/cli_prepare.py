@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import typer
 from rich.markup import escape
@@ -18,6 +18,10 @@ from fabricdata.cli_common import (
     tracked,
     workers_default,
 )
+from fabricdata.wording import plural
+
+if TYPE_CHECKING:
+    from fabricdata.models import ValidationReport
 
 
 @export_app.command("florence")
@@ -47,7 +51,6 @@ def export_florence_(
       fabricdata export florence exports/od --tasks od --order shuffle --seed 3 --phrases phrases.yaml
     """
     from fabricdata.export import ExportOptions, export_florence, load_phrases, parse_tasks
-    from fabricdata.store import load_dataset
 
     options = ExportOptions(
         tasks=parse_tasks(tasks),
@@ -57,14 +60,21 @@ def export_florence_(
         seed=seed,
         max_label_tokens=max_label_tokens,
     )
-    total = len(load_dataset(dataset))
-    with tracked("export florence", total) as advance:
-        manifest = export_florence(dataset, out, view, options, advance)
+    with progress_bar() as bar:
+        bar_task = bar.add_task("export florence", total=None)
+        manifest = export_florence(
+            dataset,
+            out,
+            view,
+            options,
+            progress=lambda n: bar.advance(bar_task, n),
+            on_total=lambda total: bar.update(bar_task, total=total),
+        )
     table = Table(title=f"Florence-2 export {out} ({manifest.order})")
-    table.add_column("split")
-    table.add_column("images", justify="right")
+    table.add_column("split", overflow="fold")
+    table.add_column("images", justify="right", overflow="fold")
     for task in manifest.tasks:
-        table.add_column(task, justify="right")
+        table.add_column(task, justify="right", overflow="fold")
     for folder, count in manifest.images.items():
         table.add_row(folder, str(count), *(str(manifest.records[folder][t]) for t in manifest.tasks))
     console.print(table)
@@ -121,10 +131,14 @@ def split(
     ratios: Annotated[str, typer.Option(help="train,val,test ratios.")] = "0.8,0.1,0.1",
     seed: Annotated[int, typer.Option(help="Seed of the assignment.")] = 0,
     reshuffle: Annotated[bool, typer.Option(help="Reassign every image (the test set changes!).")] = False,
+    min_per_split: Annotated[
+        int, typer.Option(min=0, help="Each split with a positive ratio gets at least this many images.")
+    ] = 1,
 ) -> None:
     """Tag train/val/test per source group, stratified by class; stable as new images arrive.
 
-    A source image and all its variants always share one split. Existing assignments are kept (also the
+    A source image and all its variants always share one split, and so do near-identical photos (the pairs
+    'validate' would report as leakage). Existing assignments are kept (also the
     authors' splits that import read from folder names, list files or data.yaml); only new images are assigned,
     so the test set does not churn between fine-tunes (--reshuffle to start over). 'fabricdata stats' shows
     where each split came from.
@@ -137,17 +151,30 @@ def split(
     """
     from fabricdata.split import parse_ratios, split_dataset
 
-    report = split_dataset(dataset, parse_ratios(ratios), seed, reshuffle)
+    shares = parse_ratios(ratios)
+    with tracked("near-duplicate check", _originals(dataset)) as advance:
+        report = split_dataset(dataset, shares, seed, reshuffle, min_per_split, progress=advance)
     labels = sorted({label for row in report.images.values() for label in row if label != "(images)"})
     table = Table(title=f"{dataset}: {report.assigned} group(s) assigned, {report.kept} kept (original images)")
-    table.add_column("split")
+    table.add_column("split", overflow="fold")
     for column in ("(images)", *labels):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", overflow="fold")
     for name, row in report.images.items():
         table.add_row(name, *(str(row.get(c, 0)) for c in ("(images)", *labels)))
     console.print(table)
     if report.variants_retagged:
-        console.print(f"{report.variants_retagged} variant(s) moved to their source's split")
+        console.print(f"{plural(report.variants_retagged, 'variant')} moved to their source's split")
+    if report.near_duplicates:
+        console.print(f"{plural(report.near_duplicates, 'pair')} of near-identical images kept in one split")
+    for line in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
+
+
+def _originals(dataset: str) -> int:
+    from fabricdata.store import F_SOURCE_ID, load_dataset
+
+    samples = load_dataset(dataset)
+    return int(len(samples) - len(samples.exists(F_SOURCE_ID)))
 
 
 @app.command()
@@ -180,7 +207,7 @@ def balance(
         )
     table = Table(title=escape(f"{dataset} [{split}]: goal {report.goal} instances per class"))
     for column in ("class", "before", "after"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", overflow="fold")
     for name, count in report.before.items():
         table.add_row(name, str(count), str(report.after.get(name, count)))
     console.print(table)
@@ -212,19 +239,35 @@ def validate(
     from fabricdata.store import load_dataset
     from fabricdata.validate import validate as run_validate
 
-    total = len(load_dataset(dataset))
-    with tracked("validate", total) as advance:
+    with tracked("validate", len(load_dataset(dataset))) as advance:  # every sample is read once
         report = run_validate(dataset, min_instances, imbalance, progress=advance)
     if json_out:
         console.print_json(report.model_dump_json())
     else:
-        table = Table(title=f"validate {dataset}: {report.samples} samples")
-        for column in ("severity", "check", "count", "message", "open in the App"):
-            table.add_column(column)
-        colours = {"error": "red", "warning": "yellow", "info": "blue"}
-        for f in report.findings:
-            where = f"fabricdata app --view {f.view}" if f.view else ""
-            table.add_row(f"[{colours[f.severity]}]{f.severity}[/]", f.check, str(f.count), f.message, where)
-        console.print(table)
+        show_findings(report, dataset)
     if strict and report.errors:
         raise typer.Exit(1)
+
+
+_FILES_SHOWN = 3
+
+
+def show_findings(report: ValidationReport, dataset: str) -> None:
+    """The findings table, then for each finding its first files and the App command, as whole lines."""
+    from fabricdata.store import load_dataset
+
+    table = Table(title=f"validate {dataset}: {report.samples} samples")
+    for column in ("severity", "check", "count", "message"):
+        table.add_column(column, overflow="fold")
+    colours = {"error": "red", "warning": "yellow", "info": "blue"}
+    for f in report.findings:
+        table.add_row(f"[{colours[f.severity]}]{f.severity}[/]", f.check, str(f.count), f.message)
+    console.print(table)
+    samples = load_dataset(dataset)
+    for f in report.findings:
+        if not f.view:
+            continue
+        paths = samples.select(f.samples[:_FILES_SHOWN], ordered=True).values("filepath")
+        more = f" and {len(f.samples) - len(paths)} more" if len(f.samples) > len(paths) else ""
+        console.print(f"{f.check}: {', '.join(paths)}{more}", highlight=False, soft_wrap=True)
+        console.print(f"  fabricdata app --dataset {dataset} --view {f.view}", highlight=False, soft_wrap=True)

@@ -63,8 +63,8 @@ def synth(
 
 def print_counts(title: str, counts: dict[str, int]) -> None:
     table = Table(title=title)
-    table.add_column("what")
-    table.add_column("count", justify="right")
+    table.add_column("what", overflow="fold")
+    table.add_column("count", justify="right", overflow="fold")
     for name, value in counts.items():
         table.add_row(name, str(value))
     console.print(table)
@@ -201,10 +201,10 @@ def stats(
 def show_stats(data: dict[str, Any]) -> None:
     splits = data["splits"]
     table = Table(title=f"{data['dataset']}: {data['samples']} images")
-    table.add_column("class")
+    table.add_column("class", overflow="fold")
     for split in splits:
-        table.add_column(f"{split} boxes", justify="right")
-        table.add_column(f"{split} images", justify="right")
+        table.add_column(f"{split} boxes", justify="right", overflow="fold")
+        table.add_column(f"{split} images", justify="right", overflow="fold")
     for name in data["classes"]:
         cells = []
         for split in splits:
@@ -229,7 +229,7 @@ def show_stats(data: dict[str, Any]) -> None:
         "area max",
     )
     for column in columns:
-        sizes.add_column(column, justify="right")
+        sizes.add_column(column, justify="right", overflow="fold")
     for name, row in data["box_sizes"].items():
         sizes.add_row(name, *(str(v) for v in row.values()))
     console.print(sizes)
@@ -290,12 +290,16 @@ def writeback_(
 
       fabricdata writeback --dataset weft --force
     """
-    from fabricdata.store import load_dataset
     from fabricdata.writeback import writeback
 
-    total = len(load_dataset(dataset))
-    with tracked("writeback", total) as advance:
-        report = writeback(dataset, force=force, progress=advance)
+    with progress_bar() as bar:
+        task = bar.add_task("writeback", total=None)
+        report = writeback(
+            dataset,
+            force=force,
+            progress=lambda n: bar.advance(task, n),
+            on_total=lambda total: bar.update(task, total=total),
+        )
     for path in report.written:
         console.print(f"[green]wrote[/] {path}")
     console.print(f"{len(report.written)} file(s) written, {report.unchanged} unchanged")
@@ -322,10 +326,16 @@ def export_labelimg_(
 
       fabricdata export labelimg fixes/ --tag recheck
     """
-    from fabricdata.store import load_dataset
     from fabricdata.writeback import export_labelimg
 
-    total = len(load_dataset(dataset))
-    with tracked("export labelimg", total) as advance:
-        count = export_labelimg(dataset, out, view, tag, advance)
+    with progress_bar() as bar:
+        task = bar.add_task("export labelimg", total=None)
+        count = export_labelimg(
+            dataset,
+            out,
+            view,
+            tag,
+            progress=lambda n: bar.advance(task, n),
+            on_total=lambda total: bar.update(task, total=total),
+        )
     console.print(f"exported {count} image(s) to [bold]{out}[/]")

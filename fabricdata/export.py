@@ -178,12 +178,18 @@ def export_florence(
     view_name: str | None = None,
     options: ExportOptions | None = None,
     progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> ExportManifest:
-    """Write the Florence-2 JSONL export of a dataset (or of one of its saved views) to ``out``."""
+    """Write the Florence-2 JSONL export of a dataset (or of one of its saved views) to ``out``.
+
+    ``on_total`` is called once with the number of samples of the view, before any is written.
+    """
     options = options or ExportOptions()
     if options.order not in ("sequential", "interleave", "shuffle"):
         raise ConfigError(f"--order: expected sequential, interleave or shuffle, got {options.order!r}")
     dataset, view = load_view(dataset_name, view_name)
+    if on_total is not None:
+        on_total(len(view))
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=root))

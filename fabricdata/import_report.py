@@ -10,11 +10,7 @@ from typing import Any
 from fabricdata.errors import AnnotationError
 from fabricdata.formats import FolderScan
 from fabricdata.store import SPLITS
-
-
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """``1 image``, ``2 images``, ``3 boxes``."""
-    return f"{count} {word if count == 1 else (many or word + 's')}"
+from fabricdata.wording import plural
 
 
 @dataclass(slots=True)

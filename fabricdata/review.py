@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,10 @@ from fabricdata.store import GT_FIELD, fiftyone, load_dataset
 
 MIN_MISLOCATED_IOU = 0.1
 BACKGROUND = "(background)"
+#: predicted labels that are not classes of the dataset, as one row/column of the confusion matrix
+OTHER = "(other)"
+#: predictions below this confidence are not stored (a random model's junk would swamp evaluation)
+MIN_CONFIDENCE = 0.05
 VIEW_KINDS = (
     "false-positives",
     "missed",
@@ -64,6 +68,12 @@ class ReviewSummary:
     views: dict[str, int] = field(default_factory=dict)
     unmatched_images: list[str] = field(default_factory=list)
     compare: str | None = None
+    #: the dataset the run was reviewed in (the App commands of the report name it)
+    dataset: str = ""
+    #: predictions not stored because their confidence was below the floor
+    below_min_confidence: int = 0
+    #: stored predictions whose label is not one of the dataset's classes (the "(other)" row)
+    outside_classes: int = 0
 
 
 def load_predictions(path: Path) -> list[PredictionRecord]:
@@ -131,17 +141,22 @@ def _clear(dataset: Any, name: str, pred_field: str, eval_key: str) -> None:
             dataset.delete_saved_view(f"{name}-{kind}")
 
 
-def _store(dataset: Any, pred_field: str, matched: dict[str, PredictionRecord]) -> None:
+def _store(dataset: Any, pred_field: str, matched: dict[str, PredictionRecord], min_confidence: float) -> int:
+    """Store the predictions at or above ``min_confidence``; returns how many were below it."""
     fo = fiftyone()
     values = {}
+    dropped = 0
     for sample in dataset.select(list(matched)).select_fields("metadata"):
         size = ImageSize(sample.metadata.width, sample.metadata.height)
+        kept = [d for d in matched[sample.id].detections if d.confidence >= min_confidence]
+        dropped += len(matched[sample.id].detections) - len(kept)
         detections = [
             fo.Detection(label=d.label, bounding_box=box_to_fiftyone(Box(*d.bbox), size), confidence=d.confidence)
-            for d in matched[sample.id].detections
+            for d in kept
         ]
         values[sample.id] = fo.Detections(detections=detections)
     dataset.set_values(pred_field, values, key_field="id")
+    return dropped
 
 
 def _ap_at(results: Any, thresh: float) -> tuple[float, dict[str, float]]:
@@ -187,10 +202,18 @@ def _rows(view: Any, pred_field: str, eval_key: str) -> list[tuple[str, ImageSiz
     return rows
 
 
-def _mistakes(rows: list[Any], threshold: float) -> tuple[list[str], list[str], dict[str, dict[str, int]]]:
-    """Mislocated and confused label ids, and the class confusion matrix (with background)."""
+def _mistakes(
+    rows: list[Any], threshold: float, classes: Sequence[str]
+) -> tuple[list[str], list[str], dict[str, dict[str, int]]]:
+    """Mislocated and confused label ids, and the class confusion matrix (with background; predicted labels that
+    are no class of the dataset count in one ``(other)`` column)."""
     mislocated, confused = [], []
+    known = set(classes)
     matrix: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def column(label: str) -> str:
+        return label if label in known else OTHER
+
     for _, _, gts, preds in rows:
         free_gts = [g for g in gts if g[3] == "fn"]
         for g in gts:
@@ -207,14 +230,14 @@ def _mistakes(rows: list[Any], threshold: float) -> tuple[list[str], list[str], 
             if best_other[1] is not None and best_other[0] >= threshold:
                 confused += [pid, best_other[1][0]]
                 used.add(best_other[1][0])
-                matrix[best_other[1][1]][plabel] += 1
+                matrix[best_other[1][1]][column(plabel)] += 1
             elif best_same[1] is not None and MIN_MISLOCATED_IOU <= best_same[0] < threshold:
                 mislocated += [pid, best_same[1][0]]
                 used.add(best_same[1][0])
-                matrix[BACKGROUND][plabel] += 1
+                matrix[BACKGROUND][column(plabel)] += 1
                 matrix[best_same[1][1]][BACKGROUND] += 1
             else:
-                matrix[BACKGROUND][plabel] += 1
+                matrix[BACKGROUND][column(plabel)] += 1
         for g in free_gts:
             if g[0] not in used:
                 matrix[g[1]][BACKGROUND] += 1
@@ -242,8 +265,11 @@ def review(
     iou_threshold: float = 0.5,
     progress: Callable[[str], None] | None = None,
     name: str | None = None,
+    min_confidence: float = MIN_CONFIDENCE,
 ) -> ReviewSummary:
-    """Review a run; ``name`` (default: the run folder's name) names its field, eval key and views."""
+    """Review a run; ``name`` (default: the run folder's name) names its field, eval key and views.
+
+    Predictions below ``min_confidence`` are not stored, so review time tracks real detections."""
     import fiftyone.brain as fob
 
     fo = fiftyone()
@@ -258,7 +284,8 @@ def review(
     say = progress or (lambda _: None)
     _clear(dataset, name, pred_field, eval_key)
     say("storing predictions")
-    _store(dataset, pred_field, matched)
+    dropped = _store(dataset, pred_field, matched, min_confidence)
+    classes = list(dataset.default_classes or [])
     view = dataset.select(list(matched))
     say("evaluating (COCO-style)")
     results = view.evaluate_detections(
@@ -271,7 +298,7 @@ def review(
         progress=False,
     )
     rows = _rows(view, pred_field, eval_key)
-    mislocated, confused, confusion = _mistakes(rows, iou_threshold)
+    mislocated, confused, confusion = _mistakes(rows, iou_threshold, classes)
     threshold, precision, recall, f1 = _best_f1(rows)
     ap50, _ = _ap_at(results, 0.5)
     ap75, _ = _ap_at(results, 0.75)
@@ -301,7 +328,16 @@ def review(
         ),
     }
     if compare is not None:
-        views.update(_comparison(dataset, view, eval_key, f"eval_{slug(Path(compare).name)}"))
+        old = _previous_summary(compare) or {}
+        old_name = str(old.get("run") or Path(compare).name)
+        views.update(
+            _comparison(
+                dataset,
+                view,
+                (eval_key, pred_field, threshold),
+                (f"eval_{slug(old_name)}", f"pred_{slug(old_name)}", float(old.get("best_f1_threshold") or 0.0)),
+            )
+        )
     saved = {}
     for kind, kind_view in views.items():
         if kind in ("mislocated", "confused") and not (mislocated if kind == "mislocated" else confused):
@@ -309,6 +345,7 @@ def review(
         dataset.save_view(f"{name}-{kind}", kind_view, overwrite=True)
         saved[f"{name}-{kind}"] = len(kind_view)
     summary = ReviewSummary(
+        dataset=dataset_name,
         run=name,
         pred_field=pred_field,
         eval_key=eval_key,
@@ -327,25 +364,46 @@ def review(
         views=saved,
         unmatched_images=unmatched,
         compare=str(compare) if compare is not None else None,
+        below_min_confidence=dropped,
+        outside_classes=sum(1 for _, _, _, preds in rows for p in preds if p[1] not in classes),
     )
     write_report(folder, summary, results, compare)
     return summary
 
 
-def _comparison(dataset: Any, view: Any, eval_key: str, old_key: str) -> dict[str, Any]:
-    """Samples with more (regressions) or fewer (fixed) errors than under an earlier run."""
+def _comparison(dataset: Any, view: Any, new: tuple[str, str, float], old: tuple[str, str, float]) -> dict[str, Any]:
+    """Per ground-truth box and per confident prediction, against an earlier run (each given as eval key,
+    prediction field, best-F1 confidence). ``fixed``: a box found now and missed before. ``regressions``: a box
+    missed now and found before, or more false positives above the run's best-F1 confidence than the earlier
+    run had above its own. A run that predicts nothing fixes nothing."""
+    (new_key, new_pred, new_conf), (old_key, old_pred, old_conf) = new, old
     if not dataset.has_evaluation(old_key):
         raise DatasetError(f"--compare: run {old_key[5:]!r} has not been reviewed on this dataset (no {old_key})")
-    ids, new_fp, new_fn, old_fp, old_fn = view.values(
-        ["id", f"{eval_key}_fp", f"{eval_key}_fn", f"{old_key}_fp", f"{old_key}_fn"]
+    columns = view.values(
+        [
+            "id",
+            f"{GT_FIELD}.detections.{new_key}",
+            f"{GT_FIELD}.detections.{old_key}",
+            f"{new_pred}.detections.{new_key}",
+            f"{new_pred}.detections.confidence",
+            f"{old_pred}.detections.{old_key}",
+            f"{old_pred}.detections.confidence",
+        ]
     )
     worse: list[str] = []
     better: list[str] = []
-    for sid, nfp, nfn, ofp, ofn in zip(ids, new_fp, new_fn, old_fp, old_fn, strict=True):
-        if ofp is None or ofn is None:
-            continue
-        new, old = (nfp or 0) + (nfn or 0), ofp + ofn
-        (worse if new > old else better if new < old else []).append(sid)
+    for sid, gt_new, gt_old, p_new, c_new, p_old, c_old in zip(*columns, strict=True):
+        if gt_old is None and p_old is None:
+            continue  # the earlier run did not see this image
+        pairs = list(zip(gt_new or [], gt_old or [], strict=False))
+        fixed = any(n == "tp" and o == "fn" for n, o in pairs)
+        lost = any(n == "fn" and o == "tp" for n, o in pairs)
+        fp_new = sum(e == "fp" and c >= new_conf for e, c in zip(p_new or [], c_new or [], strict=True))
+        fp_old = sum(e == "fp" and c >= old_conf for e, c in zip(p_old or [], c_old or [], strict=True))
+        if lost or fp_new > fp_old:
+            worse.append(sid)
+        if fixed:
+            better.append(sid)
     return {"regressions": view.select(worse), "fixed": view.select(better)}
 
 
@@ -434,7 +492,10 @@ def _markdown(summary: ReviewSummary, previous: dict[str, Any] | None) -> str:
     lines += ["", "## AP@[.5:.95] per class", "", "| class | AP |", "|---|---|"]
     lines += [f"| {name} | {ap:.3f} |" for name, ap in sorted(summary.per_class_ap.items())]
     lines += ["", "## Views to open in the App", "", "| view | samples | open |", "|---|---|---|"]
-    lines += [f"| {view} | {count} | `fabricdata app --view {view}` |" for view, count in summary.views.items()]
+    lines += [
+        f"| {view} | {count} | `fabricdata app --dataset {summary.dataset} --view {view}` |"
+        for view, count in summary.views.items()
+    ]
     lines += ["", "![PR curves](pr_curves.png)", "", "![confusion](confusion_matrix.png)", ""]
     if previous:
         lines += ["![AP per class](ap_per_class.png)", ""]

@@ -10,9 +10,11 @@ test set does not churn between fine-tunes. Deterministic for a seed.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,10 @@ class SplitReport:
     kept: int = 0
     variants_retagged: int = 0
     images: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: near-identical originals kept in one split together (pairs found)
+    near_duplicates: int = 0
+    #: one line each: an empty split, a class missing from a split, near-duplicates the kept splits separate
+    warnings: list[str] = field(default_factory=list)
 
 
 def parse_ratios(text: str) -> tuple[float, float, float]:
@@ -98,21 +104,41 @@ def split_dataset(
     ratios: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     reshuffle: bool = False,
+    min_per_split: int = 1,
+    progress: Callable[[int], None] | None = None,
 ) -> SplitReport:
-    """Tag every sample ``train``/``val``/``test`` per source group (see the module docstring)."""
+    """Tag every sample ``train``/``val``/``test`` per source group (see the module docstring).
+
+    Near-identical original images (as ``validate`` pairs them) form one group, so a split never creates the
+    leak that validate reports. Every split with a positive ratio gets at least ``min_per_split`` groups where
+    there are enough. ``progress`` advances once per original image read for the near-duplicate check.
+    """
     dataset = load_dataset(dataset_name)
-    ids, tags, sources, labels = dataset.values(["id", "tags", F_SOURCE_ID, f"{GT_FIELD}.detections.label"])
+    ids, paths, tags, sources, labels = dataset.values(
+        ["id", "filepath", "tags", F_SOURCE_ID, f"{GT_FIELD}.detections.label"]
+    )
+    originals = {sid: path for sid, path, source in zip(ids, paths, sources, strict=True) if not source}
+    report = SplitReport()
+    owner = _near_duplicate_groups(originals, progress, report)
     groups: dict[str, set[str]] = {}
     fixed: dict[str, str] = {}
     for sid, sample_tags, source, sample_labels in zip(ids, tags, sources, labels, strict=True):
         if source:
             continue
-        groups[sid] = set(sample_labels or []) or {DEFECT_FREE}
+        gid = owner.get(sid, sid)
+        groups.setdefault(gid, set()).update(set(sample_labels or []) or {DEFECT_FREE})
         split = current_split(sample_tags)
-        if split is not None and not reshuffle:
-            fixed[sid] = split
-    assignment = stratify(groups, fixed, ratios, seed)
-    report = SplitReport(assigned=len(assignment) - len(fixed), kept=len(fixed))
+        if split is not None and not reshuffle and fixed.setdefault(gid, split) != split:
+            report.warnings.append(
+                f"{originals[sid]}: near-identical to an image kept in {fixed[gid]}, but kept in {split}; "
+                "'fabricdata split --reshuffle' puts them together"
+            )
+    for group_labels in groups.values():
+        if len(group_labels) > 1:
+            group_labels.discard(DEFECT_FREE)
+    assignment = _with_minimum(stratify(groups, fixed, ratios, seed), groups, fixed, ratios, min_per_split)
+    assignment.update({sid: assignment[gid] for sid, gid in owner.items()})
+    report.assigned, report.kept = len(groups) - len(fixed), len(fixed)
     wanted: dict[str, str] = {}
     for sid, sample_tags, source in zip(ids, tags, sources, strict=True):
         split = assignment.get(source or sid)
@@ -134,7 +160,85 @@ def split_dataset(
             [SPLIT_BY_VARIANT if by_source[sid] else SPLIT_BY_US for sid in dataset.select(list(wanted)).values("id")],
         )
     report.images = split_table(dataset)
+    report.warnings += _coverage_warnings(report.images, ratios, min_per_split)
     return report
+
+
+def _near_duplicate_groups(
+    originals: dict[str, str], progress: Callable[[int], None] | None, report: SplitReport
+) -> dict[str, str]:
+    """Sample id -> the id that represents its group of near-identical originals (members only)."""
+    from fabricdata.validate import fingerprint, near_duplicate_pairs
+
+    prints = {}
+    for sid, path in originals.items():
+        if Path(path).is_file():
+            with contextlib.suppress(OSError, ValueError):  # validate reports unreadable images
+                prints[sid] = fingerprint(path)
+        if progress:
+            progress(1)
+    pairs = near_duplicate_pairs(prints)
+    report.near_duplicates = len(pairs)
+    parent: dict[str, str] = {}
+
+    def root(sid: str) -> str:
+        while parent.get(sid, sid) != sid:
+            sid = parent[sid]
+        return sid
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {sid: root(sid) for sid in parent}
+
+
+def _with_minimum(
+    assignment: dict[str, str],
+    groups: dict[str, set[str]],
+    fixed: dict[str, str],
+    ratios: Sequence[float],
+    minimum: int,
+) -> dict[str, str]:
+    """Move groups (never fixed ones) from the largest split into splits with a positive ratio and fewer than
+    ``minimum`` groups, fewest labels first, as long as the donor keeps more than the minimum."""
+    wanted = [s for s, r in zip(SPLITS, ratios, strict=True) if r > 0]
+    for split in wanted:
+        while sum(1 for s in assignment.values() if s == split) < minimum:
+            sizes = Counter(assignment.values())
+            donor = max(wanted, key=lambda s: (sizes[s], -SPLITS.index(s)))
+            movable = sorted(
+                (gid for gid, s in assignment.items() if s == donor and gid not in fixed),
+                key=lambda gid: (len(groups[gid]), gid),
+            )
+            if donor == split or sizes[donor] <= minimum or not movable:
+                break
+            assignment[movable[0]] = split
+    return assignment
+
+
+def _coverage_warnings(images: dict[str, dict[str, int]], ratios: Sequence[float], minimum: int) -> list[str]:
+    """One line per empty split and per class missing from a split that should have it, with what to do."""
+    lines = []
+    shares = ",".join(f"{r:g}" for r in ratios)
+    classes = {label for row in images.values() for label in row if label != "(images)"}
+    for split, ratio in zip(SPLITS, ratios, strict=True):
+        if ratio <= 0:
+            continue
+        row = images.get(split, {})
+        if not row.get("(images)"):
+            lines.append(
+                f"split {split} is empty: too few images for --ratios {shares}; add images, change --ratios, "
+                f"or raise --min-per-split (now {minimum})"
+            )
+            continue
+        for label in sorted(classes - set(row)):
+            total = sum(r.get(label, 0) for r in images.values())
+            lines.append(
+                f"class {label!r} ({total} image{'s' if total != 1 else ''}) is in no {split} image: add images of "
+                f"it or raise the {split} share of --ratios {shares} (with --reshuffle)"
+            )
+    return lines
 
 
 def split_table(dataset: Any) -> dict[str, dict[str, int]]:

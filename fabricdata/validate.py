@@ -19,6 +19,7 @@ from fabricdata.fileio import sha256_file
 from fabricdata.models import Finding, Severity, ValidationReport
 from fabricdata.split import current_split
 from fabricdata.store import F_SOURCE_ID, GT_FIELD, load_dataset
+from fabricdata.wording import plural
 
 VIEW_PREFIX = "validate-"
 
@@ -67,8 +68,17 @@ def validate(
     findings += _box_checks(rows, sigma, duplicate_iou)
     findings += _image_checks(rows, near_duplicate_bits, progress)
     findings += _lineage_checks(rows)
+    variants = [sid for sid, _, _, source in rows.samples if source]
+    if variants:
+        message = (
+            f"{plural(len(variants), 'augmented variant')}: checked for box validity and lineage; class counts, "
+            "balance, size outliers and duplicate boxes count original images only"
+        )
+        findings.append(_finding("variants", "info", message, variants))
     defect_free = [sid for sid, _, _, _ in rows.samples if sid not in {b[0] for b in rows.boxes}]
-    findings.append(_finding("defect-free-images", "info", f"{len(defect_free)} defect-free images", defect_free))
+    findings.append(
+        _finding("defect-free-images", "info", f"{plural(len(defect_free), 'defect-free image')}", defect_free)
+    )
     if save_views:
         _save_views(dataset, findings)
     errors = sum(f.severity == "error" for f in findings)
@@ -109,12 +119,18 @@ def _box_finding(
     return _finding(check, severity, message, [p[0] for p in listed], [p[1] for p in listed], classes)
 
 
+def _boxes(items: list[Any]) -> str:
+    return plural(len(items), "box", "boxes")
+
+
 def _label_checks(rows: _Rows, classes: list[str], min_instances: int, ratio: float) -> list[Finding]:
+    """Labels against the class list; class counts and balance over original images only (a flipped copy is
+    no new data)."""
     found: list[Finding] = []
     counts = {name: 0 for name in classes}
     undefined = [(sid, lid, label) for sid, lid, label, _ in rows.boxes if label not in counts]
-    for _, _, label, _ in rows.boxes:
-        if label in counts:
+    for sid, _, label, _ in rows.boxes:
+        if label in counts and not rows.source.get(sid):
             counts[label] += 1
     if undefined:
         names = sorted({label for _, _, label in undefined})
@@ -157,15 +173,27 @@ def _box_checks(rows: _Rows, sigma: float, duplicate_iou: float) -> list[Finding
         eps = 1e-6
         if rel[0] < -eps or rel[1] < -eps or rel[0] + rel[2] > 1 + eps or rel[1] + rel[3] > 1 + eps:
             outside.append((sid, lid))
+        if rows.source.get(sid):
+            continue  # a variant repeats its source's sizes and duplicates: validity only
         by_class[label].append((sid, lid, math.log(box.area)))
         by_sample[sid].append((lid, label, box))
     if degenerate:
         found.append(
-            _box_finding("degenerate-boxes", "error", f"{len(degenerate)} boxes under 1 px wide or high", degenerate)
+            _box_finding(
+                "degenerate-boxes",
+                "error",
+                f"{plural(len(degenerate), 'box', 'boxes')} under 1 px wide or high",
+                degenerate,
+            )
         )
     if outside:
         found.append(
-            _box_finding("boxes-outside-image", "error", f"{len(outside)} boxes reach outside their image", outside)
+            _box_finding(
+                "boxes-outside-image",
+                "error",
+                f"{plural(len(outside), 'box', 'boxes')} reaching outside their image",
+                outside,
+            )
         )
     outliers = []
     for class_rows in by_class.values():
@@ -179,7 +207,7 @@ def _box_checks(rows: _Rows, sigma: float, duplicate_iou: float) -> list[Finding
         if spread > 0:
             outliers += [(sid, lid) for sid, lid, a in class_rows if abs(a - centre) > sigma * spread]
     if outliers:
-        message = f"{len(outliers)} boxes over {sigma:g} sigma from their class's typical size (log area, robust)"
+        message = f"{_boxes(outliers)} over {sigma:g} sigma from their class's typical size (log area, robust)"
         found.append(_box_finding("box-size-outliers", "warning", message, outliers))
     duplicates = []
     for sid, items in by_sample.items():
@@ -192,7 +220,7 @@ def _box_checks(rows: _Rows, sigma: float, duplicate_iou: float) -> list[Finding
             _box_finding(
                 "duplicate-boxes",
                 "warning",
-                f"{len(duplicates)} boxes duplicate another of their class (IoU > {duplicate_iou:g})",
+                f"{_boxes(duplicates)} duplicating another of their class (IoU > {duplicate_iou:g})",
                 duplicates,
             )
         )
@@ -253,7 +281,7 @@ def _image_checks(rows: _Rows, bits: int, progress: Callable[[int], None] | None
             _finding(
                 "duplicate-images",
                 "warning",
-                f"{len(exact)} groups of byte-identical images",
+                f"{plural(len(exact), 'group')} of byte-identical images",
                 [sid for ids in exact for sid in ids],
             )
         )
@@ -263,7 +291,8 @@ def _image_checks(rows: _Rows, bits: int, progress: Callable[[int], None] | None
             _finding(
                 "near-duplicates-across-splits",
                 "error",
-                f"{len(leaks)} pairs of near-identical images in different splits (leakage)",
+                f"{plural(len(leaks), 'pair')} of near-identical images in different splits (leakage); "
+                "'fabricdata split --reshuffle' keeps near-duplicates together",
                 [sid for pair in leaks for sid in pair],
             )
         )
@@ -273,7 +302,23 @@ def _image_checks(rows: _Rows, bits: int, progress: Callable[[int], None] | None
 def _near_duplicates_across_splits(
     rows: _Rows, prints: dict[str, tuple[int, np.ndarray, np.ndarray]], bits: int
 ) -> list[tuple[str, str]]:
-    """Pairs at most ``bits`` apart in different splits (pigeonhole: one of bits + 1 chunks matches)."""
+    """Near-identical pairs in different splits that are not variants of one source."""
+    group = {sid: rows.source.get(sid) or sid for sid in prints}
+
+    def leaks(a: str, b: str) -> bool:
+        split_a, split_b = rows.split.get(a), rows.split.get(b)
+        return bool(split_a and split_b and split_a != split_b and group[a] != group[b])
+
+    return near_duplicate_pairs(prints, bits, leaks)
+
+
+def near_duplicate_pairs(
+    prints: dict[str, tuple[int, np.ndarray, np.ndarray]],
+    bits: int = 10,
+    consider: Callable[[str, str], bool] | None = None,
+) -> list[tuple[str, str]]:
+    """Pairs of near-identical images (``consider`` filters the candidates): hashes at most ``bits`` apart,
+    found by the pigeonhole principle (one of bits + 1 chunks matches exactly), then confirmed on the texture."""
     chunks = bits + 1
     width = math.ceil(64 / chunks)
     hashes = {sid: value for sid, (value, _, _) in prints.items()}
@@ -282,16 +327,13 @@ def _near_duplicates_across_splits(
         for c in range(chunks):
             buckets[(c, (value >> (c * width)) & ((1 << width) - 1))].append(sid)
     pairs: set[tuple[str, str]] = set()
-    group = {sid: rows.source.get(sid) or sid for sid in hashes}
     for members in buckets.values():
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
-                split_a, split_b = rows.split.get(a), rows.split.get(b)
-                if not split_a or not split_b or split_a == split_b or group[a] == group[b]:
-                    continue
                 pair = (min(a, b), max(a, b))
-                close = pair not in pairs and bin(hashes[a] ^ hashes[b]).count("1") <= bits
-                if close and near_duplicate(prints[a], prints[b]):
+                if pair in pairs or (consider is not None and not consider(a, b)):
+                    continue
+                if bin(hashes[a] ^ hashes[b]).count("1") <= bits and near_duplicate(prints[a], prints[b]):
                     pairs.add(pair)
     return sorted(pairs)
 
@@ -311,7 +353,7 @@ def _lineage_checks(rows: _Rows) -> list[Finding]:
             _finding(
                 "variant-split-differs",
                 "error",
-                f"{len(crossing)} variants in another split than their source",
+                f"{plural(len(crossing), 'variant')} in another split than their source",
                 crossing,
             )
         )
@@ -320,7 +362,7 @@ def _lineage_checks(rows: _Rows) -> list[Finding]:
             _finding(
                 "variant-without-source",
                 "warning",
-                f"{len(orphans)} variants whose source sample is gone",
+                f"{plural(len(orphans), 'variant')} whose source sample is gone",
                 orphans,
             )
         )

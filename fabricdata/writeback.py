@@ -54,12 +54,18 @@ def writeback(
     dataset_name: str,
     force: bool = False,
     progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> WriteBackReport:
-    """Write every sample whose labels changed since import back to its annotation file."""
+    """Write every sample whose labels changed since import back to its annotation file.
+
+    ``on_total`` is called once with the number of samples that have an annotation file (variants have none).
+    """
     fo = fiftyone()
     dataset = load_dataset(dataset_name)
     report = WriteBackReport()
     imported = dataset.exists(F_ANNOTATION_PATH).match(fo.ViewField(F_ANNOTATION_PATH) != "")
+    if on_total is not None:
+        on_total(len(imported))
     pending: dict[str, list[tuple[Any, list[LabeledBox]]]] = defaultdict(list)  # CreateML: one file, many samples
     for sample in imported.iter_samples(autosave=True):
         if progress:
@@ -171,6 +177,7 @@ def export_labelimg(
     view_name: str | None = None,
     tag: str | None = None,
     progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> int:
     """Write a LabelImg folder (images linked or copied, VOC XML, classes.txt) for a saved view or a tag.
 
@@ -179,6 +186,8 @@ def export_labelimg(
     dataset, view = load_view(dataset_name, view_name)
     if tag is not None:
         view = view.match_tags(tag)
+    if on_total is not None:
+        on_total(len(view))
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     entries: dict[str, dict[str, str]] = {}

@@ -121,7 +121,7 @@ def test_resumed_run_ends_with_the_same_adapter(
 
 
 def test_two_cpu_processes_agree(exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "FABRICDATA_DEBUG": "1"}
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "finetune.train",
            "--set", f"model={tiny_model_dir}", "--set", f"data={exports['seen']}", "--set", f"out={tmp_path / 'ddp'}",
