@@ -37,6 +37,9 @@ def export_florence_(
     negatives: Annotated[bool, typer.Option(help="Export defect-free images with an empty suffix.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of --order shuffle.")] = 0,
     max_label_tokens: Annotated[int, typer.Option(help="Label budget per record (Florence-2: 1023).")] = 1023,
+    allow_empty_split: Annotated[
+        bool, typer.Option(help="Write splits with no images (maestro and similar trainers refuse them).")
+    ] = False,
 ) -> None:
     """Export Florence-2 JSONL (maestro layout): <OD>, <DENSE_REGION_CAPTION>, <CAPTION_TO_PHRASE_GROUNDING>.
 
@@ -59,6 +62,7 @@ def export_florence_(
         negatives=negatives,
         seed=seed,
         max_label_tokens=max_label_tokens,
+        allow_empty_split=allow_empty_split,
     )
     with progress_bar() as bar:
         bar_task = bar.add_task("export florence", total=None)

@@ -55,6 +55,8 @@ class ExportOptions:
     phrases: dict[str, str] = field(default_factory=dict)
     negatives: bool = True
     seed: int = 0
+    #: write a split with no images (maestro and similar trainers refuse that export)
+    allow_empty_split: bool = False
     max_label_tokens: int = DEFAULT_MAX_LABEL_TOKENS
 
 
@@ -172,6 +174,17 @@ def _samples(view: Any, batch: int = 500) -> Iterator[tuple[str, str, list[str],
             yield sample_id, path, list(tags or []), size, objects
 
 
+def _refuse_empty_splits(view: Any) -> None:
+    counts = view.count_sample_tags()
+    empty = [f"{FOLDERS[tag]} ({tag})" for tag in FOLDERS if not counts.get(tag)]
+    if empty:
+        raise ConfigError(
+            f"split {', '.join(empty)} would be empty: Florence-2 trainers such as maestro refuse an export "
+            "without every split; run 'fabricdata split' (every split gets --min-per-split images) or pass "
+            "--allow-empty-split"
+        )
+
+
 def export_florence(
     dataset_name: str,
     out: str | Path,
@@ -188,6 +201,8 @@ def export_florence(
     if options.order not in ("sequential", "interleave", "shuffle"):
         raise ConfigError(f"--order: expected sequential, interleave or shuffle, got {options.order!r}")
     dataset, view = load_view(dataset_name, view_name)
+    if not options.allow_empty_split:
+        _refuse_empty_splits(view)
     if on_total is not None:
         on_total(len(view))
     root = Path(out)

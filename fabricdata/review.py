@@ -278,7 +278,12 @@ def review(
     name = name or folder.name
     pred_field, eval_key = f"pred_{slug(name)}", f"eval_{slug(name)}"
     dataset = load_dataset(dataset_name)
-    matched, unmatched = _match_samples(dataset, load_predictions(folder / "predictions.jsonl"))
+    records = load_predictions(folder / "predictions.jsonl")
+    if not records:
+        raise DatasetError(
+            f"{folder}/predictions.jsonl is empty: the split it predicted had no images (an empty export split)"
+        )
+    matched, unmatched = _match_samples(dataset, records)
     if not matched:
         raise DatasetError(f"{folder}/predictions.jsonl: none of its images is in dataset {dataset_name!r}")
     say = progress or (lambda _: None)

@@ -183,6 +183,11 @@ def predict_run(
     if chosen.max_new_tokens is None:
         chosen = replace(chosen, max_new_tokens=label_budget(data))
     images = export_images(data, split)
+    if not images:
+        raise ConfigError(
+            f"{data}/{split} has no images: that split of the export is empty (re-export after "
+            "'fabricdata split', or predict another --split)"
+        )
     if on_total is not None:
         on_total(len(images))
     loaded, processor = load_for_inference(model or str(folder))

@@ -142,17 +142,32 @@ def test_negatives_empty_splits_and_budget(tmp_path: Path, name: str, capsys: py
     clean = sum(1 for s in ds if not s.ground_truth.detections)
     assert clean > 0
     out = tmp_path / "neg"
-    assert run(["export", "florence", str(out), "-d", name], capsys)[0] == 0
+    code, _, err = run(["export", "florence", str(out), "-d", name], capsys)
+    assert code == 1 and "split valid (val), test (test) would be empty" in err and "--allow-empty-split" in err
+    assert not out.exists()  # refused before anything was written
+    assert run(["export", "florence", str(out), "-d", name, "--allow-empty-split"], capsys)[0] == 0
     od = [r for r in _lines(out, "train") if r["prefix"] == "<OD>"]
     assert sum(1 for r in od if r["suffix"] == "") == clean  # "nothing here" examples
     assert (out / "valid" / "annotations.jsonl").read_text() == "" == (out / "test" / "annotations.jsonl").read_text()
     out = tmp_path / "noneg"
-    assert run(["export", "florence", str(out), "-d", name, "--no-negatives"], capsys)[0] == 0
+    assert run(["export", "florence", str(out), "-d", name, "--no-negatives", "--allow-empty-split"], capsys)[0] == 0
     assert all(r["suffix"] for r in _lines(out, "train"))
     # a tight label budget: records that might not fit are reported and skipped, never truncated
     out = tmp_path / "budget"
     code, text, _ = run(
-        ["export", "florence", str(out), "-d", name, "--tasks", "od", "--max-label-tokens", "20"], capsys
+        [
+            "export",
+            "florence",
+            str(out),
+            "-d",
+            name,
+            "--tasks",
+            "od",
+            "--max-label-tokens",
+            "20",
+            "--allow-empty-split",
+        ],
+        capsys,
     )
     manifest = json.loads((out / "manifest.json").read_text())
     assert code == 0 and manifest["over_budget"] and "over the label budget" in text

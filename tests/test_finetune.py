@@ -42,7 +42,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path
         assert run(["import", str(root / kind), "-d", name], capsys)[0] == 0  # type: ignore[arg-type]
         ratios = "1,0,0" if kind == "seen" else "0,0,1"
         assert run(["split", "-d", name, "--ratios", ratios], capsys)[0] == 0  # type: ignore[arg-type]
-        args = ["export", "florence", str(root / f"{kind}-export"), "-d", name, "--tasks", "od"]
+        args = ["export", "florence", str(root / f"{kind}-export"), "-d", name, "--tasks", "od", "--allow-empty-split"]
         assert run(args, capsys)[0] == 0  # type: ignore[arg-type]
         made[kind] = root / f"{kind}-export"
         fo.delete_dataset(name)
