@@ -6,10 +6,10 @@ import os
 import sys
 from pathlib import Path
 
-from benchmarks import bench_augment, bench_export, bench_finetune, bench_foundation, bench_store
+from benchmarks import bench_augment, bench_export, bench_finetune, bench_foundation, bench_review, bench_store
 from benchmarks.harness import Figure, render
 
-MODULES = [bench_foundation, bench_store, bench_augment, bench_export, bench_finetune]
+MODULES = [bench_foundation, bench_store, bench_augment, bench_export, bench_finetune, bench_review]
 
 
 def main() -> int:

@@ -3,8 +3,10 @@
 ``runs/R/predictions.jsonl`` becomes the field ``pred_R`` (Detections with their real confidences), evaluated with
 FiftyOne's ``evaluate_detections`` under ``eval_R``. The mistakes become saved views the annotators open in the
 App (``R-false-positives``, ``R-missed``, ``R-mislocated``, ``R-confused``; with a previous run,
-``R-regressions`` and ``R-fixed``; label suspects from FiftyOne Brain's mistakenness, ``R-possible-missing`` and
-``R-possible-spurious``), plus ``runs/R/report.md`` and plots. Reviewing a run again replaces all of it.
+``R-regressions`` and ``R-fixed``; label suspects ``R-possible-missing`` (a sure prediction with no box under it:
+the annotator may have missed a defect) and ``R-possible-spurious`` (a box no prediction comes near, in any class
+or place: it may not be a defect), FiftyOne Brain's mistakenness rules computed from the same evaluation), plus
+``runs/R/report.md`` and plots. Reviewing a run again replaces all of it.
 """
 
 from __future__ import annotations
@@ -146,16 +148,17 @@ def _store(dataset: Any, pred_field: str, matched: dict[str, PredictionRecord], 
     fo = fiftyone()
     values = {}
     dropped = 0
-    for sample in dataset.select(list(matched)).select_fields("metadata"):
-        size = ImageSize(sample.metadata.width, sample.metadata.height)
-        kept = [d for d in matched[sample.id].detections if d.confidence >= min_confidence]
-        dropped += len(matched[sample.id].detections) - len(kept)
+    ids, widths, heights = dataset.select(list(matched)).values(["id", "metadata.width", "metadata.height"])
+    for sid, width, height in zip(ids, widths, heights, strict=True):
+        size = ImageSize(int(width), int(height))
+        kept = [d for d in matched[sid].detections if d.confidence >= min_confidence]
+        dropped += len(matched[sid].detections) - len(kept)
         detections = [
             fo.Detection(label=d.label, bounding_box=box_to_fiftyone(Box(*d.bbox), size), confidence=d.confidence)
             for d in kept
         ]
-        values[sample.id] = fo.Detections(detections=detections)
-    dataset.set_values(pred_field, values, key_field="id")
+        values[sid] = fo.Detections(detections=detections)
+    dataset.set_values(pred_field, values, key_field="id", validate=False)  # built typed just above
     return dropped
 
 
@@ -202,12 +205,28 @@ def _rows(view: Any, pred_field: str, eval_key: str) -> list[tuple[str, ImageSiz
     return rows
 
 
-def _mistakes(
-    rows: list[Any], threshold: float, classes: Sequence[str]
-) -> tuple[list[str], list[str], dict[str, dict[str, int]]]:
-    """Mislocated and confused label ids, and the class confusion matrix (with background; predicted labels that
-    are no class of the dataset count in one ``(other)`` column)."""
-    mislocated, confused = [], []
+@dataclass(slots=True)
+class Mistakes:
+    """Label ids of each kind of mistake, and the confusion matrix."""
+
+    mislocated: list[str] = field(default_factory=list)
+    confused: list[str] = field(default_factory=list)
+    #: unmatched predictions above SURE_CONFIDENCE that no ground-truth box explains
+    possible_missing: list[str] = field(default_factory=list)
+    #: unmatched ground-truth boxes that no prediction comes near
+    possible_spurious: list[str] = field(default_factory=list)
+    confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+#: a false positive this sure suggests a missing label (FiftyOne Brain's threshold)
+SURE_CONFIDENCE = 0.95
+
+
+def _mistakes(rows: list[Any], threshold: float, classes: Sequence[str]) -> Mistakes:
+    """Mislocated and confused label ids, label suspects, and the class confusion matrix (with background;
+    predicted labels that are no class of the dataset count in one ``(other)`` column)."""
+    found = Mistakes()
+    mislocated, confused = found.mislocated, found.confused
     known = set(classes)
     matrix: dict[str, Counter[str]] = defaultdict(Counter)
 
@@ -220,7 +239,7 @@ def _mistakes(
             if g[3] == "tp":
                 matrix[g[1]][g[1]] += 1
         used: set[str] = set()
-        for pid, plabel, pbox, peval, _ in sorted(preds, key=lambda p: -p[4]):
+        for pid, plabel, pbox, peval, confidence in sorted(preds, key=lambda p: -p[4]):
             if peval == "tp":
                 continue
             same = [(iou(pbox, g[2]), g) for g in free_gts if g[1] == plabel and g[0] not in used]
@@ -238,10 +257,15 @@ def _mistakes(
                 matrix[best_same[1][1]][BACKGROUND] += 1
             else:
                 matrix[BACKGROUND][column(plabel)] += 1
+                if confidence > SURE_CONFIDENCE:
+                    found.possible_missing.append(pid)
         for g in free_gts:
             if g[0] not in used:
                 matrix[g[1]][BACKGROUND] += 1
-    return mislocated, confused, {gt: dict(row) for gt, row in matrix.items()}
+                if not any(iou(g[2], p[2]) >= MIN_MISLOCATED_IOU for p in preds):
+                    found.possible_spurious.append(g[0])
+    found.confusion = {gt: dict(row) for gt, row in matrix.items()}
+    return found
 
 
 def _best_f1(rows: list[Any]) -> tuple[float, float, float, float]:
@@ -270,7 +294,6 @@ def review(
     """Review a run; ``name`` (default: the run folder's name) names its field, eval key and views.
 
     Predictions below ``min_confidence`` are not stored, so review time tracks real detections."""
-    import fiftyone.brain as fob
 
     fo = fiftyone()
     F = fo.ViewField  # noqa: N806 - FiftyOne's own idiom
@@ -303,52 +326,41 @@ def review(
         progress=False,
     )
     rows = _rows(view, pred_field, eval_key)
-    mislocated, confused, confusion = _mistakes(rows, iou_threshold, classes)
+    mistakes = _mistakes(rows, iou_threshold, classes)
+    mislocated, confused = mistakes.mislocated, mistakes.confused
     threshold, precision, recall, f1 = _best_f1(rows)
     ap50, _ = _ap_at(results, 0.5)
     ap75, _ = _ap_at(results, 0.75)
     classwise = {str(c): float(a) for c, a in zip(results.classes, results._classwise_AP, strict=True) if a > -1}
-    say("label suspects (FiftyOne Brain mistakenness)")
-    s = slug(name)
-    fob.compute_mistakenness(
-        view,
-        pred_field,
-        label_field=GT_FIELD,
-        mistakenness_field=f"mistakenness_{s}",
-        missing_field=f"possible_missing_{s}",
-        spurious_field=f"possible_spurious_{s}",
-        progress=False,
-    )
     conf = F(f"{pred_field}.detections.confidence").max()
     views: dict[str, Any] = {
         "false-positives": view.filter_labels(pred_field, F(eval_key) == "fp").sort_by(conf, reverse=True),
         "missed": view.filter_labels(GT_FIELD, F(eval_key) == "fn"),
         "mislocated": view.select_labels(ids=mislocated, fields=[GT_FIELD, pred_field]),
         "confused": view.select_labels(ids=confused, fields=[GT_FIELD, pred_field]),
-        "possible-missing": view.filter_labels(pred_field, F(f"possible_missing_{s}") == True).sort_by(  # noqa: E712
-            conf, reverse=True
-        ),
-        "possible-spurious": view.filter_labels(GT_FIELD, F(f"possible_spurious_{s}") == True).sort_by(  # noqa: E712
-            f"possible_spurious_{s}", reverse=True
+        "possible-missing": _only(view, pred_field, mistakes.possible_missing).sort_by(conf, reverse=True),
+        "possible-spurious": _only(view, GT_FIELD, mistakes.possible_spurious).sort_by(
+            F(f"{GT_FIELD}.detections").length(), reverse=True
         ),
     }
+    counts = _view_counts(rows, mistakes)
     if compare is not None:
         old = _previous_summary(compare) or {}
         old_name = str(old.get("run") or Path(compare).name)
-        views.update(
-            _comparison(
-                dataset,
-                view,
-                (eval_key, pred_field, threshold),
-                (f"eval_{slug(old_name)}", f"pred_{slug(old_name)}", float(old.get("best_f1_threshold") or 0.0)),
-            )
+        worse, better = _comparison(
+            dataset,
+            view,
+            (eval_key, pred_field, threshold),
+            (f"eval_{slug(old_name)}", f"pred_{slug(old_name)}", float(old.get("best_f1_threshold") or 0.0)),
         )
+        views.update({"regressions": view.select(worse), "fixed": view.select(better)})
+        counts.update({"regressions": len(worse), "fixed": len(better)})
     saved = {}
     for kind, kind_view in views.items():
         if kind in ("mislocated", "confused") and not (mislocated if kind == "mislocated" else confused):
             kind_view = view.limit(0)
         dataset.save_view(f"{name}-{kind}", kind_view, overwrite=True)
-        saved[f"{name}-{kind}"] = len(kind_view)
+        saved[f"{name}-{kind}"] = counts[kind]
     summary = ReviewSummary(
         dataset=dataset_name,
         run=name,
@@ -365,7 +377,7 @@ def review(
         precision=precision,
         recall=recall,
         f1=f1,
-        confusion=confusion,
+        confusion=mistakes.confusion,
         views=saved,
         unmatched_images=unmatched,
         compare=str(compare) if compare is not None else None,
@@ -376,7 +388,36 @@ def review(
     return summary
 
 
-def _comparison(dataset: Any, view: Any, new: tuple[str, str, float], old: tuple[str, str, float]) -> dict[str, Any]:
+def _view_counts(rows: list[Any], mistakes: Mistakes) -> dict[str, int]:
+    """Samples in each view, counted from the evaluation already read (no query per view)."""
+    sample_of: dict[str, str] = {}
+    counts = {"false-positives": 0, "missed": 0}
+    for sid, _, gts, preds in rows:
+        sample_of.update({g[0]: sid for g in gts})
+        sample_of.update({p[0]: sid for p in preds})
+        counts["false-positives"] += any(p[3] == "fp" for p in preds)
+        counts["missed"] += any(g[3] == "fn" for g in gts)
+    kinds = {
+        "mislocated": mistakes.mislocated,
+        "confused": mistakes.confused,
+        "possible-missing": mistakes.possible_missing,
+        "possible-spurious": mistakes.possible_spurious,
+    }
+    counts.update({kind: len({sample_of[i] for i in ids}) for kind, ids in kinds.items()})
+    return counts
+
+
+def _only(view: Any, field: str, ids: list[str]) -> Any:
+    """Samples with any of the labels ``ids`` in ``field``, showing only those of that field (others stay)."""
+    from bson import ObjectId
+
+    fo = fiftyone()
+    return view.filter_labels(field, fo.ViewField("_id").is_in([ObjectId(i) for i in ids]))
+
+
+def _comparison(
+    dataset: Any, view: Any, new: tuple[str, str, float], old: tuple[str, str, float]
+) -> tuple[list[str], list[str]]:
     """Per ground-truth box and per confident prediction, against an earlier run (each given as eval key,
     prediction field, best-F1 confidence). ``fixed``: a box found now and missed before. ``regressions``: a box
     missed now and found before, or more false positives above the run's best-F1 confidence than the earlier
@@ -409,7 +450,7 @@ def _comparison(dataset: Any, view: Any, new: tuple[str, str, float], old: tuple
             worse.append(sid)
         if fixed:
             better.append(sid)
-    return {"regressions": view.select(worse), "fixed": view.select(better)}
+    return worse, better
 
 
 # --- report ----------------------------------------------------------------------------------------------

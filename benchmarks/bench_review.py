@@ -1,0 +1,98 @@
+"""Review figures: `fabricdata review` (store predictions, evaluate, mistakes, views, report) beside FiftyOne's
+own `evaluate_detections` on the same 1000 samples with realistic predictions."""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench_store import isolated_database
+from benchmarks.harness import Figure
+
+
+def realistic_predictions(dataset: Any, out: Path, seed: int = 0) -> int:
+    """predictions.jsonl of a decent model: most boxes found with jitter, some missed, some spurious or with
+    another class, confidences spread between 0.05 and 1.0."""
+    from fabricdata.boxes import ImageSize, fiftyone_to_box
+
+    rng = random.Random(seed)
+    classes = list(dataset.default_classes)
+    lines = []
+    for sample in dataset.select_fields(["metadata", "ground_truth"]):
+        size = ImageSize(sample.metadata.width, sample.metadata.height)
+        detections = []
+        for det in sample.ground_truth.detections:
+            if rng.random() < 0.15:
+                continue  # missed
+            box = fiftyone_to_box(det.bounding_box, size)
+            dx, dy = rng.uniform(-0.08, 0.08) * box.width, rng.uniform(-0.08, 0.08) * box.height
+            label = det.label if rng.random() > 0.08 else rng.choice(classes)
+            bbox = [
+                max(0.0, box.xmin + dx),
+                max(0.0, box.ymin + dy),
+                min(size.width, box.xmax + dx),
+                min(size.height, box.ymax + dy),
+            ]
+            detections.append({"label": label, "bbox": bbox, "confidence": rng.uniform(0.4, 1.0)})
+        for _ in range(rng.choice((0, 0, 1, 2))):  # spurious boxes, mostly unsure
+            x, y = rng.uniform(0, size.width * 0.7), rng.uniform(0, size.height * 0.7)
+            w, h = rng.uniform(10, size.width * 0.3), rng.uniform(10, size.height * 0.3)
+            detections.append(
+                {"label": rng.choice(classes), "bbox": [x, y, x + w, y + h], "confidence": rng.uniform(0.05, 0.7)}
+            )
+        record = {"image": Path(sample.filepath).name, "filepath": sample.filepath, "task": "<OD>", "text": ""}
+        lines.append(json.dumps({**record, "detections": detections}))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "predictions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(lines)
+
+
+def bench_review(images: int = 1000, repeats: int = 2) -> list[Figure]:
+    isolated_database()
+    import fiftyone as fo
+
+    from fabricdata.importer import import_folder
+    from fabricdata.review import _store, load_predictions, review
+    from fabricdata.synth import SynthConfig, generate
+
+    work = Path(tempfile.mkdtemp(prefix="fabricdata-bench-review-"))
+    folder = generate(SynthConfig(images=images, seed=21, width=320, height=240), work / "data", workers=2)
+    name = f"review-{uuid.uuid4().hex[:6]}"
+    import_folder(folder, name)
+    dataset = fo.load_dataset(name)
+    run = work / "runs" / "bench"
+    realistic_predictions(dataset, run)
+    ids_by_path = dict(zip(*dataset.values(["filepath", "id"]), strict=True))
+    matched = {ids_by_path[r.filepath]: r for r in load_predictions(run / "predictions.jsonl") if r.filepath}
+    _store(dataset, "pred_baseline", matched, 0.0)
+    ours, theirs = 0.0, 0.0
+    for _ in range(repeats):  # interleaved, best of each
+        start = time.perf_counter()
+        dataset.evaluate_detections(
+            "pred_baseline", gt_field="ground_truth", eval_key="eval_baseline", compute_mAP=True, progress=False
+        )
+        theirs = max(theirs, images / (time.perf_counter() - start))
+        dataset.delete_evaluation("eval_baseline")
+        start = time.perf_counter()
+        review(name, run)
+        ours = max(ours, images / (time.perf_counter() - start))
+    dataset.delete()
+    return [
+        Figure(
+            "Review",
+            f"fabricdata review, {images} samples (store predictions, evaluate, mistakes, views, report)",
+            ours,
+            "FiftyOne evaluate_detections(compute_mAP=True) alone, predictions already stored",
+            theirs,
+            unit="samples/s",
+        )
+    ]
+
+
+def run() -> list[Figure]:
+    return bench_review()
