@@ -221,7 +221,7 @@ def _coverage_warnings(images: dict[str, dict[str, int]], ratios: Sequence[float
     """One line per empty split and per class missing from a split that should have it, with what to do."""
     lines = []
     shares = ",".join(f"{r:g}" for r in ratios)
-    classes = {label for row in images.values() for label in row if label != "(images)"}
+    classes = {label for row in images.values() for label in row if label not in ("(images)", DEFECT_FREE)}
     for split, ratio in zip(SPLITS, ratios, strict=True):
         if ratio <= 0:
             continue

@@ -178,3 +178,59 @@ def test_boxes_with_corners_out_of_order_are_rejected_with_file_and_line(
     path.write_text(path.read_text() + json.dumps(bad) + "\n")
     code, _, err = run(["review", "--run", str(tmp_path / "runs" / "r"), "-d", name], capsys)
     assert code == 1 and "line 4 detections[0].bbox: corners out of order" in err
+
+
+def test_junk_labels_go_to_other_unsure_boxes_are_not_stored_and_commands_name_the_dataset(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fiftyone as fo
+
+    imported_synth(tmp_path / "data", name, capsys, images=6)
+    ds = fo.load_dataset(name)
+    ids = ds.values("id")
+    junk = [(sid, {"label": "stripe<", "bbox": [2.0, 2.0, 30.0, 30.0], "confidence": 0.9}) for sid in ids[:3]]
+    noise = [(sid, {"label": "drop", "bbox": [40.0, 40.0, 60.0, 60.0], "confidence": 0.01}) for sid in ids]
+    _truth_predictions(ds, tmp_path / "runs" / "j", extra=junk + noise)
+    code, out, _ = run(["review", "--run", str(tmp_path / "runs" / "j"), "-d", name], capsys)
+    assert code == 0
+    summary = json.loads((tmp_path / "runs" / "j" / "review.json").read_text())
+    assert summary["outside_classes"] == 3 and summary["below_min_confidence"] == 6
+    assert summary["confusion"]["(background)"]["(other)"] == 3
+    assert "stripe<" not in json.dumps(summary["confusion"])
+    assert ds.count("pred_j.detections") == summary["predictions"] == summary["ground_truth"] + 3
+    assert "3 predictions with labels outside the dataset's classes" in out
+    assert "6 predictions below confidence 0.05 not stored" in out
+    report = (tmp_path / "runs" / "j" / "report.md").read_text()
+    assert f"`fabricdata app --dataset {name} --view j-false-positives`" in report
+    assert f"  fabricdata app --dataset {name} --view j-false-positives" in out.splitlines()
+
+
+def test_a_run_that_predicts_nothing_fixes_nothing(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fiftyone as fo
+
+    imported_synth(tmp_path / "data", name, capsys, images=8)
+    ds = fo.load_dataset(name)
+    spurious = [(sid, {"label": "drop", "bbox": [1.0, 1.0, 20.0, 20.0], "confidence": 0.3}) for sid in ds.values("id")]
+    _truth_predictions(ds, tmp_path / "runs" / "good", extra=spurious)
+    empty = tmp_path / "runs" / "empty"
+    empty.mkdir()
+    lines = [
+        json.dumps(
+            {"image": Path(s.filepath).name, "filepath": s.filepath, "task": "<OD>", "text": "", "detections": []}
+        )
+        for s in ds
+    ]
+    (empty / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+    assert run(["review", "--run", str(tmp_path / "runs" / "good"), "-d", name], capsys)[0] == 0
+    assert (
+        run(["review", "--run", str(empty), "-d", name, "--compare", str(tmp_path / "runs" / "good")], capsys)[0] == 0
+    )
+    with_boxes = set(ds.match(fo.ViewField("ground_truth.detections").length() > 0).values("id"))
+    assert len(ds.load_saved_view("empty-fixed")) == 0  # it lost its false positives, but found nothing
+    assert _ids(ds, "empty-regressions") == with_boxes  # every box it no longer finds
+    assert (
+        run(["review", "--run", str(tmp_path / "runs" / "good"), "-d", name, "--compare", str(empty)], capsys)[0] == 0
+    )
+    assert _ids(ds, "good-fixed") == with_boxes
