@@ -120,7 +120,8 @@ def test_two_by_two_sweep_rerun_runs_table_and_plot(
         assert config["out"] == str(tmp_path / "grid" / folder)
         assert (tmp_path / "grid" / folder / "checkpoints" / "last" / "adapter_model.safetensors").is_file()
     assert "sweep grid" in out and "best val loss" in out
-    assert "adapter checksum" not in out and "precision no" not in out and "full precision (fp32)" in out
+    said = out + err
+    assert "adapter checksum" not in said and "precision no" not in said and "full precision (fp32)" in said
     adapters = {p: p.stat().st_mtime_ns for p in (tmp_path / "grid").rglob("adapter_model.safetensors")}
     code, out, _ = run(args, capsys)
     assert code == 0 and out.count("finished earlier, skipped") == 4
