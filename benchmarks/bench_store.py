@@ -9,13 +9,18 @@ import uuid
 from pathlib import Path
 
 from benchmarks.harness import Figure
+from tests import mongod
 
 
 def isolated_database() -> None:
-    """Benchmarks never touch a user's datasets: a throwaway FiftyOne database (set before import)."""
+    """Benchmarks never touch a user's datasets: a private mongod of their own (started once, before fiftyone is
+    imported; see tests/mongod.py)."""
+    if os.environ.get("FABRICDATA_BENCH_DATABASE"):
+        return
     home = Path(tempfile.mkdtemp(prefix="fabricdata-bench-"))
-    os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(home / "db"))
+    os.environ["FIFTYONE_DATABASE_DIR"] = str(home / "db")
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+    os.environ["FABRICDATA_BENCH_DATABASE"] = mongod.start(home / "mongodb")
 
 
 def bench_import(images: int = 1000, repeats: int = 3) -> list[Figure]:

@@ -176,7 +176,7 @@ def _samples(view: Any, batch: int = 500) -> Iterator[tuple[str, str, list[str],
 
 def _refuse_empty_splits(view: Any) -> None:
     counts = view.count_sample_tags()
-    empty = [f"{FOLDERS[tag]} ({tag})" for tag in FOLDERS if not counts.get(tag)]
+    empty = [FOLDERS[tag] + (f" ({tag})" if FOLDERS[tag] != tag else "") for tag in FOLDERS if not counts.get(tag)]
     if empty:
         raise ConfigError(
             f"split {', '.join(empty)} would be empty: Florence-2 trainers such as maestro refuse an export "

@@ -1,4 +1,5 @@
-"""Shared fixtures. FiftyOne/Mongo state and HOME live in temp dirs, never in the user's home."""
+"""Shared fixtures. FiftyOne's database is a private mongod of this session (tests/mongod.py), HOME and FiftyOne's
+folders are temp dirs: the suite never sees, nor writes to, a user's datasets."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests import mongod
 
 ASSETS = Path(__file__).parent / "assets"
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="fabricdata-tests-"))
@@ -31,8 +34,9 @@ os.environ.update(
 (_SESSION_HOME / "home").mkdir(parents=True, exist_ok=True)
 
 
-# Registered before fiftyone is imported, so it runs after FiftyOne's own exit handler has stopped mongod.
+# Registered before fiftyone is imported, so it runs after FiftyOne's exit handlers and the private mongod's stop.
 atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)
+mongod.start(_SESSION_HOME / "mongodb")  # sets FIFTYONE_DATABASE_URI, overriding any inherited one
 
 
 @pytest.fixture

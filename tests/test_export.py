@@ -143,7 +143,7 @@ def test_negatives_empty_splits_and_budget(tmp_path: Path, name: str, capsys: py
     assert clean > 0
     out = tmp_path / "neg"
     code, _, err = run(["export", "florence", str(out), "-d", name], capsys)
-    assert code == 1 and "split valid (val), test (test) would be empty" in err and "--allow-empty-split" in err
+    assert code == 1 and "split valid (val), test would be empty" in err and "--allow-empty-split" in err
     assert not out.exists()  # refused before anything was written
     assert run(["export", "florence", str(out), "-d", name, "--allow-empty-split"], capsys)[0] == 0
     od = [r for r in _lines(out, "train") if r["prefix"] == "<OD>"]
