@@ -7,6 +7,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, TextIO
 
@@ -84,6 +85,29 @@ def tracked(description: str, total: int) -> Iterator[Callable[[int], None]]:
             bar.advance(task, n)
 
         yield advance
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """The two callbacks a library function reports progress through: ``advance(n)`` and ``total(n)``."""
+
+    advance: Callable[[int], None]
+    total: Callable[[int], None]
+
+
+@contextmanager
+def counted(description: str) -> Iterator[Bar]:
+    """A rich progress bar whose total the library reports once it knows it (``on_total=bar.total``)."""
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=None)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        def total(count: int) -> None:
+            bar.update(task, total=count)
+
+        yield Bar(advance, total)
 
 
 def parse_size(text: str) -> tuple[int, int]:

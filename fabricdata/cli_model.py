@@ -13,6 +13,7 @@ from fabricdata.cli_common import (
     app,
     classes_option,
     console,
+    counted,
     err_console,
     progress_bar,
     run_dir,
@@ -118,16 +119,15 @@ def predict(
     from finetune.predict import PredictOptions, predict_run
 
     options = PredictOptions(batch_size=batch_size, num_beams=num_beams, max_new_tokens=max_new_tokens)
-    with progress_bar() as bar:
-        task = bar.add_task("predict", total=None)
+    with counted("predict") as bar:
         count, data, target = predict_run(
             run_dir(run, must_exist=model is None),
             data,
             split,
             model,
             options,
-            progress=lambda n: bar.advance(task, n),
-            on_total=lambda total: bar.update(task, total=total),
+            progress=bar.advance,
+            on_total=bar.total,
         )
     console.print(f"{count} prediction(s) of {model or run} on {data}/{split} -> {target}")
 

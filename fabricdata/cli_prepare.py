@@ -13,8 +13,8 @@ from fabricdata.cli_common import (
     DatasetOption,
     app,
     console,
+    counted,
     export_app,
-    progress_bar,
     tracked,
     workers_default,
 )
@@ -64,15 +64,14 @@ def export_florence_(
         max_label_tokens=max_label_tokens,
         allow_empty_split=allow_empty_split,
     )
-    with progress_bar() as bar:
-        bar_task = bar.add_task("export florence", total=None)
+    with counted("export florence") as bar:
         manifest = export_florence(
             dataset,
             out,
             view,
             options,
-            progress=lambda n: bar.advance(bar_task, n),
-            on_total=lambda total: bar.update(bar_task, total=total),
+            progress=bar.advance,
+            on_total=bar.total,
         )
     table = Table(title=f"Florence-2 export {out} ({manifest.order})")
     table.add_column("split", overflow="fold")
@@ -111,8 +110,7 @@ def augment(
     """
     from fabricdata.augment import augment as run_augment
 
-    with progress_bar() as bar:
-        task = bar.add_task("augment", total=None)
+    with counted("augment") as bar:
         report = run_augment(
             dataset,
             recipe,
@@ -120,8 +118,8 @@ def augment(
             seed,
             split,
             workers,
-            progress=lambda n: bar.advance(task, n),
-            total=lambda n: bar.update(task, total=n),
+            progress=bar.advance,
+            total=bar.total,
         )
     console.print(
         f"recipe {report.recipe}: {report.created} variant(s) created, {report.existing} already there, "
@@ -204,11 +202,8 @@ def balance(
     """
     from fabricdata.balance import balance as run_balance
 
-    with progress_bar() as bar:
-        task = bar.add_task("balance", total=None)
-        report = run_balance(
-            dataset, target, ratio, recipe, split, seed, workers, max_copies, lambda n: bar.advance(task, n)
-        )
+    with counted("balance") as bar:
+        report = run_balance(dataset, target, ratio, recipe, split, seed, workers, max_copies, bar.advance)
     table = Table(title=escape(f"{dataset} [{split}]: goal {report.goal} instances per class"))
     for column in ("class", "before", "after"):
         table.add_column(column, justify="right", overflow="fold")

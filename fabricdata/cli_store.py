@@ -17,10 +17,10 @@ from fabricdata.cli_common import (
     app,
     classes_option,
     console,
+    counted,
     error_table,
     export_app,
     parse_size,
-    progress_bar,
     tracked,
 )
 from fabricdata.errors import ConfigError
@@ -119,8 +119,7 @@ def import_(
         raise ConfigError(f"{folder}: not a folder")
     chosen = cast(FormatName | Literal["auto"], format)
     wanted = parse_class_list(classes) if classes else None
-    with progress_bar() as bar:
-        task = bar.add_task("import", total=None)
+    with counted("import") as bar:
         report = import_folder(
             folder,
             dataset,
@@ -128,8 +127,8 @@ def import_(
             wanted,
             prune,
             force,
-            progress=lambda n: bar.advance(task, n),
-            on_total=lambda total: bar.update(task, total=total),
+            progress=bar.advance,
+            on_total=bar.total,
         )
     if json_out:
         console.print_json(data=report.as_dict())
@@ -292,13 +291,12 @@ def writeback_(
     """
     from fabricdata.writeback import writeback
 
-    with progress_bar() as bar:
-        task = bar.add_task("writeback", total=None)
+    with counted("writeback") as bar:
         report = writeback(
             dataset,
             force=force,
-            progress=lambda n: bar.advance(task, n),
-            on_total=lambda total: bar.update(task, total=total),
+            progress=bar.advance,
+            on_total=bar.total,
         )
     for path in report.written:
         console.print(f"[green]wrote[/] {path}")
@@ -328,14 +326,13 @@ def export_labelimg_(
     """
     from fabricdata.writeback import export_labelimg
 
-    with progress_bar() as bar:
-        task = bar.add_task("export labelimg", total=None)
+    with counted("export labelimg") as bar:
         count = export_labelimg(
             dataset,
             out,
             view,
             tag,
-            progress=lambda n: bar.advance(task, n),
-            on_total=lambda total: bar.update(task, total=total),
+            progress=bar.advance,
+            on_total=bar.total,
         )
     console.print(f"exported {count} image(s) to [bold]{out}[/]")
