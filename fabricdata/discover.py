@@ -96,6 +96,7 @@ class Discovery:
     _by_name: dict[tuple[Path, str], Path] = field(default_factory=dict)
     _listed: dict[Path, tuple[str, str]] = field(default_factory=dict)
     _split_dirs: dict[Path, tuple[str, str]] = field(default_factory=dict)
+    _image_dirs: set[Path] = field(default_factory=set)
 
     def image_for(self, label: Path, named: str = "") -> Path | None:
         """The image of an annotation file: same stem first (LabelImg pairs this way), then the named file."""
@@ -132,7 +133,20 @@ class Discovery:
         if split is None:
             split = _split_from_folders(image, self.root)
             source = "folder names" if split else None
-        return Placement(split, source, _category(image, self.root))
+        return Placement(split, source, self._category(image))
+
+    def _category(self, image: Path) -> str | None:
+        """The folder an image sits in, when it names a category: below a split folder (``train/stain/``), or
+        one of several image folders side by side (``stain/``, ``defect_free/``). A dataset's own folder, a split
+        folder or an ``images/`` folder is no category."""
+        folder = image.parent
+        if folder == self.root or folder.name.lower() in SPLIT_ALIASES or folder.name.lower() in STRUCTURAL_DIRS:
+            return None
+        below_split = any(
+            parent.name.lower() in SPLIT_ALIASES for parent in folder.parents if self.root in parent.parents
+        )
+        siblings = sum(1 for other in self._image_dirs if other.parent == folder.parent)
+        return folder.name if below_split or siblings > 1 else None
 
     @property
     def formats(self) -> list[str]:
@@ -154,6 +168,7 @@ def discover(
             found._by_stem.setdefault((path.parent, path.stem), path)
             found._by_stem.setdefault((path.parent, path.stem.lower()), path)
             found._by_name.setdefault((path.parent, path.name), path)
+            found._image_dirs.add(path.parent)
     resolver = TreePaths(root, files, dirs)
     configs = _read_configs(files, found)
     consumed = _apply_configs(configs, resolver, found)
@@ -215,15 +230,6 @@ def _split_from_folders(image: Path, root: Path) -> str | None:
         if split is not None:
             return split
     return None
-
-
-def _category(image: Path, root: Path) -> str | None:
-    folder = image.parent
-    if folder == root:
-        return None
-    name = folder.name
-    lowered = name.lower()
-    return None if lowered in SPLIT_ALIASES or lowered in STRUCTURAL_DIRS else name
 
 
 # --- layout files -------------------------------------------------------------------------------------------

@@ -136,23 +136,25 @@ def test_roboflow_export_imports_with_its_splits(
     assert set(report["split_sources"]) == {f"data.yaml {'' if level == 'root' else root.name + '/'}data.yaml"}
 
 
+@pytest.mark.parametrize("level", ["root", "above"])
 def test_flat_yolo_export_with_readme_beside_the_labels(
-    tmp_path: Path, pool: list[Path], name: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, pool: list[Path], name: str, level: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = tmp_path / "flat"
+    root = tmp_path / "above" / "flat"
     truth = flat_roboflow_tree(root, pool[:6], ROBOFLOW_CLASSES)
-    code, report, err = _import(root, name, capsys)
+    code, report, err = _import(root if level == "root" else root.parent, name, capsys)
     assert code == 0, err
     _check_dataset(name, root, truth)
     assert sorted(Path(p).name for p in report["ignored"]) == ["README.dataset.txt", "README.roboflow.txt"]
 
 
+@pytest.mark.parametrize("level", ["root", "above"])
 def test_ultralytics_layout_with_named_yaml(
-    tmp_path: Path, pool: list[Path], name: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, pool: list[Path], name: str, level: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = tmp_path / "ultra"
+    root = tmp_path / "above" / "ultra"
     truth = ultralytics_tree(root, pool[:8], ROBOFLOW_CLASSES)
-    code, report, err = _import(root, name, capsys)
+    code, report, err = _import(root if level == "root" else root.parent, name, capsys)
     assert code == 0, err
     _check_dataset(name, root, truth)
     assert report["splits"] == {"train": 6, "val": 2}
@@ -329,3 +331,20 @@ def test_split_keeps_the_authors_splits_and_stats_says_where_they_came_from(
     assert json.loads(out)["split_sources"] == {"data.yaml rf/data.yaml": 10, "fabricdata split": 6}
     code, out, _ = run(["stats", "-d", name], capsys)
     assert "splits from: data.yaml rf/data.yaml 10, fabricdata split 6" in out
+
+
+@pytest.mark.parametrize("level", ["root", "above"])
+def test_category_folders_side_by_side_become_the_category_field(
+    tmp_path: Path, pool: list[Path], name: str, level: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fiftyone as fo
+
+    root = tmp_path / "above" / "fabric"
+    for index, xml in enumerate(pool[:6]):
+        folder = root / ("stain" if index % 2 else "defect_free")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(xml, folder / xml.name)
+        shutil.copyfile(xml.with_suffix(".jpg"), folder / f"{xml.stem}.jpg")
+    assert _import(root if level == "root" else root.parent, name, capsys)[0] == 0
+    categories = fo.load_dataset(name).count_values("category")
+    assert categories == {"stain": 3, "defect_free": 3}
