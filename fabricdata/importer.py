@@ -88,7 +88,7 @@ def import_folder(
         else:
             changed.append((entry[0], item))
     report.exif_rotated = [str(i.image_path) for i in new_items if i.image and i.image.orientation not in (0, 1)]
-    new_items = _with_proxies(new_items, managed_dir(dataset_name, "proxies"))
+    new_items = _with_proxies(new_items, managed_dir(dataset_name, "proxies"), report.errors)
     report.proxies = sum(item.proxy is not None for item in new_items)
     bulk_add(dataset, new_items, root, progress)
     if report.proxies:
@@ -99,8 +99,9 @@ def import_folder(
     return report
 
 
-def _with_proxies(items: Sequence[FolderItem], folder: Path) -> list[FolderItem]:
-    """Items whose images browsers cannot show get a PNG proxy in the dataset's managed folder."""
+def _with_proxies(items: Sequence[FolderItem], folder: Path, errors: list[AnnotationError]) -> list[FolderItem]:
+    """Items whose images browsers cannot show get a PNG proxy in the dataset's managed folder; an image that
+    cannot be decoded for it is an error of its own (and is not imported)."""
     out = []
     for item in items:
         if item.viewable:
@@ -108,8 +109,13 @@ def _with_proxies(items: Sequence[FolderItem], folder: Path) -> list[FolderItem]
             continue
         digest = hashlib.sha256(str(item.image_path).encode("utf-8")).hexdigest()[:16]
         target = folder / f"{digest}_{item.image_path.stem[:80]}.png"
-        if not target.is_file():
-            write_proxy(item.image_path, target)
+        try:
+            if not target.is_file():
+                write_proxy(item.image_path, target)
+        except (OSError, ValueError) as exc:
+            problem = f"cannot be decoded for the App's proxy ({exc.__class__.__name__}: {exc})"
+            errors.append(InvalidValueError(item.image_path, "image", problem))
+            continue
         out.append(replace(item, proxy=target))
     return out
 

@@ -348,3 +348,16 @@ def test_category_folders_side_by_side_become_the_category_field(
     assert _import(root if level == "root" else root.parent, name, capsys)[0] == 0
     categories = fo.load_dataset(name).count_values("category")
     assert categories == {"stain": 3, "defect_free": 3}
+
+
+def test_a_tiff_that_cannot_be_decoded_is_one_error_and_the_rest_imports(
+    tmp_path: Path, pool: list[Path], name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "maskdb"
+    voc_tiff_tree(root, pool[:3])
+    broken = sorted(root.rglob("*.tif"))[0]
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 3])  # header intact, pixels cut
+    code, report, _ = _import(root, name, capsys)
+    assert code == 1 and report["added"] == 2
+    [error] = report["errors"]
+    assert error["file"] == str(broken) and "cannot be decoded for the App's proxy" in error["problem"]
