@@ -122,22 +122,26 @@ def split_dataset(
     owner = _near_duplicate_groups(originals, progress, report)
     groups: dict[str, set[str]] = {}
     fixed: dict[str, str] = {}
+    group_of: dict[str, str] = {}
     for sid, sample_tags, source, sample_labels in zip(ids, tags, sources, labels, strict=True):
         if source:
             continue
-        gid = owner.get(sid, sid)
-        groups.setdefault(gid, set()).update(set(sample_labels or []) or {DEFECT_FREE})
-        split = current_split(sample_tags)
-        if split is not None and not reshuffle and fixed.setdefault(gid, split) != split:
+        gid = f"g:{owner.get(sid, sid)}"
+        split = None if reshuffle else current_split(sample_tags)
+        if split is not None and fixed.setdefault(gid, split) != split:
             report.warnings.append(
-                f"{originals[sid]}: near-identical to an image kept in {fixed[gid]}, but kept in {split}; "
-                "'fabricdata split --reshuffle' puts them together"
+                f"{originals[sid]}: near-identical to an image kept in {fixed[gid]}, but given {split}, where it "
+                "stays; 'fabricdata split --reshuffle' puts them together"
             )
+            gid = f"g:{sid}:alone"
+            fixed[gid] = split
+        group_of[sid] = gid
+        groups.setdefault(gid, set()).update(set(sample_labels or []) or {DEFECT_FREE})
     for group_labels in groups.values():
         if len(group_labels) > 1:
             group_labels.discard(DEFECT_FREE)
-    assignment = _with_minimum(stratify(groups, fixed, ratios, seed), groups, fixed, ratios, min_per_split)
-    assignment.update({sid: assignment[gid] for sid, gid in owner.items()})
+    groups_split = _with_minimum(stratify(groups, fixed, ratios, seed), groups, fixed, ratios, min_per_split)
+    assignment = {sid: groups_split[gid] for sid, gid in group_of.items()}
     report.assigned, report.kept = len(groups) - len(fixed), len(fixed)
     wanted: dict[str, str] = {}
     for sid, sample_tags, source in zip(ids, tags, sources, strict=True):

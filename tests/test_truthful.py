@@ -166,3 +166,29 @@ def test_an_empty_export_split_is_named_by_predict(
     code, _, err = run(["predict", "--run", str(tmp_path / "r0"), "--model", "nowhere", "--data", str(export)], capsys)
     assert code == 1 and f"{export}/test has no images: that split of the export is empty" in err
     shutil.rmtree(export)
+
+
+def test_authors_splits_that_separate_near_duplicates_are_kept_and_named(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pool = _synth(tmp_path / "pool", 6, seed=12)
+    root = tmp_path / "published"
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+    for index, xml in enumerate(sorted(pool.glob("*.xml"))):
+        split = "train" if index < 4 else "test"
+        shutil.copyfile(xml, root / split / xml.name)
+        shutil.copyfile(xml.with_suffix(".jpg"), root / split / f"{xml.stem}.jpg")
+    first = sorted(pool.glob("*.xml"))[0]  # the authors put a copy of a training shot into test
+    with Image.open(first.with_suffix(".jpg")) as image:
+        ImageEnhance.Brightness(image).enhance(1.03).save(root / "test" / "copy.jpg", quality=90)
+    (root / "test" / "copy.xml").write_text(first.read_text().replace(f"{first.stem}.jpg", "copy.jpg"))
+    assert run(["import", str(root), "-d", name], capsys)[0] == 0
+    code, out, _ = run(["split", "-d", name], capsys)
+    named = [line for line in out.splitlines() if "near-identical to an image kept in" in line]
+    assert code == 0 and len(named) == 1 and ("copy.jpg" in named[0] or f"{first.stem}.jpg" in named[0])
+    splits = _splits(name)
+    assert splits[f"{first.stem}.jpg"] == "train" and splits["copy.jpg"] == "test"  # the authors' word stands
+    code, out, _ = run(["split", "-d", name, "--reshuffle"], capsys)
+    splits = _splits(name)
+    assert code == 0 and splits[f"{first.stem}.jpg"] == splits["copy.jpg"]
