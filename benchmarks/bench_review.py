@@ -52,7 +52,7 @@ def realistic_predictions(dataset: Any, out: Path, seed: int = 0) -> int:
     return len(lines)
 
 
-def bench_review(images: int = 1000, repeats: int = 2) -> list[Figure]:
+def bench_review(images: int = 1000, repeats: int = 3) -> list[Figure]:
     isolated_database()
     import fiftyone as fo
 
