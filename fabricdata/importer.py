@@ -37,6 +37,7 @@ from fabricdata.store import (
     F_VERIFIED,
     GT_FIELD,
     detection_extras,
+    document_shape,
     enable_proxies,
     fiftyone,
     labels_digest,
@@ -201,7 +202,7 @@ def bulk_add(dataset: Any, items: Sequence[FolderItem], root: Path, progress: Ca
         progress(1)
     reference = dataset._sample_collection.find_one({"filepath": str(first.image_path)})
     dataset_id = reference["_dataset_id"]
-    if _shape(_document(first, root, dataset_id)) != _shape(reference):
+    if document_shape(_document(first, root, dataset_id)) != document_shape(reference):
         warnings.warn("FiftyOne's sample layout changed: importing through add_samples", stacklevel=2)
         _add_samples_in_batches(dataset, [_new_sample(item, root) for item in rest], progress)
         return
@@ -264,15 +265,6 @@ def _document(item: FolderItem, root: Path, dataset_id: Any) -> dict[str, Any]:
         "created_at": now,
         "last_modified_at": now,
     }
-
-
-def _shape(value: Any) -> Any:
-    """Keys and value types of a document, recursively (lists by their first element)."""
-    if isinstance(value, dict):
-        return {key: _shape(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_shape(value[0])] if value else []
-    return type(value).__name__
 
 
 def _pending_edits(sample: Any) -> bool:

@@ -25,7 +25,7 @@ from fabricdata.boxes import Box, ImageSize, box_to_fiftyone, fiftyone_to_box, i
 from fabricdata.errors import DatasetError, InvalidValueError
 from fabricdata.fileio import atomic_write_text
 from fabricdata.models import PredictionRecord
-from fabricdata.store import GT_FIELD, fiftyone, load_dataset
+from fabricdata.store import GT_FIELD, detections_document, detections_layout_matches, fiftyone, load_dataset
 
 MIN_MISLOCATED_IOU = 0.1
 BACKGROUND = "(background)"
@@ -144,21 +144,31 @@ def _clear(dataset: Any, name: str, pred_field: str, eval_key: str) -> None:
 
 
 def _store(dataset: Any, pred_field: str, matched: dict[str, PredictionRecord], min_confidence: float) -> int:
-    """Store the predictions at or above ``min_confidence``; returns how many were below it."""
+    """Store the predictions at or above ``min_confidence``; returns how many were below it.
+
+    Written as documents (``set_values`` without re-validation; the values are built typed right here) when
+    their layout is FiftyOne's own, else through FiftyOne's objects.
+    """
     fo = fiftyone()
-    values = {}
+    rows: dict[str, list[tuple[str, list[float], float]]] = {}
     dropped = 0
     ids, widths, heights = dataset.select(list(matched)).values(["id", "metadata.width", "metadata.height"])
     for sid, width, height in zip(ids, widths, heights, strict=True):
         size = ImageSize(int(width), int(height))
         kept = [d for d in matched[sid].detections if d.confidence >= min_confidence]
         dropped += len(matched[sid].detections) - len(kept)
-        detections = [
-            fo.Detection(label=d.label, bounding_box=box_to_fiftyone(Box(*d.bbox), size), confidence=d.confidence)
-            for d in kept
-        ]
-        values[sid] = fo.Detections(detections=detections)
-    dataset.set_values(pred_field, values, key_field="id", validate=False)  # built typed just above
+        rows[sid] = [(d.label, box_to_fiftyone(Box(*d.bbox), size), d.confidence) for d in kept]
+    if detections_layout_matches():
+        dataset.add_sample_field(pred_field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
+        values: dict[str, Any] = {sid: detections_document(sample_rows) for sid, sample_rows in rows.items()}
+    else:
+        values = {
+            sid: fo.Detections(
+                detections=[fo.Detection(label=lab, bounding_box=box, confidence=c) for lab, box, c in sample_rows]
+            )
+            for sid, sample_rows in rows.items()
+        }
+    dataset.set_values(pred_field, values, key_field="id", validate=False)
     return dropped
 
 

@@ -214,6 +214,45 @@ def _attr(det: Any, name: str, default: Any) -> Any:
     return default if value is None else value
 
 
+def document_shape(value: Any) -> Any:
+    """Keys and value types of a MongoDB document, recursively (lists by their first element): the layout check
+    behind every place that writes FiftyOne's documents directly (a FiftyOne upgrade that changes the layout
+    then falls back to FiftyOne's own objects instead of writing something else)."""
+    if isinstance(value, dict):
+        return {key: document_shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [document_shape(value[0])] if value else []
+    return type(value).__name__
+
+
+def detections_document(rows: Iterable[tuple[str, list[float], float]]) -> dict[str, Any]:
+    """The stored form of a ``Detections`` of (label, relative box, confidence) rows, as ``to_mongo`` writes it."""
+    from bson import ObjectId
+
+    detections = [
+        {
+            "_id": ObjectId(),
+            "_cls": "Detection",
+            "attributes": {},
+            "tags": [],
+            "label": label,
+            "bounding_box": box,
+            "confidence": confidence,
+        }
+        for label, box, confidence in rows
+    ]
+    return {"_cls": "Detections", "detections": detections}
+
+
+def detections_layout_matches() -> bool:
+    """True when :func:`detections_document` writes exactly what FiftyOne's own objects store."""
+    fo = fiftyone()
+    own = fo.Detections(detections=[fo.Detection(label="a", bounding_box=[0.0, 0.0, 1.0, 1.0], confidence=0.5)])
+    return bool(
+        document_shape(dict(own.to_mongo())) == document_shape(detections_document([("a", [0.0, 0.0, 1.0, 1.0], 0.5)]))
+    )
+
+
 def labels_digest(objects: Iterable[LabeledBox]) -> str:
     """A hash of what a LabelImg file would store for these labels (order-independent, VOC-rounded)."""
     rows = sorted(

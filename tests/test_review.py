@@ -198,6 +198,11 @@ def test_junk_labels_go_to_other_unsure_boxes_are_not_stored_and_commands_name_t
     assert summary["confusion"]["(background)"]["(other)"] == 3
     assert "stripe<" not in json.dumps(summary["confusion"])
     assert ds.count("pred_j.detections") == summary["predictions"] == summary["ground_truth"] + 3
+    from fabricdata.store import detections_layout_matches
+
+    assert detections_layout_matches()  # predictions were written as FiftyOne's own documents, not the fallback
+    stored = ds.first()["pred_j"].detections[0]
+    assert isinstance(stored, fo.Detection) and stored.id and 0.05 <= stored.confidence <= 1
     assert "3 predictions with labels outside the dataset's classes" in out
     assert "6 predictions below confidence 0.05 not stored" in out
     report = (tmp_path / "runs" / "j" / "report.md").read_text()
