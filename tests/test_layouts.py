@@ -361,3 +361,25 @@ def test_a_tiff_that_cannot_be_decoded_is_one_error_and_the_rest_imports(
     assert code == 1 and report["added"] == 2
     [error] = report["errors"]
     assert error["file"] == str(broken) and "cannot be decoded for the App's proxy" in error["problem"]
+
+
+def test_pascal_voc_annotations_beside_jpegimages(
+    tmp_path: Path, pool: list[Path], name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "VOCdevkit" / "VOC2012"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    truth = {}
+    for xml in pool[:4]:
+        shutil.copyfile(xml, root / "Annotations" / xml.name)
+        shutil.copyfile(xml.with_suffix(".jpg"), root / "JPEGImages" / f"{xml.stem}.jpg")
+        truth[f"JPEGImages/{xml.stem}.jpg"] = Expected(tuple(_voc_rows(xml)), None)
+    code, report, err = _import(tmp_path, name, capsys)
+    assert code == 0 and report["warnings"] == [] and report["unlabeled"] == [], err
+    _check_dataset(name, root, truth)
+
+
+def _voc_rows(xml: Path) -> list[tuple[str, float, float, float, float]]:
+    from fabricdata.formats.voc import read_voc
+
+    return [(o.label, *o.box.as_tuple()) for o in read_voc(xml).objects]
