@@ -104,12 +104,3 @@ def _orientation(image: Any) -> int:
         return int(image.getexif().get(0x0112, 0))
     except (OSError, ValueError, TypeError):
         return 0
-
-
-def find_image(folder: Path, stem: str) -> Path | None:
-    """The image beside an annotation file: same stem, any known extension."""
-    for ext in IMAGE_EXTENSIONS:
-        for candidate in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
-            if candidate.is_file():
-                return candidate
-    return None

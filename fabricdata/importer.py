@@ -30,6 +30,7 @@ from fabricdata.store import (
     F_ANNOTATION_HASH,
     F_ANNOTATION_PATH,
     F_CATEGORY,
+    F_CLASS_FILE,
     F_LABELS_HASH,
     F_PROXY,
     F_SOURCE_FOLDER,
@@ -170,6 +171,7 @@ def _placement_fields(item: FolderItem, root: Path) -> dict[str, Any]:
         F_SPLIT_SOURCE: item.placement.source,
         F_CATEGORY: item.placement.category,
         F_PROXY: str(item.proxy or item.image_path),
+        F_CLASS_FILE: str(item.class_file) if item.class_file else None,
     }
 
 

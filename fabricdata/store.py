@@ -36,6 +36,8 @@ F_SPLIT_SOURCE = "split_source"
 F_CATEGORY = "category"
 #: a browser-viewable copy for the App (the image itself when browsers can show it)
 F_PROXY = "proxy_filepath"
+#: YOLO: the file its class names came from (classes.txt, *.names, data.yaml), for write-back
+F_CLASS_FILE = "class_file"
 #: set on augmented variants: the id of the sample they were made from
 F_SOURCE_ID = "source_id"
 VARIANT_FIELDS: dict[str, str] = {
@@ -111,6 +113,7 @@ def ensure_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
         F_SPLIT_SOURCE: (fo.StringField, {}),
         F_CATEGORY: (fo.StringField, {}),
         F_PROXY: (fo.StringField, {}),
+        F_CLASS_FILE: (fo.StringField, {}),
         **{name: (fo.IntField if kind == "int" else fo.StringField, {}) for name, kind in VARIANT_FIELDS.items()},
     }
     for path, (ftype, kwargs) in wanted.items():

@@ -32,6 +32,7 @@ from fabricdata.store import (
     F_ANNOTATION_FORMAT,
     F_ANNOTATION_HASH,
     F_ANNOTATION_PATH,
+    F_CLASS_FILE,
     F_LABELS_HASH,
     F_VERIFIED,
     fiftyone,
@@ -111,12 +112,17 @@ def _write_one(sample: Any, objects: list[LabeledBox], force: bool) -> None:
         sample[F_ANNOTATION_HASH] = sha256_bytes(new_bytes)
     elif fmt == "yolo":
         _check_unchanged_on_disk(path, sha256_file(path), sample[F_ANNOTATION_HASH], force)
-        classes_path = path.parent / CLASSES_FILE
+        named = sample[F_CLASS_FILE] if sample.has_field(F_CLASS_FILE) else None
+        classes_path = Path(named) if named else path.parent / CLASSES_FILE
         classes = list(read_classes(classes_path))
         annotation = ImageAnnotation(path.name, sample_size(sample), tuple(objects))
-        added = [obj.label for obj in annotation.objects if obj.label not in classes]
+        added = list(dict.fromkeys(obj.label for obj in annotation.objects if obj.label not in classes))
+        if added and classes_path.suffix.lower() in (".yaml", ".yml"):
+            raise WriteBackConflictError(
+                classes_path, "names", f"class {added[0]!r} is not listed; add it to the YAML's names first"
+            )
         if added:  # LabelImg appends new classes the same way
-            classes += list(dict.fromkeys(added))
+            classes += added
             write_classes(classes_path, classes)
         text = yolo_to_text(annotation, classes)
         atomic_write_text(path, text)

@@ -383,3 +383,28 @@ def _voc_rows(xml: Path) -> list[tuple[str, float, float, float, float]]:
     from fabricdata.formats.voc import read_voc
 
     return [(o.label, *o.box.as_tuple()) for o in read_voc(xml).objects]
+
+
+def test_app_edits_of_a_roboflow_tree_write_back_with_the_yaml_class_indices(
+    tmp_path: Path, pool: list[Path], name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fiftyone as fo
+
+    root = tmp_path / "rf"
+    roboflow_tree(root, pool[:4], ROBOFLOW_CLASSES, names_as_dict=True)
+    assert _import(root, name, capsys)[0] == 0
+    dataset = fo.load_dataset(name)
+    sample = dataset.match(fo.ViewField("ground_truth.detections").length() > 0).first()
+    assert sample["class_file"] == str(root / "data.yaml")
+    sample.ground_truth.detections[0].label = "Stain"  # an annotator's fix in the App
+    sample.save()
+    code, out, err = run(["writeback", "-d", name], capsys)
+    assert code == 0 and "1 file(s) written" in out, err
+    first = Path(sample["annotation_path"]).read_text().splitlines()[0]
+    assert first.split()[0] == "2"  # Stain is index 2 of data.yaml's names
+    code, report, _ = _import(root, name, capsys)
+    assert code == 0 and report["unchanged"] == 4  # the written file is what the dataset holds
+    sample.ground_truth.detections[0].label = "Thread"  # a class data.yaml does not list
+    sample.save()
+    code, _, err = run(["writeback", "-d", name], capsys)
+    assert code == 1 and "data.yaml: names: class 'Thread' is not listed" in err

@@ -40,6 +40,8 @@ class FolderItem:
     image: ImageInfo | None = None
     #: the browser-viewable copy made for the App (set by import where ``viewable`` is False)
     proxy: Path | None = None
+    #: YOLO: the file its class names came from (None: from --classes)
+    class_file: Path | None = None
 
     @property
     def viewable(self) -> bool:
@@ -159,7 +161,10 @@ def _scan_yolo(
         data, annotation = read_yolo_bytes(label.path, label.image.name, info.size, label.names, classes)
         annotation = replace(annotation, depth=info.channels)
         placement = found.placement(label.image)
-        yield FolderItem(label.image, label.path, annotation, "yolo", sha256_bytes(data), placement, info)
+        digest = sha256_bytes(data)
+        yield FolderItem(
+            label.image, label.path, annotation, "yolo", digest, placement, info, class_file=label.names_from
+        )
     except AnnotationError as exc:
         yield exc
 

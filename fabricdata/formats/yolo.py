@@ -19,18 +19,19 @@ CLASSES_FILE = "classes.txt"
 
 
 def read_classes(path: str | Path) -> tuple[str, ...]:
-    """Read ``classes.txt``: one class a line, blank lines ignored, order kept."""
+    """The class names of a YOLO label folder: ``classes.txt`` / ``*.names`` (one a line, order kept) or the
+    ``names`` of a ``data.yaml``."""
+    from fabricdata.layouts import read_data_yaml, read_names
+
     source = Path(path)
-    try:
-        text = source.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise MissingFieldError(source, "file") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidValueError(source, "document", f"invalid UTF-8 at byte {exc.start}") from None
-    names = tuple(line.strip() for line in text.splitlines() if line.strip())
-    if not names:
-        raise InvalidValueError(source, "document", "no class names")
-    return names
+    if not source.is_file():
+        raise MissingFieldError(source, "file")
+    if source.suffix.lower() in (".yaml", ".yml"):
+        config = read_data_yaml(source)
+        if config is None or config.names is None:
+            raise MissingFieldError(source, "names")
+        return config.names
+    return read_names(source)
 
 
 def write_classes(path: str | Path, classes: Sequence[str]) -> None:
