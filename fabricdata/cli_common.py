@@ -48,6 +48,10 @@ def setup_environment() -> None:
         warnings.showwarning = _quiet_third_party_warning
 
 
+#: the folders of fabricdata's and finetune's modules (side by side, in a checkout or in site-packages)
+_OWN_CODE = tuple(str(Path(__file__).resolve().parents[1] / package) + os.sep for package in ("fabricdata", "finetune"))
+
+
 def _quiet_third_party_warning(
     message: Warning | str,
     category: type[Warning],
@@ -58,7 +62,7 @@ def _quiet_third_party_warning(
 ) -> None:
     """fabricdata's own warnings reach the terminal; other libraries' (matplotlib glyphs, tight layout,
     transformers and peft notices) go to the log, shown with FABRICDATA_DEBUG=1."""
-    if f"{os.sep}fabricdata{os.sep}" in filename or f"{os.sep}finetune{os.sep}" in filename:
+    if filename.startswith(_OWN_CODE):
         err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
     else:
         logging.getLogger("fabricdata.third_party").debug("%s:%s: %s: %s", filename, lineno, category.__name__, message)
