@@ -6,7 +6,9 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks.harness import Figure
 from tests import mongod
@@ -27,16 +29,13 @@ def bench_import(images: int = 1000, repeats: int = 3) -> list[Figure]:
     isolated_database()
     import fiftyone as fo
 
-    from fabricdata.importer import import_folder
     from fabricdata.synth import SynthConfig, generate
 
     folder = generate(SynthConfig(images=images, seed=11, width=512, height=512), tempfile.mkdtemp(), workers=2)
     fo.Dataset(f"warm-{uuid.uuid4().hex[:6]}")  # start mongod outside the timings
-    ours, theirs = 0.0, 0.0
-    for _ in range(repeats):  # interleaved, best of each
-        name = f"ref-{uuid.uuid4().hex[:6]}"
-        start = time.perf_counter()
-        ref = fo.Dataset.from_dir(
+
+    def reference(name: str) -> Any:
+        return fo.Dataset.from_dir(
             dataset_dir=str(folder),
             dataset_type=fo.types.VOCDetectionDataset,
             data_path=str(folder),
@@ -44,13 +43,8 @@ def bench_import(images: int = 1000, repeats: int = 3) -> list[Figure]:
             name=name,
             progress=False,
         )
-        theirs = max(theirs, len(ref) / (time.perf_counter() - start))
-        ref.delete()
-        name = f"ours-{uuid.uuid4().hex[:6]}"
-        start = time.perf_counter()
-        report = import_folder(folder, name)
-        ours = max(ours, report.added / (time.perf_counter() - start))
-        fo.load_dataset(name).delete()
+
+    ours, theirs = _race(folder, reference, repeats)
     return [
         Figure(
             "Store",
@@ -69,7 +63,6 @@ def bench_nested_import(images: int = 1000, repeats: int = 3) -> list[Figure]:
     isolated_database()
     import fiftyone as fo
 
-    from fabricdata.importer import import_folder
     from tests.layouts import roboflow_tree, synth_pool
 
     work = Path(tempfile.mkdtemp(prefix="fabricdata-bench-rf-"))
@@ -84,10 +77,9 @@ def bench_nested_import(images: int = 1000, repeats: int = 3) -> list[Figure]:
         f"path: {root}\ntrain: train/images\nval: valid/images\ntest: test/images\nnames: {list(classes)}\n"
     )
     fo.Dataset(f"warm-{uuid.uuid4().hex[:6]}")  # start mongod outside the timings
-    ours, theirs = 0.0, 0.0
-    for _ in range(repeats):  # interleaved, best of each
-        ref = fo.Dataset(f"ref-{uuid.uuid4().hex[:6]}")
-        start = time.perf_counter()
+
+    def reference(name: str) -> Any:
+        ref = fo.Dataset(name)
         for split in ("train", "val", "test"):
             ref.add_dir(
                 dataset_dir=str(root),
@@ -97,13 +89,9 @@ def bench_nested_import(images: int = 1000, repeats: int = 3) -> list[Figure]:
                 tags=split,
                 progress=False,
             )
-        theirs = max(theirs, len(ref) / (time.perf_counter() - start))
-        ref.delete()
-        name = f"ours-{uuid.uuid4().hex[:6]}"
-        start = time.perf_counter()
-        report = import_folder(root, name)
-        ours = max(ours, report.added / (time.perf_counter() - start))
-        fo.load_dataset(name).delete()
+        return ref
+
+    ours, theirs = _race(root, reference, repeats)
     return [
         Figure(
             "Store",
@@ -115,6 +103,27 @@ def bench_nested_import(images: int = 1000, repeats: int = 3) -> list[Figure]:
             unit="images/s",
         )
     ]
+
+
+def _race(folder: Path, reference: Callable[[str], Any], repeats: int) -> tuple[float, float]:
+    """Images/s of `fabricdata import` and of FiftyOne's ``reference`` importer on one folder, interleaved, best
+    of ``repeats`` each."""
+    import fiftyone as fo
+
+    from fabricdata.importer import import_folder
+
+    ours, theirs = 0.0, 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        ref = reference(f"ref-{uuid.uuid4().hex[:6]}")
+        theirs = max(theirs, len(ref) / (time.perf_counter() - start))
+        ref.delete()
+        name = f"ours-{uuid.uuid4().hex[:6]}"
+        start = time.perf_counter()
+        report = import_folder(folder, name)
+        ours = max(ours, report.added / (time.perf_counter() - start))
+        fo.load_dataset(name).delete()
+    return ours, theirs
 
 
 def run() -> list[Figure]:
