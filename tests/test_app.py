@@ -220,7 +220,7 @@ def test_app_shows_tiff_images_through_their_proxies(tiff_dataset: str) -> None:
         dataset = fo.load_dataset(tiff_dataset)
         dataset.app_config.grid_media_field = "filepath"
         dataset.save()
-        raw = _shoot(page, url, ARTIFACTS / "app-tiff-without-proxies.png", lambda p: False, wait=15)
+        raw = _shoot(page, url, ARTIFACTS / "app-tiff-without-proxies.png", lambda p: False, wait=8)
         browser.close()
     with contextlib.suppress(StopIteration):
         next(server)

@@ -148,7 +148,7 @@ def test_two_by_two_sweep_rerun_runs_table_and_plot(
 
 
 def _sweep_cmd(root: Path, model: Path, data: Path) -> list[str]:
-    slow = ["--set", "batch_size=1", "--set", "epochs=4", "--set", "save_every_steps=1", "--set", "lora.dropout=0.1"]
+    slow = ["--set", "batch_size=1", "--set", "epochs=3", "--set", "save_every_steps=1", "--set", "lora.dropout=0.1"]
     return [
         sys.executable, "-m", "fabricdata.cli", "sweep", "--name", "k", "--root", str(root),
         "--set", f"model={model}", "--set", f"data={data}", "--set", "num_workers=0", *slow,
