@@ -104,23 +104,43 @@ def predict(
     ] = None,
     data: Annotated[Path | None, typer.Option(help="Export folder (default: the run's training data).")] = None,
     split: Annotated[str, typer.Option(help="Split folder of the export: train, valid or test.")] = "test",
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per generate call.")] = 8,
+    images: Annotated[
+        Path | None, typer.Option(help="Predict every image below this folder (any depth) instead of an export split.")
+    ] = None,
+    task: Annotated[str, typer.Option(help="od, dense (region captions), grounding or caption.")] = "od",
+    phrase: Annotated[
+        list[str] | None,
+        typer.Option(help="Grounding: the phrase to find (repeatable). Default: every class phrase of the export."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Generations per generate call.")] = 8,
     num_beams: Annotated[int, typer.Option(min=1, help="Beam width.")] = 3,
     max_new_tokens: Annotated[int | None, typer.Option(help="Default: the export's label budget.")] = None,
 ) -> None:
     """Batched prediction with a real confidence per box; writes runs/NAME/predictions.jsonl.
 
+    Every box task (od, dense, grounding) gives each box the same confidence: the geometric mean probability of
+    its tokens. Grounding boxes are labelled with the class their phrase stands for (or the phrase given).
+    Runs in bf16 on a CUDA GPU, float32 on the CPU.
+
     Examples:
 
       fabricdata predict --run r1
 
+      fabricdata predict --run r1 --images incoming/2026-11-28
+
+      fabricdata predict --run r1 --images incoming --task grounding --phrase "broken weft"
+
+      fabricdata predict --run r1 --images incoming --task caption
+
       fabricdata predict --run base --model florence-community/Florence-2-base --data exports/v1
     """
-    from finetune.predict import PredictOptions, predict_run
+    from finetune.predict import PredictOptions, predict_run, predict_task
 
-    options = PredictOptions(batch_size=batch_size, num_beams=num_beams, max_new_tokens=max_new_tokens)
+    options = PredictOptions(
+        batch_size=batch_size, num_beams=num_beams, max_new_tokens=max_new_tokens, task=predict_task(task)
+    )
     with counted("predict") as bar:
-        count, data, target = predict_run(
+        done = predict_run(
             run_dir(run, must_exist=model is None),
             data,
             split,
@@ -128,8 +148,19 @@ def predict(
             options,
             progress=bar.advance,
             on_total=bar.total,
+            images_dir=images,
+            phrases=phrase or (),
         )
-    console.print(f"{count} prediction(s) of {model or run} on {data}/{split} -> {target}")
+    for line in done.unreadable:
+        err_console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{plural(done.records, 'prediction')} ({options.task}) of {model or run} on "
+        f"{plural(done.images - len(done.unreadable), 'image')} of {done.source} -> {done.target}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if done.unreadable:
+        raise typer.Exit(1)
 
 
 @app.command("review")

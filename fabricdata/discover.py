@@ -181,6 +181,15 @@ def discover(
 # --- walking ------------------------------------------------------------------------------------------------
 
 
+def image_files(folder: str | Path) -> list[Path]:
+    """The images below ``folder`` at any depth, sorted, by the same rules as import's walk (hidden entries,
+    macOS litter and symlinked folders skipped)."""
+    root = Path(folder).resolve()
+    if not root.is_dir():
+        raise FormatDetectionError(f"{root}: not a folder")
+    return [path for path in _walk(root)[0] if is_image(path)]
+
+
 def _walk(root: Path) -> tuple[list[Path], set[Path]]:
     """Regular files below ``root`` (sorted), skipping hidden entries and macOS litter; symlinked folders are
     not entered (no loops, nothing outside the tree)."""

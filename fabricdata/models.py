@@ -77,6 +77,9 @@ class PredictedBox(BaseModel):
     confidence: float = Field(
         ge=0.0, le=1.0, description="Geometric mean probability of the box's label and loc tokens."
     )
+    text: str | None = Field(
+        default=None, description="The generated label, where the box was labelled with the class its phrase names."
+    )
 
 
 class PredictionRecord(BaseModel):
@@ -84,9 +87,11 @@ class PredictionRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(description="Image name in the export split folder.")
+    image: str = Field(description="Image name in the export split folder (or relative to the --images folder).")
     filepath: str | None = Field(default=None, description="Original file of the image (from the export's sources).")
     task: str = Field(description="Florence-2 task token, e.g. <OD>.")
+    phrase: str | None = Field(default=None, description="<CAPTION_TO_PHRASE_GROUNDING>: the phrase asked for.")
     text: str = Field(description="Raw generated text.")
+    caption: str | None = Field(default=None, description="<CAPTION>: the caption, special tokens removed.")
     detections: list[PredictedBox]
     malformed_boxes: int = Field(default=0, ge=0, description="Generated boxes whose corners were out of order.")

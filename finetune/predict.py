@@ -11,18 +11,38 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from fabricdata.boxes import ImageSize
+from fabricdata.discover import image_files
 from fabricdata.errors import ConfigError
 from fabricdata.fileio import atomic_write_text
-from fabricdata.florence import TASK_OD, parse_pieces
+from fabricdata.florence import TASK_DENSE, TASK_GROUNDING, TASK_OD, TASKS, ParsedBox, parse_pieces
+from fabricdata.images import IMAGE_EXTENSIONS
 from finetune.data import load_image
 
 DEFAULT_MAX_NEW_TOKENS = 1023
+#: the project's class -> phrase table, used for grounding when a run's export has none
+PHRASES_FILE = Path(__file__).resolve().parents[1] / "pipelines" / "phrases.yaml"
+
+
+TASK_CAPTION = "<CAPTION>"
+#: what ``predict --task`` accepts: the exported box tasks and a plain caption
+PREDICT_TASKS: dict[str, str] = {**TASKS, "caption": TASK_CAPTION}
+BOX_TASKS = frozenset(TASKS.values())
+
+
+def predict_task(name: str) -> str:
+    """``od`` / ``dense`` / ``grounding`` / ``caption`` (or the task token itself) to the task token."""
+    if name in PREDICT_TASKS.values():
+        return name
+    try:
+        return PREDICT_TASKS[name]
+    except KeyError:
+        raise ConfigError(f"unknown task {name!r}; expected one of {', '.join(PREDICT_TASKS)}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +52,9 @@ class PredictOptions:
     #: None: the export's label budget (predict_run), else the model's maximum
     max_new_tokens: int | None = None
     task: str = TASK_OD
+    #: (phrase, label) pairs: grounding asks every image for each phrase and labels its boxes with the label;
+    #: dense captions equal to a phrase are labelled with its label (the class it stands for)
+    phrases: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +81,31 @@ def export_images(data: str | Path, split: str) -> list[ImageRef]:
     return [ImageRef(folder / name, name, sources.get(name)) for name in names]
 
 
-def _batches(items: Sequence[ImageRef], size: int) -> Iterator[Sequence[ImageRef]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def folder_images(folder: str | Path) -> list[ImageRef]:
+    """Every image below ``folder`` (any depth), named by its path relative to the folder."""
+    root = Path(folder).resolve()
+    return [ImageRef(path, path.relative_to(root).as_posix(), str(path)) for path in image_files(root)]
 
 
-def generate(model: Any, processor: Any, images: list[Any], options: PredictOptions) -> list[dict[str, Any]]:
-    """Generate for a batch of PIL images; per image its raw text and its detections with confidences."""
+def _ask(options: PredictOptions) -> list[tuple[str, str | None, str | None]]:
+    """The (prompt, phrase, label) triples asked of every image."""
+    if options.task != TASK_GROUNDING:
+        return [(options.task, None, None)]
+    if not options.phrases:
+        raise ConfigError("grounding needs at least one phrase (--phrase 'broken weft')")
+    return [(TASK_GROUNDING + phrase, phrase, label) for phrase, label in options.phrases]
+
+
+def generate(
+    model: Any, processor: Any, images: list[Any], options: PredictOptions, prompts: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Generate for a batch of PIL images (one prompt each, default the task token): per image its raw text,
+    its boxes with confidences (labels as generated) and, for captions, the caption."""
     import torch
 
     device = next(model.parameters()).device
-    inputs = processor(text=[options.task] * len(images), images=images, return_tensors="pt", padding=True)
+    texts = list(prompts) if prompts is not None else [options.task] * len(images)
+    inputs = processor(text=texts, images=images, return_tensors="pt", padding=True)
     dtype = next(model.parameters()).dtype
     with torch.no_grad():
         out = model.generate(
@@ -91,29 +128,69 @@ def generate(model: Any, processor: Any, images: list[Any], options: PredictOpti
     results = []
     for row, image in enumerate(images):
         tokens = out.sequences[row, -steps:].tolist()
+        text = tokenizer.decode(tokens, skip_special_tokens=False)
+        if options.task == TASK_CAPTION:
+            caption = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+            results.append({"text": text, "detections": [], "malformed_boxes": 0, "caption": caption})
+            continue
         logprobs = scores[row].float().tolist()
         pieces = [tokenizer.decode([t], skip_special_tokens=False) for t in tokens]
-        size = ImageSize(*image.size)
-        detections = []
-        malformed = 0
-        for found in parse_pieces(pieces):
-            x1, y1, x2, y2 = found.bins
-            if x2 < x1 or y2 < y1:  # generated corners in the wrong order: not a box (counted, not hidden)
-                malformed += 1
-                continue
-            picked = [logprobs[i] for i in (*found.label_pieces, *found.loc_pieces) if math.isfinite(logprobs[i])]
-            confidence = math.exp(sum(picked) / len(picked)) if picked else 0.0
-            box = found.box(size)
-            detections.append(
-                {
-                    "label": found.label,
-                    "bbox": [round(v, 2) for v in box.as_tuple()],
-                    "confidence": round(min(max(confidence, 0.0), 1.0), 6),
-                }
-            )
-        text = tokenizer.decode(tokens, skip_special_tokens=False)
+        detections, malformed = _detections(parse_pieces(pieces), logprobs, ImageSize(*image.size))
         results.append({"text": text, "detections": detections, "malformed_boxes": malformed})
     return results
+
+
+def _detections(found: Sequence[ParsedBox], logprobs: Sequence[float], size: ImageSize) -> tuple[list[Any], int]:
+    """Parsed boxes with their confidences, and how many were malformed (corners in the wrong order)."""
+    detections = []
+    malformed = 0
+    for box in found:
+        x1, y1, x2, y2 = box.bins
+        if x2 < x1 or y2 < y1:  # generated corners in the wrong order: not a box (counted, not hidden)
+            malformed += 1
+            continue
+        picked = [logprobs[i] for i in (*box.label_pieces, *box.loc_pieces) if math.isfinite(logprobs[i])]
+        confidence = math.exp(sum(picked) / len(picked)) if picked else 0.0
+        detections.append(
+            {
+                "label": box.label,
+                "bbox": [round(v, 2) for v in box.box(size).as_tuple()],
+                "confidence": round(min(max(confidence, 0.0), 1.0), 6),
+            }
+        )
+    return detections, malformed
+
+
+def describe(model: Any, processor: Any, images: Sequence[Any], options: PredictOptions) -> list[list[dict[str, Any]]]:
+    """Everything the task asks of each PIL image, in batches of ``options.batch_size`` generations: per image
+    one result per prompt (one per phrase for grounding), each with ``task``, ``text``, ``detections``,
+    ``malformed_boxes`` and ``phrase`` or ``caption`` where they apply. Box labels are the classes phrases
+    stand for; a relabelled box keeps its generated ``text``."""
+    asks = _ask(options)
+    jobs = [(index, ask) for index in range(len(images)) for ask in asks]
+    known = {phrase.casefold(): label for phrase, label in options.phrases}
+    out: list[list[dict[str, Any]]] = [[] for _ in images]
+    for start in range(0, len(jobs), options.batch_size):
+        chunk = jobs[start : start + options.batch_size]
+        results = generate(model, processor, [images[i] for i, _ in chunk], options, [ask[0] for _, ask in chunk])
+        for (index, (_, phrase, label)), result in zip(chunk, results, strict=True):
+            for det in result["detections"]:
+                named = label if label is not None else known.get(det["label"].casefold(), det["label"])
+                if named != det["label"]:
+                    det["text"], det["label"] = det["label"], named
+            record: dict[str, Any] = {"task": options.task}
+            if phrase is not None:
+                record["phrase"] = phrase
+            out[index].append({**record, **result})
+    return out
+
+
+@dataclass(slots=True)
+class PredictResult:
+    """What :func:`predict` wrote: the number of records, and the images it could not read (one line each)."""
+
+    records: int
+    unreadable: list[str]
 
 
 def predict(
@@ -123,20 +200,33 @@ def predict(
     out: str | Path,
     options: PredictOptions,
     progress: Callable[[int], None] | None = None,
-) -> int:
-    """Predict every image and write ``out`` (predictions.jsonl, one line per image and task), atomically."""
+) -> PredictResult:
+    """Predict every image and write ``out`` (predictions.jsonl, one line per image, task and phrase),
+    atomically. An image that cannot be read is skipped and named; the others are predicted."""
+    from PIL import Image
+
     lines = []
-    for batch in _batches(images, options.batch_size):
-        pil = [load_image(ref.path) for ref in batch]
-        for ref, result in zip(batch, generate(model, processor, pil, options), strict=True):
-            record: dict[str, Any] = {"image": ref.image, "task": options.task, **result}
-            if ref.filepath is not None:
-                record["filepath"] = ref.filepath
-            lines.append(json.dumps(record, ensure_ascii=False))
+    unreadable = []
+    per_batch = max(1, options.batch_size // len(_ask(options)))
+    for start in range(0, len(images), per_batch):
+        batch = images[start : start + per_batch]
+        readable: list[tuple[ImageRef, Any]] = []
+        for ref in batch:
+            try:
+                readable.append((ref, load_image(ref.path)))
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                unreadable.append(f"{ref.path}: cannot be read as an image ({exc.__class__.__name__}: {exc})")
+        results = describe(model, processor, [image for _, image in readable], options) if readable else []
+        for (ref, _), records in zip(readable, results, strict=True):
+            for result in records:
+                record: dict[str, Any] = {"image": ref.image, **result}
+                if ref.filepath is not None:
+                    record["filepath"] = ref.filepath
+                lines.append(json.dumps(record, ensure_ascii=False))
         if progress:
             progress(len(batch))
     atomic_write_text(out, "".join(line + "\n" for line in lines))
-    return len(lines)
+    return PredictResult(len(lines), unreadable)
 
 
 def run_data(folder: Path) -> Path:
@@ -163,6 +253,34 @@ def label_budget(data: Path) -> int:
         raise ConfigError(f"{manifest}: no usable max_label_tokens; give --max-new-tokens") from None
 
 
+def run_phrases(data: Path | None) -> tuple[tuple[str, str], ...]:
+    """(phrase, class) pairs a model was trained with: the export manifest's phrases, else the project's
+    ``pipelines/phrases.yaml``."""
+    import yaml
+
+    table: dict[str, str] = {}
+    manifest = data / "manifest.json" if data is not None else None
+    if manifest is not None and manifest.is_file():
+        try:
+            table = dict(json.loads(manifest.read_text(encoding="utf-8")).get("phrases") or {})
+        except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+            raise ConfigError(f"{manifest}: 'phrases' is not a class -> phrase table") from None
+    if not table and PHRASES_FILE.is_file():
+        table = yaml.safe_load(PHRASES_FILE.read_text(encoding="utf-8")) or {}
+    return tuple((str(phrase), str(label)) for label, phrase in table.items())
+
+
+@dataclass(frozen=True, slots=True)
+class RunPrediction:
+    """What :func:`predict_run` did: records written, where from, where to, and the unreadable images."""
+
+    records: int
+    images: int
+    source: Path
+    target: Path
+    unreadable: list[str]
+
+
 def predict_run(
     folder: Path,
     data: Path | None = None,
@@ -171,26 +289,51 @@ def predict_run(
     options: PredictOptions | None = None,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
-) -> tuple[int, Path, Path]:
-    """Predict one split of an export with a run's adapter (or ``model``) into ``folder/predictions.jsonl``.
+    images_dir: Path | None = None,
+    phrases: Sequence[str] = (),
+) -> RunPrediction:
+    """Predict one split of an export (or every image of ``images_dir``) with a run's adapter (or ``model``)
+    into ``folder/predictions.jsonl``.
 
-    Returns the number of predictions, the export folder and the predictions file.
+    The label budget and the grounding phrases come from the run's export unless given: ``phrases`` are asked
+    as they are; without them, grounding asks for every class phrase of the export (or of
+    ``pipelines/phrases.yaml``) and labels the boxes with the class.
     """
     from finetune.model import load_for_inference
 
-    data = data if data is not None else run_data(folder)
+    if data is None and (images_dir is None or (folder / "config.yaml").is_file()):
+        data = run_data(folder)
     chosen = options or PredictOptions()
     if chosen.max_new_tokens is None:
-        chosen = replace(chosen, max_new_tokens=label_budget(data))
-    images = export_images(data, split)
-    if not images:
-        raise ConfigError(
-            f"{data}/{split} has no images: that split of the export is empty (re-export after "
-            "'fabricdata split', or predict another --split)"
-        )
+        chosen = replace(chosen, max_new_tokens=label_budget(data) if data is not None else DEFAULT_MAX_NEW_TOKENS)
+    if chosen.task in (TASK_DENSE, TASK_GROUNDING) and not chosen.phrases:
+        asked = tuple((phrase, phrase) for phrase in phrases) if phrases else run_phrases(data)
+        chosen = replace(chosen, phrases=asked)
+    if images_dir is not None:
+        images, source = folder_images(images_dir), Path(images_dir)
+        if not images:
+            raise ConfigError(f"{images_dir}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    else:
+        assert data is not None
+        images, source = export_images(data, split), data / split
+        if not images:
+            raise ConfigError(
+                f"{source} has no images: that split of the export is empty (re-export after "
+                "'fabricdata split', or predict another --split)"
+            )
     if on_total is not None:
         on_total(len(images))
-    loaded, processor = load_for_inference(model or str(folder))
+    loaded, processor = load_for_inference(model or str(folder), **inference_placement())
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "predictions.jsonl"
-    return predict(loaded, processor, images, target, chosen, progress), data, target
+    result = predict(loaded, processor, images, target, chosen, progress)
+    return RunPrediction(result.records, len(images), source, target, result.unreadable)
+
+
+def inference_placement() -> dict[str, Any]:
+    """Where and how to run a model for prediction: bf16 on a CUDA GPU, float32 on the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"dtype": torch.bfloat16, "device": "cuda"}
+    return {}
