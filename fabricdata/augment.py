@@ -183,11 +183,12 @@ def media_dir(dataset_name: str) -> Path:
 
 
 def source_samples(dataset: Any, split: str | None) -> Any:
-    """Original (non-variant) samples, of one split unless ``split`` is None or ``all``."""
-    from fabricdata.store import F_SOURCE_ID, fiftyone
+    """Original (non-variant) samples with an annotator's labels, of one split unless ``split`` is None or
+    ``all``."""
+    from fabricdata.store import F_SOURCE_ID, fiftyone, labeled
 
     fo = fiftyone()
-    view = dataset.match((fo.ViewField(F_SOURCE_ID) == None) | (fo.ViewField(F_SOURCE_ID) == ""))  # noqa: E711
+    view = labeled(dataset).match((fo.ViewField(F_SOURCE_ID) == None) | (fo.ViewField(F_SOURCE_ID) == ""))  # noqa: E711
     if split not in (None, "all"):
         view = view.match_tags(split)
         if not len(view):

@@ -24,7 +24,7 @@ from fabricdata.augment import (
     source_samples,
 )
 from fabricdata.errors import ConfigError
-from fabricdata.store import F_SOURCE_ID, GT_FIELD, fiftyone, load_dataset
+from fabricdata.store import F_SOURCE_ID, GT_FIELD, fiftyone, labeled, load_dataset
 
 MAX_ROUNDS = 8
 
@@ -63,7 +63,7 @@ def balance(
     dataset = load_dataset(dataset_name)
     classes = list(dataset.default_classes)
     recipe = resolve_recipe(recipe_spec)
-    scope = dataset.match_tags(split) if split not in (None, "all") else dataset
+    scope = labeled(dataset.match_tags(split) if split not in (None, "all") else dataset)
     before = instance_counts(scope, classes)
     # the goal ignores variants this very balance (recipe + seed) made, so a second run finds the same goal
     fo = fiftyone()

@@ -18,6 +18,7 @@ from fabricdata.cli_common import (
     progress_bar,
     run_dir,
 )
+from fabricdata.errors import ConfigError
 from fabricdata.wording import plural
 
 
@@ -161,6 +162,116 @@ def predict(
     )
     if done.unreadable:
         raise typer.Exit(1)
+
+
+@app.command()
+def prelabel(
+    folder: Annotated[Path, typer.Argument(help="Folder of new photos (any depth).")],
+    run: Annotated[str, typer.Option(help="Run name (runs/NAME) or folder whose model drafts the boxes.")],
+    dataset: DatasetOption = "fabric",
+    model: Annotated[
+        str | None, typer.Option(help="Draft with this model (merged or base) instead of the run's adapter.")
+    ] = None,
+    min_confidence: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Boxes below this confidence are not drafted.")
+    ] = 0.25,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per generate call.")] = 8,
+) -> None:
+    """Import new, unlabeled photos with the model's boxes as drafts for the annotators to verify.
+
+    Every image of FOLDER that the dataset does not hold and that has no label file is added, tagged
+    'prelabeled', with the model's boxes (proposal=True, with their confidences) in ground_truth. The saved view
+    RUN-to-verify lists them most uncertain first. Fix the boxes in the App, tag the sample 'verified', then
+    'fabricdata writeback' writes its label file. Until verified, drafts stay out of stats, split, augment,
+    validate and export. Running it again adds only new images and never touches an edit.
+
+    Examples:
+
+      fabricdata prelabel incoming/2026-11-28 --run r1
+
+      fabricdata app --view r1-to-verify
+
+      fabricdata writeback
+    """
+    from fabricdata.prelabel import prelabel as run_prelabel
+
+    folder_run = run_dir(run, must_exist=model is None)
+    with counted("prelabel") as bar:
+        report = run_prelabel(
+            folder,
+            dataset,
+            folder_run,
+            model=model,
+            min_confidence=min_confidence,
+            batch_size=batch_size,
+            progress=bar.advance,
+            on_total=bar.total,
+        )
+    for line in report.unreadable:
+        err_console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+    parts = [f"{plural(report.added, 'image')} prelabeled with {plural(report.boxes, 'draft box', 'draft boxes')}"]
+    if report.known:
+        parts.append(f"{report.known} already in {dataset!r}")
+    if report.labeled:
+        parts.append(f"{report.labeled} with a label file (use 'fabricdata import')")
+    console.print(", ".join(parts), highlight=False, soft_wrap=True)
+    if report.below_confidence:
+        console.print(
+            f"{plural(report.below_confidence, 'box', 'boxes')} below confidence {min_confidence:g} not drafted"
+        )
+    for label, count in sorted(report.other_labels.items()):
+        console.print(
+            f"[yellow]{plural(count, 'box', 'boxes')} labelled {label!r}[/], not a class of {dataset!r}: not drafted",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print("verify them in the App, most uncertain first:")
+    console.print(f"  fabricdata app --dataset {dataset} --view {report.view}", highlight=False, soft_wrap=True)
+    if report.unreadable:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    run: Annotated[str | None, typer.Option(help="Run name (runs/NAME) or folder whose adapter to serve.")] = None,
+    model: Annotated[str | None, typer.Option(help="A merged model folder or a base model, instead of a run.")] = None,
+    images: Annotated[Path | None, typer.Option(help="A folder whose images the page offers to pick from.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: the whole network).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the page.")] = 7860,
+    batch_size: Annotated[int, typer.Option(min=1, help="Generations per generate call.")] = 8,
+    num_beams: Annotated[int, typer.Option(min=1, help="Beam width.")] = 3,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Default: the run's label budget.")] = None,
+) -> None:
+    """Serve the model in a web page: upload photos, pick a task, see the defects boxed with their confidences.
+
+    Tasks: od (defects), dense (region captions), grounding (type a phrase such as 'broken weft'; without one,
+    every class phrase of the run's export) and caption. The confidence slider filters boxes without running
+    the model again. The model is loaded once, in bf16 on a CUDA GPU.
+
+    Examples:
+
+      fabricdata serve --run r1
+
+      fabricdata serve --run r1 --images incoming --host 0.0.0.0 --port 8080
+
+      fabricdata serve --model models/fabric-r1
+    """
+    import os
+
+    from fabricdata.serve import serve as run_server
+    from finetune.predict import label_budget, run_data, run_phrases
+
+    if (run is None) == (model is None):
+        raise ConfigError("give exactly one of --run and --model")
+    folder = run_dir(run) if run is not None else None
+    data = run_data(folder) if folder is not None and (folder / "config.yaml").is_file() else None
+    if max_new_tokens is None and data is not None:
+        max_new_tokens = label_budget(data)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    source = str(folder) if folder is not None else str(model)
+    console.print(f"serving {source} on http://{host}:{port} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
+    run_server(source, host, port, images, run_phrases(data), batch_size, max_new_tokens, num_beams)
+    console.print("stopped")
 
 
 @app.command("review")

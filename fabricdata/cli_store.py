@@ -24,6 +24,7 @@ from fabricdata.cli_common import (
     tracked,
 )
 from fabricdata.errors import ConfigError
+from fabricdata.wording import plural
 
 if TYPE_CHECKING:
     from fabricdata.importer import ImportReport
@@ -216,6 +217,11 @@ def show_stats(data: dict[str, Any]) -> None:
     console.print(table)
     sources = ", ".join(f"{name} {count}" for name, count in data["split_sources"].items())
     console.print(f"splits from: {escape(sources)}", soft_wrap=True)
+    if data.get("drafts_to_verify"):
+        console.print(
+            f"[yellow]{plural(data['drafts_to_verify'], 'prelabeled image')} wait for verification[/] (not counted "
+            "above; tag them 'verified' in the App, then 'fabricdata writeback')"
+        )
     sizes = Table(title="box sizes (pixels)")
     columns = (
         "class",
@@ -281,7 +287,9 @@ def writeback_(
     """Write labels fixed in the App back to the original LabelImg files (atomic; never loses an edit).
 
     Only files whose labels changed are written, in their own format (VOC, YOLO, CreateML). A file that
-    changed on disk since it was imported is refused unless --force.
+    changed on disk since it was imported is refused unless --force. Images drafted by 'fabricdata prelabel'
+    get a new label file beside them once an annotator tags them 'verified' in the App (never before, and
+    never over an existing file).
 
     Examples:
 

@@ -37,7 +37,7 @@ from fabricdata.florence import (
 )
 from fabricdata.models import ExportManifest
 from fabricdata.split import current_split
-from fabricdata.store import GT_FIELD, load_view
+from fabricdata.store import GT_FIELD, labeled, load_view
 
 Order = Literal["sequential", "interleave", "shuffle"]
 #: dataset split tag -> export folder (maestro's names)
@@ -201,6 +201,7 @@ def export_florence(
     if options.order not in ("sequential", "interleave", "shuffle"):
         raise ConfigError(f"--order: expected sequential, interleave or shuffle, got {options.order!r}")
     dataset, view = load_view(dataset_name, view_name)
+    view = labeled(view)
     if not options.allow_empty_split:
         _refuse_empty_splits(view)
     if on_total is not None:

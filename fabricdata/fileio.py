@@ -10,10 +10,12 @@ from collections.abc import Container
 from pathlib import Path
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = True) -> None:
     """Write ``data`` to ``path`` through a temp file in the same folder and an atomic rename.
 
     A crash leaves either the old file or the new one, never half of one; an existing file keeps its mode.
+    With ``overwrite=False`` the complete file appears only where none exists (a hard link, which the kernel
+    refuses atomically when ``path`` exists: FileExistsError, nothing written).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -27,7 +29,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.chmod(tmp_name, target.stat().st_mode & 0o7777)
         else:
             os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
+        if overwrite:
+            os.replace(tmp_name, target)
+        else:
+            try:
+                os.link(tmp_name, target)
+            finally:
+                os.unlink(tmp_name)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)

@@ -37,6 +37,7 @@ from fabricdata.store import (
     F_SPLIT_SOURCE,
     F_VERIFIED,
     GT_FIELD,
+    TAG_PRELABELED,
     detection_extras,
     document_shape,
     enable_proxies,
@@ -109,17 +110,24 @@ def _with_proxies(items: Sequence[FolderItem], folder: Path, errors: list[Annota
         if item.viewable:
             out.append(item)
             continue
-        digest = hashlib.sha256(str(item.image_path).encode("utf-8")).hexdigest()[:16]
-        target = folder / f"{digest}_{item.image_path.stem[:80]}.png"
         try:
-            if not target.is_file():
-                write_proxy(item.image_path, target)
+            target = proxy_for(item.image_path, folder)
         except (OSError, ValueError) as exc:
             problem = f"cannot be decoded for the App's proxy ({exc.__class__.__name__}: {exc})"
             errors.append(InvalidValueError(item.image_path, "image", problem))
             continue
         out.append(replace(item, proxy=target))
     return out
+
+
+def proxy_for(image: Path, folder: Path) -> Path:
+    """The browser-viewable PNG copy of ``image`` in ``folder``, written when it is not there yet (its name: a
+    hash of the image's path and the start of its stem). Raises OSError or ValueError for an undecodable image."""
+    digest = hashlib.sha256(str(image).encode("utf-8")).hexdigest()[:16]
+    target = folder / f"{digest}_{image.stem[:80]}.png"
+    if not target.is_file():
+        write_proxy(image, target)
+    return target
 
 
 def _class_order(root: Path, items: Sequence[FolderItem], given: Sequence[str] | None) -> list[str]:
@@ -298,6 +306,8 @@ def _apply_changes(
         else:
             for name, value in _label_fields(item).items():
                 sample[name] = value
+            if TAG_PRELABELED in sample.tags:  # a draft someone labelled in LabelImg: the file's labels now
+                sample.tags.remove(TAG_PRELABELED)
             report.updated += 1
         if progress:
             progress(1)

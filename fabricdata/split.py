@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from fabricdata.errors import ConfigError
-from fabricdata.store import F_SOURCE_ID, F_SPLIT_SOURCE, GT_FIELD, SPLITS, load_dataset
+from fabricdata.store import F_SOURCE_ID, F_SPLIT_SOURCE, GT_FIELD, SPLITS, labeled, load_dataset
 
 DEFECT_FREE = "(defect-free)"
 #: what ``split_source`` says of splits this module assigned
@@ -114,7 +114,7 @@ def split_dataset(
     there are enough. ``progress`` advances once per original image read for the near-duplicate check.
     """
     dataset = load_dataset(dataset_name)
-    ids, paths, tags, sources, labels = dataset.values(
+    ids, paths, tags, sources, labels = labeled(dataset).values(
         ["id", "filepath", "tags", F_SOURCE_ID, f"{GT_FIELD}.detections.label"]
     )
     originals = {sid: path for sid, path, source in zip(ids, paths, sources, strict=True) if not source}

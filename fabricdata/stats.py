@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from fabricdata.boxes import ImageSize, fiftyone_to_box
-from fabricdata.store import F_SPLIT_SOURCE, GT_FIELD, SPLITS, load_dataset
+from fabricdata.store import F_SPLIT_SOURCE, GT_FIELD, SPLITS, labeled, load_dataset, pending_drafts
 
 
 def box_table(dataset: Any, field: str = GT_FIELD) -> Any:
@@ -44,7 +44,8 @@ def _split_of(tags: list[str] | None) -> str:
 
 def dataset_stats(dataset_name: str, field: str = GT_FIELD) -> dict[str, Any]:
     """Everything ``fabricdata stats`` shows, as plain JSON-able data."""
-    dataset = load_dataset(dataset_name)
+    everything = load_dataset(dataset_name)
+    dataset = labeled(everything)  # drafts awaiting verification are counted apart
     boxes = box_table(dataset, field)
     ids, tags, labels, split_sources = dataset.values(["id", "tags", f"{field}.detections.label", F_SPLIT_SOURCE])
     splits = [_split_of(t) for t in tags]
@@ -86,4 +87,5 @@ def dataset_stats(dataset_name: str, field: str = GT_FIELD) -> dict[str, Any]:
         "instances": instances,
         "images": images,
         "box_sizes": sizes,
+        "drafts_to_verify": len(pending_drafts(everything)),
     }

@@ -38,6 +38,14 @@ F_CATEGORY = "category"
 F_PROXY = "proxy_filepath"
 #: YOLO: the file its class names came from (classes.txt, *.names, data.yaml), for write-back
 F_CLASS_FILE = "class_file"
+#: prelabel: the run whose model drafted a sample's boxes, and the confidence of its best box (None: no box)
+F_PRELABEL_RUN = "prelabel_run"
+F_PRELABEL_CONFIDENCE = "prelabel_confidence"
+#: sample tags of model-assisted labeling: drafted by a model, and confirmed by an annotator in the App
+TAG_PRELABELED = "prelabeled"
+TAG_VERIFIED = "verified"
+#: detection attribute of a drafted box (with the box's ``confidence``)
+ATTR_PROPOSAL = "proposal"
 #: set on augmented variants: the id of the sample they were made from
 F_SOURCE_ID = "source_id"
 VARIANT_FIELDS: dict[str, str] = {
@@ -114,12 +122,28 @@ def ensure_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
         F_CATEGORY: (fo.StringField, {}),
         F_PROXY: (fo.StringField, {}),
         F_CLASS_FILE: (fo.StringField, {}),
+        F_PRELABEL_RUN: (fo.StringField, {}),
+        F_PRELABEL_CONFIDENCE: (fo.FloatField, {}),
+        f"{GT_FIELD}.detections.{ATTR_PROPOSAL}": (fo.BooleanField, {}),
         **{name: (fo.IntField if kind == "int" else fo.StringField, {}) for name, kind in VARIANT_FIELDS.items()},
     }
     for path, (ftype, kwargs) in wanted.items():
         if path not in schema:
             dataset.add_sample_field(path, ftype, **kwargs)
     activate_label_schema(dataset, merged)
+
+
+def pending_drafts(samples: Any) -> Any:
+    """The samples whose boxes a model drafted and no annotator has verified yet."""
+    return samples.match_tags(TAG_PRELABELED).match_tags(TAG_VERIFIED, bool=False)
+
+
+def labeled(samples: Any) -> Any:
+    """The samples whose labels are an annotator's: everything but unverified drafts. Statistics, splits,
+    augmentation, validation and exports read these, so a model's guesses never train a model."""
+    fo = fiftyone()
+    tags = fo.ViewField("tags")
+    return samples.match(~(tags.contains(TAG_PRELABELED) & ~tags.contains(TAG_VERIFIED)))
 
 
 def managed_dir(dataset_name: str, kind: str) -> Path:

@@ -18,7 +18,7 @@ from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, iou
 from fabricdata.fileio import sha256_file
 from fabricdata.models import Finding, Severity, ValidationReport
 from fabricdata.split import current_split
-from fabricdata.store import F_SOURCE_ID, GT_FIELD, load_dataset
+from fabricdata.store import F_SOURCE_ID, GT_FIELD, labeled, load_dataset
 from fabricdata.wording import plural
 
 VIEW_PREFIX = "validate-"
@@ -61,7 +61,7 @@ def validate(
     progress: Callable[[int], None] | None = None,
 ) -> ValidationReport:
     dataset = load_dataset(dataset_name)
-    rows = _Rows(dataset)
+    rows = _Rows(labeled(dataset))
     classes = list(dataset.default_classes or [])
     findings: list[Finding] = []
     findings += _label_checks(rows, classes, min_instances, imbalance_ratio)

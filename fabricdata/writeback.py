@@ -8,7 +8,7 @@ whose labels did not change is never touched; a file that changed on disk since 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,12 +29,16 @@ from fabricdata.formats.voc import read_voc, read_voc_bytes, voc_to_bytes, write
 from fabricdata.formats.yolo import CLASSES_FILE, read_classes, write_classes, yolo_to_text
 from fabricdata.importer import SIDECAR
 from fabricdata.store import (
+    ATTR_PROPOSAL,
     F_ANNOTATION_FORMAT,
     F_ANNOTATION_HASH,
     F_ANNOTATION_PATH,
     F_CLASS_FILE,
     F_LABELS_HASH,
     F_VERIFIED,
+    GT_FIELD,
+    TAG_PRELABELED,
+    TAG_VERIFIED,
     fiftyone,
     labels_digest,
     load_dataset,
@@ -88,7 +92,93 @@ def writeback(
         report.written.append(sample[F_ANNOTATION_PATH])
     for path, samples in pending.items():
         _write_createml(Path(path), samples, force, report)
+    _write_verified_drafts(dataset, report)
     return report
+
+
+# --- verified drafts (prelabel) ---------------------------------------------------------------------------
+
+
+def _write_verified_drafts(dataset: Any, report: WriteBackReport) -> None:
+    """A new label file for every draft an annotator tagged ``verified``, in the format of the dataset's other
+    files, beside its image as LabelImg saves it; never over an existing file. Unverified drafts are never
+    written."""
+    fo = fiftyone()
+    drafts = dataset.match_tags(TAG_PRELABELED).match_tags(TAG_VERIFIED)
+    drafts = drafts.match(fo.ViewField(F_ANNOTATION_PATH) == None)  # noqa: E711 (a MongoDB query)
+    if not len(drafts):
+        return
+    formats = Counter({k: v for k, v in dataset.count_values(F_ANNOTATION_FORMAT).items() if k})
+    fmt = formats.most_common(1)[0][0] if formats else "voc"
+    for sample in drafts.iter_samples(autosave=True):
+        objects = sample_objects(sample)
+        image = Path(sample.filepath)
+        channels = sample.metadata.num_channels or 3
+        annotation = ImageAnnotation(
+            image.name, sample_size(sample), tuple(objects), depth=int(channels), folder=image.parent.name,
+            path=str(image), verified=True,
+        )  # fmt: skip
+        try:
+            path, digest = _NEW_FILE_WRITERS[fmt](annotation, image, dataset, sample)
+        except AnnotationError as exc:
+            report.errors.append(exc)
+            continue
+        except FileExistsError as exc:
+            problem = "exists already (made since prelabel): import it instead of writing the draft"
+            report.errors.append(WriteBackConflictError(Path(exc.filename2 or exc.filename), "file", problem))
+            continue
+        sample[F_ANNOTATION_PATH] = str(path)
+        sample[F_ANNOTATION_FORMAT] = fmt
+        sample[F_ANNOTATION_HASH] = digest
+        sample[F_LABELS_HASH] = labels_digest(objects)
+        sample[F_VERIFIED] = True
+        for det in sample[GT_FIELD].detections if sample[GT_FIELD] is not None else ():
+            det[ATTR_PROPOSAL] = False
+        report.written.append(str(path))
+
+
+def _new_voc(annotation: ImageAnnotation, image: Path, dataset: Any, sample: Any) -> tuple[Path, str]:
+    path = image.with_suffix(".xml")
+    data = voc_to_bytes(annotation)
+    _create(path, data)
+    return path, sha256_bytes(data)
+
+
+def _new_yolo(annotation: ImageAnnotation, image: Path, dataset: Any, sample: Any) -> tuple[Path, str]:
+    path = image.with_suffix(".txt")
+    if path.exists():
+        raise FileExistsError(0, "exists", str(path))
+    classes_path = image.parent / CLASSES_FILE
+    classes = list(read_classes(classes_path)) if classes_path.is_file() else list(dataset.default_classes or [])
+    wanted = classes + [label for label in dict.fromkeys(annotation.labels) if label not in classes]
+    if wanted != classes or not classes_path.is_file():
+        write_classes(classes_path, wanted)
+    data = yolo_to_text(annotation, wanted).encode("utf-8")
+    _create(path, data)
+    sample[F_CLASS_FILE] = str(classes_path)
+    return path, sha256_bytes(data)
+
+
+def _new_createml(annotation: ImageAnnotation, image: Path, dataset: Any, sample: Any) -> tuple[Path, str]:
+    path = image.parent / "annotations.json"
+    entries = load_createml(path) if path.is_file() else []
+    if any(entry.get("image") == image.name for entry in entries):
+        raise WriteBackConflictError(path, image.name, "has an entry for this image already: import it instead")
+    entry = createml_entry(annotation)
+    atomic_write_text(path, json.dumps([*entries, entry], ensure_ascii=False))
+    return path, createml_entry_hash(entry)
+
+
+_NEW_FILE_WRITERS: dict[str, Callable[[ImageAnnotation, Path, Any, Any], tuple[Path, str]]] = {
+    "voc": _new_voc,
+    "yolo": _new_yolo,
+    "createml": _new_createml,
+}
+
+
+def _create(path: Path, data: bytes) -> None:
+    """Write a new file atomically; FileExistsError (nothing written) when one is there."""
+    atomic_write_bytes(path, data, overwrite=False)
 
 
 def _check_unchanged_on_disk(path: Path, current_hash: str, stored_hash: str, force: bool) -> None:

@@ -128,7 +128,7 @@ def generate(
     results = []
     for row, image in enumerate(images):
         tokens = out.sequences[row, -steps:].tolist()
-        text = tokenizer.decode(tokens, skip_special_tokens=False)
+        text = tokenizer.decode([t for t in tokens if t != tokenizer.pad_token_id], skip_special_tokens=False)
         if options.task == TASK_CAPTION:
             caption = tokenizer.decode(tokens, skip_special_tokens=True).strip()
             results.append({"text": text, "detections": [], "malformed_boxes": 0, "caption": caption})

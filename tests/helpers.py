@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -34,3 +40,41 @@ def imported_synth(
     code, _, err = run(["import", str(folder), "-d", name], capsys)
     assert code == 0, err
     return folder
+
+
+ARTIFACTS = Path(__file__).parents[1] / "test-artifacts"
+#: Chromium flags for a headless browser on a machine without a display, a GPU or a network
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+def require_chromium() -> str:
+    """Debian's chromium; a failure on CI (make test installs it), a skip elsewhere."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing on CI: 'make test' installs Debian's chromium")
+        pytest.skip("Debian's chromium is not installed (make test installs it where it can)")
+    return executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, server: subprocess.Popen[str], what: str, timeout: float = 120) -> None:
+    """Wait until ``url`` answers 200; fail with the server's output when it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            output = server.stdout.read() if server.stdout else ""
+            pytest.fail(f"{what} exited with {server.returncode} before answering on {url}:\n{output}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    server.kill()
+    pytest.fail(f"{what} did not answer on {url} within {timeout:.0f} s")

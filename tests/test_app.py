@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,25 +23,9 @@ from PIL import Image
 from fabricdata.annotation import ImageAnnotation, LabeledBox
 from fabricdata.boxes import Box, ImageSize
 from fabricdata.formats.voc import write_voc
-from tests.helpers import run
+from tests.helpers import ARTIFACTS, CHROMIUM_FLAGS, free_port, require_chromium, run, wait_for_http
 
 pytestmark = pytest.mark.browser
-ARTIFACTS = Path(__file__).parents[1] / "test-artifacts"
-CHROMIUM = shutil.which("chromium")
-
-
-def _require_chromium() -> str:
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing on CI: 'make test' installs Debian's chromium")
-        pytest.skip("Debian's chromium is not installed (make test installs it where it can)")
-    return CHROMIUM
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -95,21 +75,11 @@ def app_server(grey_dataset: str) -> Iterator[tuple[str, subprocess.Popen[str]]]
 
 
 def _serve(dataset: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "fabricdata.cli", "app", "-d", dataset, "--port", str(port)]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(base, timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            time.sleep(1)
-    else:
-        server.kill()
-        pytest.fail(f"the App did not answer on {base} within 120 s")
+    wait_for_http(base, server, "the App")
     yield base, server
     if server.poll() is None:
         server.kill()
@@ -144,12 +114,11 @@ def _shoot(page, url: str, out: Path, ready, wait: float = 60) -> Path:  # type:
 def test_app_grid_renders_the_datasets_boxes(app_server: tuple[str, subprocess.Popen[str]], grey_dataset: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    executable = _require_chromium()
+    executable = require_chromium()
     base, server = app_server
     ARTIFACTS.mkdir(exist_ok=True)
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=flags)
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         with_boxes = _shoot(
             page,
@@ -206,14 +175,13 @@ def test_app_shows_tiff_images_through_their_proxies(tiff_dataset: str) -> None:
     import fiftyone as fo
     from playwright.sync_api import sync_playwright
 
-    executable = _require_chromium()
+    executable = require_chromium()
     ARTIFACTS.mkdir(exist_ok=True)
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
     server = _serve(tiff_dataset)
     base, _ = next(server)
     url = f"{base}/datasets/{tiff_dataset}"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=flags)
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         shown = _shoot(page, url, ARTIFACTS / "app-tiff-proxies.png", lambda p: grey_tile_pixels(p) > 150_000)
         # control: the same grid pointed at the TIFF files themselves shows no image
