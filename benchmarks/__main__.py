@@ -6,10 +6,18 @@ import os
 import sys
 from pathlib import Path
 
-from benchmarks import bench_augment, bench_export, bench_finetune, bench_foundation, bench_review, bench_store
+from benchmarks import (
+    bench_assist,
+    bench_augment,
+    bench_export,
+    bench_finetune,
+    bench_foundation,
+    bench_review,
+    bench_store,
+)
 from benchmarks.harness import Figure, render
 
-MODULES = [bench_foundation, bench_store, bench_augment, bench_export, bench_finetune, bench_review]
+MODULES = [bench_foundation, bench_store, bench_augment, bench_export, bench_finetune, bench_review, bench_assist]
 
 
 def main() -> int:

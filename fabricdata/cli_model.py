@@ -176,6 +176,7 @@ def prelabel(
         float, typer.Option(min=0.0, max=1.0, help="Boxes below this confidence are not drafted.")
     ] = 0.25,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per generate call.")] = 8,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Default: the run's label budget.")] = None,
 ) -> None:
     """Import new, unlabeled photos with the model's boxes as drafts for the annotators to verify.
 
@@ -206,6 +207,7 @@ def prelabel(
             batch_size=batch_size,
             progress=bar.advance,
             on_total=bar.total,
+            max_new_tokens=max_new_tokens,
         )
     for line in report.unreadable:
         err_console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)

@@ -75,6 +75,7 @@ def prelabel(
     batch_size: int = 8,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    max_new_tokens: int | None = None,
 ) -> PrelabelReport:
     """Draft boxes for the new, unlabeled images of ``folder`` with a run's model (see the module docstring).
 
@@ -97,7 +98,9 @@ def prelabel(
     if on_total is not None:
         on_total(len(new))
     if new:
-        budget = label_budget(run_data(run)) if (run / "config.yaml").is_file() else DEFAULT_MAX_NEW_TOKENS
+        budget = max_new_tokens or (
+            label_budget(run_data(run)) if (run / "config.yaml").is_file() else DEFAULT_MAX_NEW_TOKENS
+        )
         options = PredictOptions(batch_size=batch_size, max_new_tokens=budget)
         model_and_processor = load_for_inference(model or str(run), **inference_placement())
         drafter = _Drafter(run.name, root, min_confidence, set(dataset.default_classes or []), report)
