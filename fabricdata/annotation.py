@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,6 +67,12 @@ def check_label(path: str | Path | None, element: str, label: str, classes: Sequ
     name = label.strip()
     if not name:
         raise UnknownClassError(path, element, "class name is empty", label)
+    unfit = next((char for char in name if char in "<>" or unicodedata.category(char) == "Cc"), None)
+    if unfit is not None:  # Florence-2 text is label<loc_..>: such a name would break every export
+        shown = "a line break or control character" if unicodedata.category(unfit) == "Cc" else repr(unfit)
+        raise UnknownClassError(
+            path, element, f"class name contains {shown}, which Florence-2 labels cannot hold", name
+        )
     if classes is not None and name not in classes:
         raise UnknownClassError(path, element, f"class is not one of {', '.join(classes)}", name)
     return name

@@ -9,7 +9,7 @@ The parser works on *pieces* (decoded tokens) so that prediction can tell which 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from fabricdata.boxes import LOC_BINS, Box, ImageSize, box_to_florence, florence_to_box, reading_order_key
@@ -114,14 +114,14 @@ def parse(text: str, size: ImageSize) -> list[tuple[str, Box]]:
     return [(item.label, item.box(size)) for item in parse_pieces([text])]
 
 
-def task_token(name: str) -> str:
-    """``od`` / ``dense`` / ``grounding`` (or the token itself) to the Florence-2 task token."""
-    if name in TASKS.values():
+def task_token(name: str, tasks: Mapping[str, str] = TASKS) -> str:
+    """``od`` / ``dense`` / ``grounding`` (or the token itself; or a name of ``tasks``) to the task token."""
+    if name in tasks.values():
         return name
     try:
-        return TASKS[name]
+        return tasks[name]
     except KeyError:
-        raise ConfigError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}") from None
+        raise ConfigError(f"unknown task {name!r}; expected one of {', '.join(tasks)}") from None
 
 
 # --- captions for <CAPTION_TO_PHRASE_GROUNDING> ----------------------------------------------------------

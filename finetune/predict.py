@@ -20,7 +20,7 @@ from fabricdata.boxes import ImageSize
 from fabricdata.discover import image_files
 from fabricdata.errors import ConfigError
 from fabricdata.fileio import atomic_write_text
-from fabricdata.florence import TASK_DENSE, TASK_GROUNDING, TASK_OD, TASKS, ParsedBox, parse_pieces
+from fabricdata.florence import TASK_DENSE, TASK_GROUNDING, TASK_OD, TASKS, ParsedBox, parse_pieces, task_token
 from fabricdata.images import IMAGE_EXTENSIONS
 from finetune.data import load_image
 
@@ -37,12 +37,7 @@ BOX_TASKS = frozenset(TASKS.values())
 
 def predict_task(name: str) -> str:
     """``od`` / ``dense`` / ``grounding`` / ``caption`` (or the task token itself) to the task token."""
-    if name in PREDICT_TASKS.values():
-        return name
-    try:
-        return PREDICT_TASKS[name]
-    except KeyError:
-        raise ConfigError(f"unknown task {name!r}; expected one of {', '.join(PREDICT_TASKS)}") from None
+    return task_token(name, PREDICT_TASKS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,9 +150,18 @@ def evaluate(model: Any, loader: Any, accelerator: Any) -> float:
 def train(config: TrainConfig, resume: bool = False, log: Any = print, on_step: Any = None) -> RunSummary:
     """Run (or ``resume``) a fine-tune; ``on_step(done, total)`` is called after every optimizer step."""
     import torch
-    from accelerate.utils import set_seed
 
     torch.set_flush_denormal(True)  # avoids random 3-5x CPU slowdowns in tiny-model training
+    try:
+        return _train(config, resume, log, on_step)
+    finally:  # a process-wide FPU flag: the caller's floating point is left as it was (IEEE subnormals)
+        torch.set_flush_denormal(False)
+
+
+def _train(config: TrainConfig, resume: bool, log: Any, on_step: Any) -> RunSummary:
+    import torch
+    from accelerate.utils import set_seed
+
     accelerator = _accelerator(config)
     main = accelerator.is_main_process
     say = log if main else (lambda *_: None)  # one voice, not one per process

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -78,3 +79,16 @@ def wait_for_http(url: str, server: subprocess.Popen[str], what: str, timeout: f
             time.sleep(1)
     server.kill()
     pytest.fail(f"{what} did not answer on {url} within {timeout:.0f} s")
+
+
+def prediction_records(path: Path) -> list[dict]:  # type: ignore[type-arg]
+    """The lines of a predictions.jsonl, each checked against its JSON Schema."""
+    import jsonschema
+
+    from fabricdata.schemas import SCHEMA_DIR
+
+    schema = json.loads((SCHEMA_DIR / "prediction-record.schema.json").read_text())
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for record in records:
+        jsonschema.validate(record, schema)
+    return records

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import jsonschema
 import numpy as np
 import pytest
 from PIL import Image
@@ -22,9 +21,17 @@ from fabricdata.annotation import ImageAnnotation, LabeledBox
 from fabricdata.boxes import Box, ImageSize, box_to_fiftyone, florence_bin_width
 from fabricdata.florence import parse
 from fabricdata.formats.voc import read_voc, write_voc
-from fabricdata.schemas import SCHEMA_DIR
 from fabricdata.synth import SynthConfig, generate
-from tests.helpers import ARTIFACTS, CHROMIUM_FLAGS, free_port, new_name, require_chromium, run, wait_for_http
+from tests.helpers import (
+    ARTIFACTS,
+    CHROMIUM_FLAGS,
+    free_port,
+    new_name,
+    prediction_records,
+    require_chromium,
+    run,
+    wait_for_http,
+)
 
 SIZE = ImageSize(256, 192)
 IMAGES = 4  # x 3 tasks: 12 records, one full batch per step (as the <OD> overfit test of test_finetune)
@@ -67,14 +74,6 @@ def taught(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> It
     yield {"run": out, "export": export, "labelled": root / "labelled", "photos": root / "photos"}
 
 
-def _records(path: Path) -> list[dict]:  # type: ignore[type-arg]
-    schema = json.loads((SCHEMA_DIR / "prediction-record.schema.json").read_text())
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    for record in records:
-        jsonschema.validate(record, schema)
-    return records
-
-
 def _truth(labelled: Path) -> dict[str, list[tuple[str, tuple[float, ...]]]]:
     return {
         xml.with_suffix(".jpg").name: sorted((o.label, o.box.as_tuple()) for o in read_voc(xml).objects)
@@ -105,7 +104,7 @@ def test_predict_od_and_dense_on_a_folder_of_new_photos(
         code, text, err = run([*args, "--task", task, "--data", str(taught["export"])], capsys)
         assert code == 0, err
         assert "4 predictions" in text and "4 images" in text
-        records = _records(out / "predictions.jsonl")
+        records = prediction_records(out / "predictions.jsonl")
         assert {r["image"] for r in records} == {f"line 2/{name}" for name in truth}
         for record in records:
             assert record["task"] == {"od": "<OD>", "dense": "<DENSE_REGION_CAPTION>"}[task]
@@ -126,7 +125,7 @@ def test_grounding_asks_each_class_phrase_or_the_phrase_given(
     args = ["predict", "--run", str(taught["run"]), "--images", str(taught["photos"]), "--task", "grounding"]
     code, text, err = run([*args, "--max-new-tokens", "80", "--num-beams", "1"], capsys)
     assert code == 0, err
-    records = _records(taught["run"] / "predictions.jsonl")
+    records = prediction_records(taught["run"] / "predictions.jsonl")
     assert len(records) == 12 and "12 predictions" in text
     assert {r["phrase"] for r in records} == {"fabric wrinkle", "dropped stitch", "broken weft"}
     labels = {"fabric wrinkle": "wrinkle", "dropped stitch": "drop", "broken weft": "broken"}
@@ -143,7 +142,7 @@ def test_grounding_asks_each_class_phrase_or_the_phrase_given(
     args = ["predict", "--run", str(out), "--model", str(taught["run"]), "--images", str(single)]
     code, _, err = run([*args, "--task", "grounding", "--phrase", caption], capsys)
     assert code == 0, err
-    (record,) = _records(out / "predictions.jsonl")
+    (record,) = prediction_records(out / "predictions.jsonl")
     assert record["phrase"] == caption
     expected = sorted(box.as_tuple() for _, box in parse(one["suffix"], SIZE))
     found = sorted(tuple(d["bbox"]) for d in record["detections"])
@@ -163,7 +162,7 @@ def test_caption_task_and_unreadable_images(
     code, text, err = run([*args, "--task", "caption", "--max-new-tokens", "20"], capsys)
     assert code == 1  # the unreadable image is named, the readable one predicted
     assert "broken.jpg: cannot be read as an image" in err and "1 prediction" in text
-    (record,) = _records(out / "predictions.jsonl")
+    (record,) = prediction_records(out / "predictions.jsonl")
     assert record["task"] == "<CAPTION>" and record["image"] == "good.jpg"
     assert isinstance(record["caption"], str) and "<" not in record["caption"] and record["detections"] == []
     code, _, err = run([*args, "--task", "segment"], capsys)

@@ -11,14 +11,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from fabricdata.boxes import ImageSize, florence_bin_width
 from fabricdata.florence import parse
-from fabricdata.schemas import SCHEMA_DIR
 from fabricdata.synth import SynthConfig, generate
-from tests.helpers import new_name, run
+from tests.helpers import new_name, prediction_records, run
 
 FAST = ["--set", "num_workers=0", "--set", "batch_size=4"]
 OVERFIT = [
@@ -54,14 +52,6 @@ class _NoCapture:
         return "", ""
 
 
-def _predictions(path: Path) -> list[dict]:  # type: ignore[type-arg]
-    schema = json.loads((SCHEMA_DIR / "prediction-record.schema.json").read_text())
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    for record in records:
-        jsonschema.validate(record, schema)
-    return records
-
-
 def test_lora_overfits_8_images_and_predicts_them_back_with_confidence(
     exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -73,7 +63,7 @@ def test_lora_overfits_8_images_and_predicts_them_back_with_confidence(
         assert (out / name).is_file(), name
     assert (out / "checkpoints" / "best" / "adapter_model.safetensors").is_file()
     assert run(["predict", "--run", str(out), "--split", "train"], capsys)[0] == 0
-    seen = _predictions(out / "predictions.jsonl")
+    seen = prediction_records(out / "predictions.jsonl")
     truth = {
         json.loads(line)["image"]: json.loads(line)["suffix"]
         for line in (exports["seen"] / "train" / "annotations.jsonl").read_text().splitlines()
@@ -92,7 +82,7 @@ def test_lora_overfits_8_images_and_predicts_them_back_with_confidence(
     other = tmp_path / "runs" / "unseen"
     args = ["predict", "--run", str(other), "--model", str(out), "--data", str(exports["unseen"]), "--split", "test"]
     assert run(args, capsys)[0] == 0
-    unseen = _predictions(other / "predictions.jsonl")
+    unseen = prediction_records(other / "predictions.jsonl")
     seen_conf = [d["confidence"] for r in seen for d in r["detections"]]
     unseen_conf = [d["confidence"] for r in unseen for d in r["detections"]]
     assert sum(seen_conf) / len(seen_conf) > 0.95
@@ -161,14 +151,14 @@ def test_merged_model_loads_standalone_and_predicts_like_the_adapter(
     )
 
 
-def test_zero_shot_base_model_predictions(
+def test_zero_shot_base_modelprediction_records(
     exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = tmp_path / "runs" / "base"
     args = ["predict", "--run", str(folder), "--model", str(tiny_model_dir), "--data", str(exports["unseen"])]
     code, text, _ = run([*args, "--split", "test", "--max-new-tokens", "20"], capsys)
-    assert code == 0 and "8 prediction(s)" in text
-    assert len(_predictions(folder / "predictions.jsonl")) == 8
+    assert code == 0 and "8 predictions" in text
+    assert len(prediction_records(folder / "predictions.jsonl")) == 8
 
 
 @pytest.mark.parametrize(

@@ -264,3 +264,25 @@ def test_yolo_and_createml_writers_round_trip(assets: Path, tmp_path: Path) -> N
         )
         for a in annotations
     ]  # CreateML keeps labels and boxes, not VOC's flags
+
+
+@pytest.mark.parametrize("name", ["&lt;loc_1&gt;", "drop&lt;OD&gt;", "drop&#10;stain", "tab&#9;stop"])
+def test_class_names_florence_cannot_hold_are_refused_naming_the_file(tmp_path: Path, name: str) -> None:
+    """``<loc_1>``, ``drop<OD>`` or a name with a line break would break every Florence-2 export later."""
+    from fabricdata.errors import UnknownClassError
+
+    path = tmp_path / "bad.xml"
+    path.write_bytes(_xml(_obj(name=name)))
+    with pytest.raises(UnknownClassError) as caught:
+        read_voc(path)
+    assert caught.value.path == str(path) and caught.value.element == "object[1]/name"
+    assert "Florence-2 labels cannot hold" in str(caught.value)
+
+
+def test_createml_label_must_be_a_string(assets: Path) -> None:
+    folder = assets / "createml"
+    text = (folder / "annotations.json").read_text(encoding="utf-8")
+    text = text.replace('"label": "wrinkle"', '"label": {"name": "wrinkle"}', 1)
+    annotations, errors = read_createml_from_text(folder / "annotations.json", text, folder)
+    assert len(annotations) == 2 and len(errors) == 1
+    assert errors[0].element.endswith("annotations[0].label") and "must be a string" in str(errors[0])

@@ -65,7 +65,10 @@ def read_createml_entry(
 def _read_object(path: str | Path, where: str, raw: Any, size: ImageSize, classes: Sequence[str] | None) -> LabeledBox:
     if not isinstance(raw, dict):
         raise InvalidValueError(path, where, "expected an object", raw)
-    label = check_label(path, f"{where}.label", str(raw.get("label", "")), classes)
+    raw_label = raw.get("label", "")
+    if not isinstance(raw_label, str):
+        raise InvalidValueError(path, f"{where}.label", "must be a string", raw_label)
+    label = check_label(path, f"{where}.label", raw_label, classes)
     coords = raw.get("coordinates")
     if not isinstance(coords, dict):
         raise MissingFieldError(path, f"{where}.coordinates")
