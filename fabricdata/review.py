@@ -316,6 +316,12 @@ def review(
         raise DatasetError(
             f"{folder}/predictions.jsonl is empty: the split it predicted had no images (an empty export split)"
         )
+    tasks = sorted({record.task for record in records} - {"<OD>"})
+    if tasks and all(record.task != "<OD>" for record in records):
+        raise DatasetError(
+            f"{folder}/predictions.jsonl holds {', '.join(tasks)} predictions; review evaluates <OD>: "
+            "run 'fabricdata predict --task od' for this run first"
+        )
     matched, unmatched = _match_samples(dataset, records)
     if not matched:
         raise DatasetError(f"{folder}/predictions.jsonl: none of its images is in dataset {dataset_name!r}")

@@ -26,6 +26,7 @@ from tests.helpers import (
     ARTIFACTS,
     CHROMIUM_FLAGS,
     free_port,
+    imported_synth,
     new_name,
     prediction_records,
     require_chromium,
@@ -343,3 +344,14 @@ def test_serve_grounds_a_phrase_through_gradio_client(taught: dict[str, Path], p
     # the slider filters the last result without running the model again
     gallery, boxes = client.predict(1.0, api_name="/refilter")
     assert len(gallery) == 2 and all(row[2] >= 1.0 for row in boxes["data"])
+
+
+def test_review_says_it_evaluates_od_predictions(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    imported_synth(tmp_path / "fabric", name, capsys, images=2)
+    folder = tmp_path / "runs" / "grounded"
+    folder.mkdir(parents=True)
+    record = {"image": "fabric_00000.jpg", "task": "<CAPTION_TO_PHRASE_GROUNDING>", "phrase": "broken weft",
+              "text": "", "detections": [{"label": "broken", "bbox": [1, 2, 30, 40], "confidence": 0.9}]}  # fmt: skip
+    (folder / "predictions.jsonl").write_text(json.dumps(record) + "\n")
+    code, _, err = run(["review", "--run", str(folder), "-d", name], capsys)
+    assert code == 1 and "holds <CAPTION_TO_PHRASE_GROUNDING> predictions; review evaluates <OD>" in err
