@@ -117,7 +117,7 @@ def prelabel(
                 dataset.add_samples(samples, progress=False)
             if progress:
                 progress(len(batch))
-        if any(proxy is not None for proxy in drafter.proxies):
+        if drafter.wrote_proxy:
             enable_proxies(dataset)
     save_to_verify_view(dataset, run.name)
     return report
@@ -179,7 +179,8 @@ class _Drafter:
     min_confidence: float
     classes: set[str]
     report: PrelabelReport
-    proxies: list[Path | None] = field(default_factory=list)
+    #: whether any draft needed a browser-viewable proxy (the App is then switched to proxies)
+    wrote_proxy: bool = False
 
     def sample(self, path: Path, info: ImageInfo, proxy: Path | None, detections: Sequence[dict[str, Any]]) -> Any:
         fo = fiftyone()
@@ -198,7 +199,7 @@ class _Drafter:
                 )
         self.report.added += 1
         self.report.boxes += len(drafted)
-        self.proxies.append(proxy)
+        self.wrote_proxy = self.wrote_proxy or proxy is not None
         drafts = fo.Detections(detections=drafted)
         return fo.Sample(
             filepath=str(path),

@@ -63,14 +63,13 @@ class Detector:
 
 def load_images(paths: Sequence[str | Path]) -> tuple[list[tuple[str, Any]], list[str]]:
     """Named RGB images, and one line for each file that is not a readable image."""
-    from PIL import Image
+    from finetune.data import load_image
 
     images, problems = [], []
     for path in paths:
         name = Path(path).name
         try:
-            with Image.open(path) as opened:
-                images.append((name, opened.convert("RGB")))
+            images.append((name, load_image(Path(path))))
         except Exception as exc:
             problems.append(f"{name}: not a readable image ({exc.__class__.__name__})")
     return images, problems
