@@ -24,6 +24,7 @@ from fabricdata.cli_common import (
     tracked,
 )
 from fabricdata.errors import ConfigError
+from fabricdata.images import DEFAULT_MAX_PIXELS
 from fabricdata.wording import plural
 
 if TYPE_CHECKING:
@@ -87,6 +88,13 @@ def import_(
     strict: Annotated[bool, typer.Option(help="Exit 1 on warnings too (unlabeled images, orphan labels).")] = False,
     show_all: Annotated[bool, typer.Option("--show-all", help="Name every warning and ignored file.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    follow_links: Annotated[
+        bool,
+        typer.Option("--follow-links", help="Read symbolic links to files outside the folder (refused by default)."),
+    ] = False,
+    max_pixels: Annotated[
+        int, typer.Option("--max-pixels", min=1, help="Refuse images with more pixels (decompression bombs).")
+    ] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Import an annotation folder, as published, into a persistent FiftyOne dataset (idempotent; bulk inserts).
 
@@ -96,8 +104,9 @@ def import_(
     valid/val, test; list files; data.yaml) become the train/val/test tags; category folders become the
     'category' field. Images browsers cannot show (TIFF, 16-bit, CMYK, huge) get a viewable proxy for the App.
 
-    Real image sizes are checked against the annotations. Bad files are listed at the end while all good files
-    are imported (exit 1); README files, licences and notes are ignored; unlabeled images and labels without an
+    Real image sizes are checked against the annotations. Bad files (malformed, truncated images, FIFOs,
+    links leaving the folder, images over --max-pixels) are listed at the end while all good files are
+    imported (exit 1); README files, licences and notes are ignored; unlabeled images and labels without an
     image are warnings (exit 1 only with --strict). Re-importing adds nothing; changed files update their
     samples; removed files are reported and removed only with --prune.
 
@@ -130,6 +139,8 @@ def import_(
             force,
             progress=bar.advance,
             on_total=bar.total,
+            follow_links=follow_links,
+            max_pixels=max_pixels,
         )
     if json_out:
         console.print_json(data=report.as_dict())

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from fabricdata.errors import AnnotationError, FormatDetectionError
+from fabricdata.errors import AnnotationError, FormatDetectionError, InvalidValueError
+from fabricdata.fileio import file_kind
 from fabricdata.images import is_image
 from fabricdata.layouts import (
     CLASS_FILES,
@@ -154,14 +156,18 @@ class Discovery:
 
 
 def discover(
-    folder: str | Path, fmt: FormatName | Literal["auto"] = "auto", classes: Sequence[str] | None = None
+    folder: str | Path,
+    fmt: FormatName | Literal["auto"] = "auto",
+    classes: Sequence[str] | None = None,
+    follow_links: bool = False,
 ) -> Discovery:
-    """Walk ``folder`` and pair every annotation with its image by the rules of its layout."""
+    """Walk ``folder`` and pair every annotation with its image by the rules of its layout (links to files
+    outside ``folder`` are refused unless ``follow_links``)."""
     root = Path(folder).resolve()
     if not root.is_dir():
         raise FormatDetectionError(f"{root}: not a folder")
-    files, dirs = _walk(root)
-    found = Discovery(root=root)
+    files, dirs, refused = _walk(root, follow_links)
+    found = Discovery(root=root, errors=refused)
     for path in files:
         if is_image(path):
             found.images.append(path)
@@ -181,20 +187,23 @@ def discover(
 # --- walking ------------------------------------------------------------------------------------------------
 
 
-def image_files(folder: str | Path) -> list[Path]:
+def image_files(folder: str | Path, follow_links: bool = False) -> list[Path]:
     """The images below ``folder`` at any depth, sorted, by the same rules as import's walk (hidden entries,
-    macOS litter and symlinked folders skipped)."""
+    macOS litter, symlinked folders and refused entries skipped)."""
     root = Path(folder).resolve()
     if not root.is_dir():
         raise FormatDetectionError(f"{root}: not a folder")
-    return [path for path in _walk(root)[0] if is_image(path)]
+    return [path for path in _walk(root, follow_links)[0] if is_image(path)]
 
 
-def _walk(root: Path) -> tuple[list[Path], set[Path]]:
+def _walk(root: Path, follow_links: bool = False) -> tuple[list[Path], set[Path], list[AnnotationError]]:
     """Regular files below ``root`` (sorted), skipping hidden entries and macOS litter; symlinked folders are
-    not entered (no loops, nothing outside the tree)."""
+    not entered (no loops, nothing outside the tree). Entries that are not regular files (FIFOs, devices,
+    broken or looping links) and, unless ``follow_links``, links to files outside ``root`` are refused: one
+    error each, never opened."""
     files: list[Path] = []
     dirs: set[Path] = {root}
+    refused: list[AnnotationError] = []
     stack: list[tuple[Path, int]] = [(root, 0)]
     while stack:
         folder, depth = stack.pop()
@@ -210,12 +219,37 @@ def _walk(root: Path) -> tuple[list[Path], set[Path]]:
                     if depth < MAX_DEPTH:
                         dirs.add(Path(entry.path))
                         stack.append((Path(entry.path), depth + 1))
-                elif entry.is_file():
-                    files.append(Path(entry.path))
-            except OSError:
-                continue
+                    continue
+                problem = _refusal(Path(entry.path), entry, root, follow_links)
+            except OSError as exc:
+                problem = f"cannot be read ({exc.strerror or exc.__class__.__name__})"
+            if problem is None:
+                files.append(Path(entry.path))
+            elif problem:
+                refused.append(InvalidValueError(entry.path, "file", problem))
     files.sort()
-    return files, dirs
+    refused.sort(key=lambda error: error.path)
+    return files, dirs, refused
+
+
+def _refusal(path: Path, entry: os.DirEntry[str], root: Path, follow_links: bool) -> str | None:
+    """Why an entry is not read (None: a regular file to read; "": skipped without a word, as a symlinked
+    folder)."""
+    if entry.is_symlink():
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return "broken or looping symbolic link"
+        if target.is_dir():
+            return ""
+        if not follow_links and not target.is_relative_to(root):
+            return f"symbolic link to {target}, outside the import folder (--follow-links to read it)"
+        mode = target.stat().st_mode
+    else:
+        mode = entry.stat(follow_symlinks=False).st_mode
+    if not stat.S_ISREG(mode):
+        return f"not a regular file ({file_kind(mode)})"
+    return None
 
 
 @functools.lru_cache(maxsize=4096)

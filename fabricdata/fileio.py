@@ -5,9 +5,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Container
 from pathlib import Path
+
+from fabricdata.errors import InvalidValueError, MissingFieldError
+
+#: the largest label file read (VOC, YOLO, class names): a LabelImg file for thousands of boxes is ~1 MB
+MAX_LABEL_BYTES = 4 * 1024 * 1024
+#: the largest CreateML file read (one file holds every image of a folder)
+MAX_CREATEML_BYTES = 256 * 1024 * 1024
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = True) -> None:
@@ -40,6 +48,45 @@ def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = True) ->
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def read_limited(path: str | Path, limit: int = MAX_LABEL_BYTES) -> bytes:
+    """The bytes of the regular file ``path``, checked with ``stat`` before reading: FIFOs, devices and folders
+    are refused (never opened, so never hang), and so are files above ``limit`` bytes. One typed error, naming
+    the file, for each problem."""
+    source = Path(path)
+    try:
+        info = source.stat()
+    except FileNotFoundError:
+        raise MissingFieldError(source, "file") from None
+    except OSError as exc:
+        raise InvalidValueError(source, "file", f"cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidValueError(source, "file", f"not a regular file ({file_kind(info.st_mode)})")
+    if info.st_size > limit:
+        raise InvalidValueError(source, "document", f"larger than {limit} bytes", info.st_size)
+    try:
+        with source.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InvalidValueError(source, "file", f"cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+    if len(data) > limit:  # grew between stat and read
+        raise InvalidValueError(source, "document", f"larger than {limit} bytes", len(data))
+    return data
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (for error lines)."""
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -10,6 +10,7 @@ image whose orientation tag is not 1, since its boxes would look misplaced in th
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,23 @@ BROWSER_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP"})
 BROWSER_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA"})
 #: larger images get a downscaled proxy for the App (browsers decode them slowly or not at all)
 BROWSER_MAX_SIDE = 8192
+#: images with more pixels are refused (a header can claim any size: a "decompression bomb"); 256 megapixels
+#: hold a 16k x 16k line-scan frame. ``import --max-pixels`` changes it; it is also PIL's MAX_IMAGE_PIXELS.
+DEFAULT_MAX_PIXELS = 256_000_000
+_max_pixels = DEFAULT_MAX_PIXELS
+
+
+def set_pixel_limit(pixels: int) -> None:
+    """Refuse images above ``pixels`` pixels in this process (image headers are checked against it, and PIL's
+    ``Image.MAX_IMAGE_PIXELS`` is set to it before each header is read)."""
+    global _max_pixels
+    if pixels < 1:
+        raise ValueError(f"pixel limit must be positive (got {pixels})")
+    _max_pixels = pixels
+
+
+def pixel_limit() -> int:
+    return _max_pixels
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +75,12 @@ def image_info(path: str | Path) -> ImageInfo:
     """Header facts of an image, without decoding pixels (EXIF orientation is ignored, as LabelImg does)."""
     from PIL import Image, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = _max_pixels  # deliberately ours: PIL refuses at twice it, we check it exactly below
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             width, height = image.size
             orientation = _orientation(image)
             info = ImageInfo(
@@ -66,9 +88,49 @@ def image_info(path: str | Path) -> ImageInfo:
             )
     except FileNotFoundError:
         raise InvalidValueError(path, "image", "image file not found") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:
+        raise InvalidValueError(path, "image", _too_many_pixels()) from None
+    except (UnidentifiedImageError, OSError) as exc:
         raise InvalidValueError(path, "image", f"not a readable image ({exc.__class__.__name__})") from None
+    if info.size.width * info.size.height > _max_pixels:
+        raise InvalidValueError(path, "image", _too_many_pixels(), f"{info.size.width}x{info.size.height}")
     return info
+
+
+def _too_many_pixels() -> str:
+    return f"more than {_max_pixels} pixels (a decompression bomb?); raise --max-pixels if it is real"
+
+
+def check_complete(path: str | Path, info: ImageInfo) -> None:
+    """Raise InvalidValueError unless the whole image is there: a truncated download or an interrupted copy
+    imports fine from its header and fails later in training. Cheap where the format allows: a JPEG must end
+    with its end-of-image marker (else it is decoded in full to be sure), a PNG's chunks are read and their
+    checksums verified without decompressing; other formats are decoded in full."""
+    from PIL import Image
+
+    source = Path(path)
+    try:
+        if info.format == "JPEG" and _ends_with_eoi(source):
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as image:
+                if info.format == "PNG":
+                    image.verify()
+                else:
+                    image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        detail = str(exc) or exc.__class__.__name__
+        raise InvalidValueError(source, "image", f"truncated or corrupt ({detail})") from None
+
+
+def _ends_with_eoi(path: Path) -> bool:
+    """True when a JPEG file ends with its EOI marker (cameras may append a few bytes after it)."""
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - 64))
+        return b"\xff\xd9" in handle.read()
 
 
 def image_size(path: str | Path) -> ImageSize:

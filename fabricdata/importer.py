@@ -23,7 +23,7 @@ from typing import Any, Literal
 from fabricdata.boxes import box_to_fiftyone
 from fabricdata.errors import AnnotationError, DatasetError, InvalidValueError
 from fabricdata.formats import FolderItem, FormatName, read_folder
-from fabricdata.images import write_proxy
+from fabricdata.images import check_complete, set_pixel_limit, write_proxy
 from fabricdata.import_report import ImportReport
 from fabricdata.store import (
     F_ANNOTATION_FORMAT,
@@ -61,13 +61,21 @@ def import_folder(
     force: bool = False,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    *,
+    follow_links: bool = False,
+    max_pixels: int | None = None,
 ) -> ImportReport:
     """Import (or re-import) the tree ``folder`` into the dataset ``dataset_name``.
 
     ``on_total`` is called once with the number of images found (for progress bars), before any is imported.
+    Links to files outside ``folder`` are refused unless ``follow_links``; images above ``max_pixels`` pixels
+    (default :data:`fabricdata.images.DEFAULT_MAX_PIXELS`) are refused; new images must be complete (not
+    truncated). Every refusal is one error naming the file; the rest of the folder is imported.
     """
+    if max_pixels is not None:
+        set_pixel_limit(max_pixels)
     root = Path(folder).resolve()
-    scan = read_folder(root, fmt, classes)
+    scan = read_folder(root, fmt, classes, follow_links=follow_links)
     if on_total is not None:
         on_total(len(scan.items))
     report = ImportReport.from_scan(root, scan)
@@ -90,6 +98,7 @@ def import_folder(
                 progress(1)
         else:
             changed.append((entry[0], item))
+    new_items = _complete(new_items, report.errors)
     report.exif_rotated = [str(i.image_path) for i in new_items if i.image and i.image.orientation not in (0, 1)]
     new_items = _with_proxies(new_items, managed_dir(dataset_name, "proxies"), report.errors)
     report.proxies = sum(item.proxy is not None for item in new_items)
@@ -100,6 +109,20 @@ def import_folder(
     _apply_changes(dataset, changed, force, report, progress)
     _handle_missing(dataset, root, scan.items, scan.errors, prune, report)
     return report
+
+
+def _complete(items: Sequence[FolderItem], errors: list[AnnotationError]) -> list[FolderItem]:
+    """The items whose images are whole; a truncated or corrupt image is an error of its own (not imported)."""
+    out = []
+    for item in items:
+        try:
+            if item.image is not None:
+                check_complete(item.image_path, item.image)
+        except AnnotationError as exc:
+            errors.append(exc)
+            continue
+        out.append(item)
+    return out
 
 
 def _with_proxies(items: Sequence[FolderItem], folder: Path, errors: list[AnnotationError]) -> list[FolderItem]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fabricdata.errors import AnnotationError, InvalidValueError
+from fabricdata.fileio import read_limited
 
 #: split names authors use for folders, list-file keys and data.yaml keys -> our split tags
 SPLIT_ALIASES: dict[str, str] = {
@@ -57,13 +58,9 @@ class LayoutConfig:
 
 def _read_text(path: Path) -> str:
     try:
-        if path.stat().st_size > MAX_LAYOUT_BYTES:
-            raise InvalidValueError(path, "document", f"larger than {MAX_LAYOUT_BYTES} bytes for a layout file")
-        return path.read_bytes().decode("utf-8-sig")
+        return read_limited(path, MAX_LAYOUT_BYTES).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidValueError(path, "document", f"invalid UTF-8 at byte {exc.start}") from None
-    except OSError as exc:
-        raise InvalidValueError(path, "file", f"cannot be read ({exc.strerror or exc.__class__.__name__})") from None
 
 
 def read_names(path: Path) -> tuple[str, ...]:

@@ -23,6 +23,8 @@ from fabricdata.fileio import sha256_bytes
 from fabricdata.images import ImageInfo, image_info
 
 FORMATS: tuple[FormatName, ...] = ("voc", "yolo", "createml")
+#: boxes one image may hold: a sample is one MongoDB document (16 MB at most); 10 000 boxes take about 3 MB
+MAX_OBJECTS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +82,12 @@ def read_folder(
     fmt: FormatName | Literal["auto"] = "auto",
     classes: Sequence[str] | None = None,
     check_sizes: bool = True,
+    follow_links: bool = False,
 ) -> FolderScan:
-    """Read every annotation found in the tree ``folder``; bad files become errors, the good ones are returned."""
-    found = discover(folder, fmt, classes)
+    """Read every annotation found in the tree ``folder``; bad files become errors, the good ones are returned.
+
+    An image may hold at most ``MAX_OBJECTS`` boxes (a sample is one MongoDB document, limited to 16 MB)."""
+    found = discover(folder, fmt, classes, follow_links)
     scan = FolderScan(
         format="+".join(found.formats) or (fmt if fmt != "auto" else "none"),
         errors=list(found.errors),
@@ -97,6 +102,10 @@ def read_folder(
                 scan.warnings.append(result)
             elif isinstance(result, AnnotationError):
                 scan.errors.append(result)
+            elif len(result.annotation.objects) > MAX_OBJECTS:
+                count = len(result.annotation.objects)
+                problem = f"more than {MAX_OBJECTS} boxes for one image ({result.image_path.name})"
+                scan.errors.append(InvalidValueError(result.annotation_path, "objects", problem, count))
             elif result.image_path in claimed:
                 first = claimed[result.image_path]
                 scan.errors.append(

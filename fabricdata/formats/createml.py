@@ -15,14 +15,14 @@ from typing import Any
 from fabricdata.annotation import ImageAnnotation, LabeledBox, check_box, check_label
 from fabricdata.boxes import ImageSize, box_to_createml, createml_to_box
 from fabricdata.errors import AnnotationError, InvalidValueError, MissingFieldError
-from fabricdata.fileio import atomic_write_text, sha256_bytes
+from fabricdata.fileio import MAX_CREATEML_BYTES, atomic_write_text, read_limited, sha256_bytes
 
 
 def load_createml(path: str | Path) -> list[dict[str, Any]]:
     """Load and shape-check a CreateML file; each entry must be an object with an ``image`` name."""
     source = Path(path)
     try:
-        text = source.read_bytes().decode("utf-8")
+        text = read_limited(source, MAX_CREATEML_BYTES).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidValueError(source, "document", f"invalid UTF-8 at byte {exc.start}") from None
     try:

@@ -19,9 +19,9 @@ from lxml import etree
 from fabricdata.annotation import ImageAnnotation, LabeledBox, check_box, check_label
 from fabricdata.boxes import ImageSize, box_to_voc, voc_to_box
 from fabricdata.errors import InvalidValueError, MissingFieldError, UnsafeXMLError
-from fabricdata.fileio import atomic_write_bytes
+from fabricdata.fileio import MAX_LABEL_BYTES, atomic_write_bytes, read_limited
 
-MAX_XML_BYTES = 4 * 1024 * 1024
+MAX_XML_BYTES = MAX_LABEL_BYTES
 _MODELLED_TOP = {"folder", "filename", "path", "source", "size", "segmented", "object"}
 _MODELLED_OBJECT = {"name", "pose", "truncated", "difficult", "bndbox", "caption"}
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
@@ -46,13 +46,7 @@ def read_voc(path: str | Path, classes: Sequence[str] | None = None) -> ImageAnn
 def read_voc_bytes(path: str | Path, classes: Sequence[str] | None = None) -> tuple[bytes, ImageAnnotation]:
     """Like :func:`read_voc`, also returning the bytes that were parsed (for content hashes)."""
     source = Path(path)
-    try:
-        size = source.stat().st_size
-    except FileNotFoundError:
-        raise MissingFieldError(source, "file") from None
-    if size > MAX_XML_BYTES:
-        raise UnsafeXMLError(source, "document", f"larger than {MAX_XML_BYTES} bytes", size)
-    data = source.read_bytes()
+    data = read_limited(source, MAX_XML_BYTES)
     return data, parse_voc(data, source, classes)
 
 

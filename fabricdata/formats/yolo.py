@@ -13,7 +13,7 @@ from pathlib import Path
 from fabricdata.annotation import ImageAnnotation, LabeledBox, check_box, check_label
 from fabricdata.boxes import ImageSize, box_to_yolo, clip_box, yolo_to_box
 from fabricdata.errors import InvalidValueError, MissingFieldError, UnknownClassError
-from fabricdata.fileio import atomic_write_text
+from fabricdata.fileio import atomic_write_text, read_limited
 
 CLASSES_FILE = "classes.txt"
 
@@ -58,7 +58,7 @@ def read_yolo_bytes(
 ) -> tuple[bytes, ImageAnnotation]:
     """Like :func:`read_yolo`, also returning the bytes that were parsed (for content hashes)."""
     source = Path(path)
-    data = source.read_bytes()
+    data = read_limited(source)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
