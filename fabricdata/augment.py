@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fabricdata import faults
 from fabricdata.annotation import LabeledBox
 from fabricdata.boxes import Box, ImageSize, albumentations_to_box, box_problem, box_to_albumentations
 from fabricdata.errors import ConfigError, DatasetError
-from fabricdata.fileio import atomic_write_bytes, sha256_file
+from fabricdata.fileio import atomic_write_bytes, sha256_file, short_name
 from fabricdata.images import is_browser_suffix
+from fabricdata.workers import process_pool
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "pipelines" / "augment"
 DEFAULT_MIN_VISIBILITY = 0.3
@@ -86,8 +87,10 @@ def variant_seed(base_seed: int, source_key: str, recipe: Recipe, copy: int) -> 
 
 
 def variant_name(recipe: Recipe, source_name: str, copy: int) -> str:
+    """``flipped_NAME``, ``flipped2_NAME``, ...; hash-shortened where it would pass NAME_MAX (the sample's
+    ``source_id`` records which image it came from)."""
     prefix = PREFIXES.get(recipe.name, recipe.name)
-    return f"{prefix}_{source_name}" if copy == 0 else f"{prefix}{copy}_{source_name}"
+    return short_name(f"{prefix}_{source_name}" if copy == 0 else f"{prefix}{copy}_{source_name}")
 
 
 # --- the work of one variant (runs in worker processes) --------------------------------------------------
@@ -158,7 +161,7 @@ def run_jobs(recipe: Recipe, jobs: Sequence[Job], workers: int) -> Iterator[Resu
         _init_worker(recipe)
         yield from (run_job(job) for job in jobs)
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(recipe,)) as pool:
+    with process_pool(workers, _init_worker, (recipe,)) as pool:
         yield from pool.map(run_job, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
 
 
@@ -231,6 +234,7 @@ def make_variants(
         meta.append((sample, copy, key, objects))
     batch: list[Any] = []
     for (sample, copy, key, objects), result in zip(meta, run_jobs(recipe, jobs, workers), strict=True):
+        faults.point("augment.written")
         report.dropped_boxes += len(objects) - len(result.kept)
         batch.append(_variant_sample(sample, copy, key, objects, result, recipe, seed, F_SOURCE_ID))
         if len(batch) >= 200:

@@ -22,10 +22,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from fabricdata import faults
 from fabricdata.annotation import LabeledBox
 from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, reading_order_key
 from fabricdata.errors import ConfigError, DatasetError
-from fabricdata.fileio import atomic_write_bytes, atomic_write_text, link_or_copy, unique_name
+from fabricdata.fileio import atomic_write_bytes, atomic_write_text, link_or_copy, new_stage, swap_in, unique_name
 from fabricdata.florence import (
     TASK_DENSE,
     TASK_GROUNDING,
@@ -206,9 +207,37 @@ def export_florence(
         _refuse_empty_splits(view)
     if on_total is not None:
         on_total(len(view))
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=root))
+    target = Path(out).absolute()
+    _check_target(target)
+    stage = new_stage(target)
+    try:
+        manifest = _write_export(dataset_name, dataset, view, view_name, stage, options, progress)
+        swap_in(stage, target)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _check_target(target: Path) -> None:
+    """An export replaces its folder whole: refuse a folder that holds anything but an earlier export."""
+    if target.is_dir() and any(target.iterdir()) and not (target / "manifest.json").is_file():
+        raise ConfigError(f"{target}: exists and is not a fabricdata export (no manifest.json); choose a new folder")
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{target}: exists and is not a folder")
+
+
+def _write_export(
+    dataset_name: str,
+    dataset: Any,
+    view: Any,
+    view_name: str | None,
+    root: Path,
+    options: ExportOptions,
+    progress: Callable[[int], None] | None,
+) -> ExportManifest:
+    """Write the whole export into the fresh folder ``root``."""
+    scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=root))
     writers: dict[str, _SplitWriter] = {}
     for tag, folder in FOLDERS.items():
         (root / folder).mkdir(exist_ok=True)
@@ -244,6 +273,7 @@ def export_florence(
                 writer.instances.update(obj.label for obj in objects)
             else:
                 writer.names.discard(name)
+            faults.point("export.written")
         digest = hashlib.sha256()
         for writer in writers.values():
             digest.update(_assemble(writer, options))

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from fabricdata import faults
 from fabricdata.boxes import box_to_fiftyone
 from fabricdata.errors import AnnotationError, DatasetError, InvalidValueError
 from fabricdata.formats import FolderItem, FormatName, read_folder
@@ -231,6 +232,7 @@ def bulk_add(dataset: Any, items: Sequence[FolderItem], root: Path, progress: Ca
     ordered = sorted(items, key=lambda item: not item.annotation.objects)  # a first item with boxes
     first, rest = ordered[0], ordered[1:]
     dataset.add_samples([_new_sample(first, root)], progress=False)
+    faults.point("import.added")
     if progress:
         progress(1)
     reference = dataset._sample_collection.find_one({"filepath": str(first.image_path)})
@@ -242,6 +244,7 @@ def bulk_add(dataset: Any, items: Sequence[FolderItem], root: Path, progress: Ca
     for start in range(0, len(rest), _BATCH):
         chunk = rest[start : start + _BATCH]
         dataset._sample_collection.insert_many([_document(item, root, dataset_id) for item in chunk], ordered=True)
+        faults.point("import.added")
         if progress:
             progress(len(chunk))
 

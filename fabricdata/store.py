@@ -46,6 +46,8 @@ TAG_PRELABELED = "prelabeled"
 TAG_VERIFIED = "verified"
 #: detection attribute of a drafted box (with the box's ``confidence``)
 ATTR_PROPOSAL = "proposal"
+#: write-back's journal: set before a file is replaced, cleared once the new hashes are recorded (JSON)
+F_WRITEBACK_PENDING = "writeback_pending"
 #: set on augmented variants: the id of the sample they were made from
 F_SOURCE_ID = "source_id"
 VARIANT_FIELDS: dict[str, str] = {
@@ -124,6 +126,7 @@ def ensure_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
         F_CLASS_FILE: (fo.StringField, {}),
         F_PRELABEL_RUN: (fo.StringField, {}),
         F_PRELABEL_CONFIDENCE: (fo.FloatField, {}),
+        F_WRITEBACK_PENDING: (fo.StringField, {}),
         f"{GT_FIELD}.detections.{ATTR_PROPOSAL}": (fo.BooleanField, {}),
         **{name: (fo.IntField if kind == "int" else fo.StringField, {}) for name, kind in VARIANT_FIELDS.items()},
     }

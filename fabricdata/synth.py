@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from fabricdata.boxes import Box, ImageSize
 from fabricdata.fileio import atomic_write_bytes
 from fabricdata.formats.voc import voc_to_bytes
 from fabricdata.formats.yolo import write_classes
+from fabricdata.workers import process_pool
 
 #: Default share of each class among defects (imbalanced on purpose: balancing must matter).
 DEFAULT_MIX: tuple[float, ...] = (0.55, 0.30, 0.15)
@@ -252,7 +252,7 @@ def generate(
             if progress:
                 progress(1)
         return target
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with process_pool(workers) as pool:
         for _ in pool.map(_write_one, [config] * len(indices), [target] * len(indices), indices, chunksize=4):
             if progress:
                 progress(1)

@@ -9,34 +9,37 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fabricdata import faults, journal
 from fabricdata.annotation import ImageAnnotation, LabeledBox
 from fabricdata.errors import AnnotationError, DatasetError, WriteBackConflictError
 from fabricdata.fileio import (
+    MAX_CREATEML_BYTES,
+    ChangedOnDiskError,
     atomic_write_bytes,
     atomic_write_text,
     link_or_copy,
+    read_limited,
     sha256_bytes,
-    sha256_file,
     unique_name,
 )
-from fabricdata.formats.createml import createml_entry, createml_entry_hash, load_createml
+from fabricdata.formats.createml import createml_entry, createml_entry_hash, parse_createml
 from fabricdata.formats.voc import read_voc, read_voc_bytes, voc_to_bytes, write_voc
 from fabricdata.formats.yolo import CLASSES_FILE, read_classes, write_classes, yolo_to_text
 from fabricdata.importer import SIDECAR
+from fabricdata.journal import Pending, roll_forward
+from fabricdata.locks import dataset_lock, file_lock
 from fabricdata.store import (
-    ATTR_PROPOSAL,
     F_ANNOTATION_FORMAT,
     F_ANNOTATION_HASH,
     F_ANNOTATION_PATH,
     F_CLASS_FILE,
     F_LABELS_HASH,
     F_VERIFIED,
-    GT_FIELD,
     TAG_PRELABELED,
     TAG_VERIFIED,
     fiftyone,
@@ -53,6 +56,8 @@ class WriteBackReport:
     written: list[str] = field(default_factory=list)
     unchanged: int = 0
     errors: list[AnnotationError] = field(default_factory=list)
+    #: writes a killed write-back had finished, recorded now (see :mod:`fabricdata.journal`)
+    recovered: int = 0
 
 
 def writeback(
@@ -63,40 +68,85 @@ def writeback(
 ) -> WriteBackReport:
     """Write every sample whose labels changed since import back to its annotation file.
 
-    ``on_total`` is called once with the number of samples that have an annotation file (variants have none).
+    A transaction per file: the dataset's lock (a second write-back waits for this one), the file's lock, a
+    journal entry on the sample, the file's hash checked again just before the atomic rename (a save from
+    LabelImg meanwhile wins and is reported), the rename, then the new hashes. A rerun after a crash finishes
+    from the journal. ``on_total`` is called once with the number of samples that have an annotation file.
     """
+    with dataset_lock(dataset_name):
+        dataset = load_dataset(dataset_name)
+        report = WriteBackReport(recovered=roll_forward(dataset))
+        _write_changed(dataset, force, report, progress, on_total)
+        _write_verified_drafts(dataset, report)
+    return report
+
+
+def _write_changed(
+    dataset: Any,
+    force: bool,
+    report: WriteBackReport,
+    progress: Callable[[int], None] | None,
+    on_total: Callable[[int], None] | None,
+) -> None:
     fo = fiftyone()
-    dataset = load_dataset(dataset_name)
-    report = WriteBackReport()
     imported = dataset.exists(F_ANNOTATION_PATH).match(fo.ViewField(F_ANNOTATION_PATH) != "")
     if on_total is not None:
         on_total(len(imported))
     pending: dict[str, list[tuple[Any, list[LabeledBox]]]] = defaultdict(list)  # CreateML: one file, many samples
-    for sample in imported.iter_samples(autosave=True):
+    for sample in imported.iter_samples():
         if progress:
             progress(1)
         objects = sample_objects(sample)
-        digest = labels_digest(objects)
-        if digest == sample[F_LABELS_HASH]:
+        if labels_digest(objects) == sample[F_LABELS_HASH]:
             report.unchanged += 1
-            continue
-        if sample[F_ANNOTATION_FORMAT] == "createml":
+        elif sample[F_ANNOTATION_FORMAT] == "createml":
             pending[sample[F_ANNOTATION_PATH]].append((sample, objects))
-            continue
-        try:
-            _write_one(sample, objects, force)
-        except AnnotationError as exc:
-            report.errors.append(exc)
-            continue
-        sample[F_LABELS_HASH] = digest
-        report.written.append(sample[F_ANNOTATION_PATH])
+        else:
+            try:
+                _write_one(sample, objects, force)
+            except AnnotationError as exc:
+                report.errors.append(exc)
+                continue
+            report.written.append(sample[F_ANNOTATION_PATH])
     for path, samples in pending.items():
         _write_createml(Path(path), samples, force, report)
-    _write_verified_drafts(dataset, report)
-    return report
+
+
+def _replace(path: Path, data: bytes, read_hash: str, staged: Sequence[tuple[Any, Pending]]) -> None:
+    """Journal, replace ``path`` unless it changed since it was read (hash ``read_hash``), settle."""
+    for sample, entry in staged:
+        journal.begin(sample, entry)
+    faults.point("writeback.journaled")
+    try:
+        atomic_write_bytes(path, data, expect=read_hash)
+    except ChangedOnDiskError:
+        for sample, _ in staged:
+            journal.abort(sample)
+        raise WriteBackConflictError(
+            path, "file", "was saved by another program during write-back: left as saved; re-import it"
+        ) from None
+    except BaseException:
+        for sample, _ in staged:
+            journal.abort(sample)
+        raise
+    faults.point("writeback.renamed")
+    for sample, entry in staged:
+        journal.commit(sample, entry)
 
 
 # --- verified drafts (prelabel) ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _NewLabels:
+    """What a verified draft becomes: ``data`` at ``path`` (CreateML: the whole file, the entry's hash)."""
+
+    path: Path
+    data: bytes
+    annotation_hash: str
+    class_file: str | None = None
+    #: CreateML: the hash the existing file was read with (None: a new file, never over an existing one)
+    replaces: str | None = None
 
 
 def _write_verified_drafts(dataset: Any, report: WriteBackReport) -> None:
@@ -110,7 +160,7 @@ def _write_verified_drafts(dataset: Any, report: WriteBackReport) -> None:
         return
     formats = Counter({k: v for k, v in dataset.count_values(F_ANNOTATION_FORMAT).items() if k})
     fmt = formats.most_common(1)[0][0] if formats else "voc"
-    for sample in drafts.iter_samples(autosave=True):
+    for sample in drafts.iter_samples():
         objects = sample_objects(sample)
         image = Path(sample.filepath)
         channels = sample.metadata.num_channels or 3
@@ -119,32 +169,32 @@ def _write_verified_drafts(dataset: Any, report: WriteBackReport) -> None:
             path=str(image), verified=True,
         )  # fmt: skip
         try:
-            path, digest = _NEW_FILE_WRITERS[fmt](annotation, image, dataset, sample)
+            new = _NEW_FILE_WRITERS[fmt](annotation, image, dataset)
+            entry = Pending(new.annotation_hash, labels_digest(objects), str(new.path), fmt, new.class_file)
+            if new.replaces is None:
+                journal.begin(sample, entry)
+                _create(new.path, new.data)
+                journal.commit(sample, entry)
+            else:
+                with file_lock(new.path):
+                    _replace(new.path, new.data, new.replaces, [(sample, entry)])
         except AnnotationError as exc:
             report.errors.append(exc)
             continue
         except FileExistsError as exc:
+            journal.abort(sample)
             problem = "exists already (made since prelabel): import it instead of writing the draft"
             report.errors.append(WriteBackConflictError(Path(exc.filename2 or exc.filename), "file", problem))
             continue
-        sample[F_ANNOTATION_PATH] = str(path)
-        sample[F_ANNOTATION_FORMAT] = fmt
-        sample[F_ANNOTATION_HASH] = digest
-        sample[F_LABELS_HASH] = labels_digest(objects)
-        sample[F_VERIFIED] = True
-        for det in sample[GT_FIELD].detections if sample[GT_FIELD] is not None else ():
-            det[ATTR_PROPOSAL] = False
-        report.written.append(str(path))
+        report.written.append(str(new.path))
 
 
-def _new_voc(annotation: ImageAnnotation, image: Path, dataset: Any, sample: Any) -> tuple[Path, str]:
-    path = image.with_suffix(".xml")
+def _new_voc(annotation: ImageAnnotation, image: Path, dataset: Any) -> _NewLabels:
     data = voc_to_bytes(annotation)
-    _create(path, data)
-    return path, sha256_bytes(data)
+    return _NewLabels(image.with_suffix(".xml"), data, sha256_bytes(data))
 
 
-def _new_yolo(annotation: ImageAnnotation, image: Path, dataset: Any, sample: Any) -> tuple[Path, str]:
+def _new_yolo(annotation: ImageAnnotation, image: Path, dataset: Any) -> _NewLabels:
     path = image.with_suffix(".txt")
     if path.exists():
         raise FileExistsError(0, "exists", str(path))
@@ -154,22 +204,22 @@ def _new_yolo(annotation: ImageAnnotation, image: Path, dataset: Any, sample: An
     if wanted != classes or not classes_path.is_file():
         write_classes(classes_path, wanted)
     data = yolo_to_text(annotation, wanted).encode("utf-8")
-    _create(path, data)
-    sample[F_CLASS_FILE] = str(classes_path)
-    return path, sha256_bytes(data)
+    return _NewLabels(path, data, sha256_bytes(data), class_file=str(classes_path))
 
 
-def _new_createml(annotation: ImageAnnotation, image: Path, dataset: Any, sample: Any) -> tuple[Path, str]:
+def _new_createml(annotation: ImageAnnotation, image: Path, dataset: Any) -> _NewLabels:
     path = image.parent / "annotations.json"
-    entries = load_createml(path) if path.is_file() else []
+    exists = path.is_file()
+    raw = read_limited(path, MAX_CREATEML_BYTES) if exists else b"[]"
+    entries = parse_createml(raw, path)
     if any(entry.get("image") == image.name for entry in entries):
         raise WriteBackConflictError(path, image.name, "has an entry for this image already: import it instead")
     entry = createml_entry(annotation)
-    atomic_write_text(path, json.dumps([*entries, entry], ensure_ascii=False))
-    return path, createml_entry_hash(entry)
+    data = json.dumps([*entries, entry], ensure_ascii=False).encode("utf-8")
+    return _NewLabels(path, data, createml_entry_hash(entry), replaces=sha256_bytes(raw) if exists else None)
 
 
-_NEW_FILE_WRITERS: dict[str, Callable[[ImageAnnotation, Path, Any, Any], tuple[Path, str]]] = {
+_NEW_FILE_WRITERS: dict[str, Callable[[ImageAnnotation, Path, Any], _NewLabels]] = {
     "voc": _new_voc,
     "yolo": _new_yolo,
     "createml": _new_createml,
@@ -179,6 +229,9 @@ _NEW_FILE_WRITERS: dict[str, Callable[[ImageAnnotation, Path, Any, Any], tuple[P
 def _create(path: Path, data: bytes) -> None:
     """Write a new file atomically; FileExistsError (nothing written) when one is there."""
     atomic_write_bytes(path, data, overwrite=False)
+
+
+# --- the samples' own files ---------------------------------------------------------------------------------
 
 
 def _check_unchanged_on_disk(path: Path, current_hash: str, stored_hash: str, force: bool) -> None:
@@ -193,43 +246,67 @@ def _write_one(sample: Any, objects: list[LabeledBox], force: bool) -> None:
     fmt = sample[F_ANNOTATION_FORMAT]
     if not path.exists():
         raise WriteBackConflictError(path, "file", "annotation file no longer exists")
-    if fmt == "voc":
-        data, on_disk = read_voc_bytes(path)
-        _check_unchanged_on_disk(path, sha256_bytes(data), sample[F_ANNOTATION_HASH], force)
-        updated = replace(on_disk, objects=tuple(objects), verified=bool(sample[F_VERIFIED]))
-        new_bytes = voc_to_bytes(updated)
-        atomic_write_bytes(path, new_bytes)
-        sample[F_ANNOTATION_HASH] = sha256_bytes(new_bytes)
-    elif fmt == "yolo":
-        _check_unchanged_on_disk(path, sha256_file(path), sample[F_ANNOTATION_HASH], force)
-        named = sample[F_CLASS_FILE] if sample.has_field(F_CLASS_FILE) else None
-        classes_path = Path(named) if named else path.parent / CLASSES_FILE
-        classes = list(read_classes(classes_path))
-        annotation = ImageAnnotation(path.name, sample_size(sample), tuple(objects))
-        added = list(dict.fromkeys(obj.label for obj in annotation.objects if obj.label not in classes))
-        if added and classes_path.suffix.lower() in (".yaml", ".yml"):
-            raise WriteBackConflictError(
-                classes_path, "names", f"class {added[0]!r} is not listed; add it to the YAML's names first"
-            )
-        if added:  # LabelImg appends new classes the same way
-            classes += added
-            write_classes(classes_path, classes)
-        text = yolo_to_text(annotation, classes)
-        atomic_write_text(path, text)
-        sample[F_ANNOTATION_HASH] = sha256_bytes(text.encode("utf-8"))
-    else:
+    if fmt not in ("voc", "yolo"):
         raise DatasetError(f"{path}: unknown annotation format {fmt!r}")
+    with file_lock(path):
+        if fmt == "voc":
+            data, on_disk = read_voc_bytes(path)
+            read_hash = sha256_bytes(data)
+            _check_unchanged_on_disk(path, read_hash, sample[F_ANNOTATION_HASH], force)
+            new_bytes = voc_to_bytes(replace(on_disk, objects=tuple(objects), verified=bool(sample[F_VERIFIED])))
+        else:
+            read_hash = sha256_bytes(read_limited(path))
+            _check_unchanged_on_disk(path, read_hash, sample[F_ANNOTATION_HASH], force)
+            new_bytes = _yolo_bytes(sample, path, objects)
+        entry = Pending(sha256_bytes(new_bytes), labels_digest(objects))
+        _replace(path, new_bytes, read_hash, [(sample, entry)])
+
+
+def _yolo_bytes(sample: Any, path: Path, objects: list[LabeledBox]) -> bytes:
+    named = sample[F_CLASS_FILE] if sample.has_field(F_CLASS_FILE) else None
+    classes_path = Path(named) if named else path.parent / CLASSES_FILE
+    classes = list(read_classes(classes_path))
+    annotation = ImageAnnotation(path.name, sample_size(sample), tuple(objects))
+    added = list(dict.fromkeys(obj.label for obj in annotation.objects if obj.label not in classes))
+    if added and classes_path.suffix.lower() in (".yaml", ".yml"):
+        raise WriteBackConflictError(
+            classes_path, "names", f"class {added[0]!r} is not listed; add it to the YAML's names first"
+        )
+    if added:  # LabelImg appends new classes the same way
+        classes += added
+        write_classes(classes_path, classes)
+    return yolo_to_text(annotation, classes).encode("utf-8")
 
 
 def _write_createml(
     path: Path, samples: list[tuple[Any, list[LabeledBox]]], force: bool, report: WriteBackReport
 ) -> None:
+    """One CreateML file holds many samples: every changed entry is replaced in one write of the file; the
+    samples' hashes are recorded only after it (the journal covers a crash in between)."""
     try:
-        entries = load_createml(path)
+        with file_lock(path):
+            raw = read_limited(path, MAX_CREATEML_BYTES)
+            entries = parse_createml(raw, path)
+            staged = _stage_createml(path, entries, samples, force, report)
+            if staged:
+                _replace(path, json.dumps(entries, ensure_ascii=False).encode("utf-8"), sha256_bytes(raw), staged)
+                report.written.extend(f"{path}#{Path(sample.filepath).name}" for sample, _ in staged)
+    except FileNotFoundError:
+        report.errors.append(WriteBackConflictError(path, "file", "annotation file no longer exists"))
     except AnnotationError as exc:
         report.errors.append(exc)
-        return
+
+
+def _stage_createml(
+    path: Path,
+    entries: list[dict[str, Any]],
+    samples: list[tuple[Any, list[LabeledBox]]],
+    force: bool,
+    report: WriteBackReport,
+) -> list[tuple[Any, Pending]]:
+    """Replace the changed samples' entries in ``entries``; the samples with what their entries become."""
     by_image = {entry["image"]: index for index, entry in enumerate(entries)}
+    staged = []
     for sample, objects in samples:
         name = Path(sample.filepath).name
         index = by_image.get(name)
@@ -242,13 +319,9 @@ def _write_createml(
             report.errors.append(exc)
             continue
         annotation = ImageAnnotation(name, sample_size(sample), tuple(objects), verified=bool(sample[F_VERIFIED]))
-        entry = createml_entry(annotation)
-        entries[index] = entry
-        sample[F_ANNOTATION_HASH] = createml_entry_hash(entry)
-        sample[F_LABELS_HASH] = labels_digest(annotation.objects)
-        sample.save()
-        report.written.append(f"{path}#{name}")
-    atomic_write_text(path, json.dumps(entries, ensure_ascii=False))
+        entries[index] = createml_entry(annotation)
+        staged.append((sample, Pending(createml_entry_hash(entries[index]), labels_digest(annotation.objects))))
+    return staged
 
 
 # --- export labelimg -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from fabricdata import faults
 from finetune.config import TrainConfig, dump_config
 
 STATE_FILE = "trainer_state.pt"
@@ -68,6 +69,7 @@ def save(
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         folder.rename(old)
+    faults.point("train.checkpoint")
     tmp.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
 

@@ -148,7 +148,7 @@ def test_voc_rejects_xxe_and_billion_laughs(tmp_path: Path, payload: bytes) -> N
 def test_voc_rejects_oversized_files(tmp_path: Path) -> None:
     path = tmp_path / "huge.xml"
     path.write_bytes(b"<annotation>" + b" " * (5 * 1024 * 1024) + b"</annotation>")
-    with pytest.raises(UnsafeXMLError, match="larger than"):
+    with pytest.raises(InvalidValueError, match="larger than"):
         read_voc(path)
 
 

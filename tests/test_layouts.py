@@ -360,7 +360,7 @@ def test_a_tiff_that_cannot_be_decoded_is_one_error_and_the_rest_imports(
     code, report, _ = _import(root, name, capsys)
     assert code == 1 and report["added"] == 2
     [error] = report["errors"]
-    assert error["file"] == str(broken) and "cannot be decoded for the App's proxy" in error["problem"]
+    assert error["file"] == str(broken) and "truncated or corrupt" in error["problem"]
 
 
 def test_pascal_voc_annotations_beside_jpegimages(

@@ -20,9 +20,14 @@ from fabricdata.fileio import MAX_CREATEML_BYTES, atomic_write_text, read_limite
 
 def load_createml(path: str | Path) -> list[dict[str, Any]]:
     """Load and shape-check a CreateML file; each entry must be an object with an ``image`` name."""
+    return parse_createml(read_limited(path, MAX_CREATEML_BYTES), path)
+
+
+def parse_createml(data: bytes, path: str | Path) -> list[dict[str, Any]]:
+    """Shape-check the bytes of the CreateML file ``path`` (see :func:`load_createml`)."""
     source = Path(path)
     try:
-        text = read_limited(source, MAX_CREATEML_BYTES).decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidValueError(source, "document", f"invalid UTF-8 at byte {exc.start}") from None
     try:
