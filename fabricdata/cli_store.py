@@ -297,8 +297,10 @@ def writeback_(
 ) -> None:
     """Write labels fixed in the App back to the original LabelImg files (atomic; never loses an edit).
 
-    Only files whose labels changed are written, in their own format (VOC, YOLO, CreateML). A file that
-    changed on disk since it was imported is refused unless --force. Images drafted by 'fabricdata prelabel'
+    Only files whose labels changed are written, in their own format (VOC, YOLO, CreateML), each atomically
+    and under a lock (a second write-back waits). A file that changed on disk since it was imported, or that
+    another program saves during the write-back, is left as it is and reported (--force overwrites the former).
+    A rerun after a crash finishes the interrupted writes from the journal. Images drafted by 'fabricdata prelabel'
     get a new label file beside them once an annotator tags them 'verified' in the App (never before, and
     never over an existing file).
 
@@ -317,6 +319,8 @@ def writeback_(
             progress=bar.advance,
             on_total=bar.total,
         )
+    if report.recovered:
+        console.print(f"recorded {report.recovered} file(s) an interrupted write-back had written")
     for path in report.written:
         console.print(f"[green]wrote[/] {path}")
     console.print(f"{len(report.written)} file(s) written, {report.unchanged} unchanged")

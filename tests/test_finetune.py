@@ -199,3 +199,26 @@ def test_the_model_side_never_imports_fiftyone() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_training_killed_between_checkpoint_renames_resumes_to_the_same_adapter(
+    exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL while the 2nd ``last`` checkpoint is swapped in (old one renamed away, new one not yet in place):
+    --resume finds the complete new one and ends exactly where an uninterrupted run ends."""
+    from safetensors.torch import load_file
+
+    from tests.test_guarantees import kill_at
+
+    common = ["--set", f"model={tiny_model_dir}", "--set", f"data={exports['seen']}", "--set", "epochs=3",
+              "--set", "lr=1e-3", *FAST]  # fmt: skip
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert run(["train", *common, "--set", f"out={straight}"], capsys)[0] == 0
+    kill_at("train.checkpoint:2", ["train", *common, "--set", f"out={killed}"], tmp_path)
+    assert not (killed / "checkpoints" / "last").exists()  # killed exactly between the two renames
+    code, text, _ = run(["train", *common, "--set", f"out={killed}", "--resume"], capsys)
+    assert code == 0, text
+    a = load_file(str(straight / "checkpoints" / "last" / "adapter_model.safetensors"))
+    b = load_file(str(killed / "checkpoints" / "last" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    assert not [p.name for p in (killed / "checkpoints").iterdir() if p.suffix in (".tmp", ".old")]
