@@ -23,9 +23,11 @@ from typing import Any, Literal
 from fabricdata import faults
 from fabricdata.boxes import box_to_fiftyone
 from fabricdata.errors import AnnotationError, DatasetError, InvalidValueError
-from fabricdata.formats import FolderItem, FormatName, read_folder
+from fabricdata.formats import FolderItem, FolderScan, FormatName, read_folder
 from fabricdata.images import check_complete, set_pixel_limit, write_proxy
 from fabricdata.import_report import ImportReport
+from fabricdata.journal import roll_forward
+from fabricdata.locks import dataset_lock
 from fabricdata.store import (
     F_ANNOTATION_FORMAT,
     F_ANNOTATION_HASH,
@@ -77,10 +79,25 @@ def import_folder(
         set_pixel_limit(max_pixels)
     root = Path(folder).resolve()
     scan = read_folder(root, fmt, classes, follow_links=follow_links)
+    with dataset_lock(dataset_name):  # never beside a write-back of the same dataset
+        return _import_scan(root, scan, dataset_name, classes, prune, force, progress, on_total)
+
+
+def _import_scan(
+    root: Path,
+    scan: FolderScan,
+    dataset_name: str,
+    classes: Sequence[str] | None,
+    prune: bool,
+    force: bool,
+    progress: Callable[[int], None] | None,
+    on_total: Callable[[int], None] | None,
+) -> ImportReport:
     if on_total is not None:
         on_total(len(scan.items))
     report = ImportReport.from_scan(root, scan)
     dataset = open_dataset(dataset_name, _class_order(root, scan.items, classes or scan.classes))
+    roll_forward(dataset)  # writes a killed write-back finished: their files are the App's labels, not changes
     report.classes = list(dataset.default_classes)
     sidecar = _read_sidecar(root, dataset_name)
     if sidecar is not None:

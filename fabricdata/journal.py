@@ -75,9 +75,10 @@ def abort(sample: Any) -> None:
 
 def roll_forward(dataset: Any) -> int:
     """Settle the entries a killed write-back left; returns how many writes had landed (now recorded)."""
-    if not dataset.has_sample_field(F_WRITEBACK_PENDING):
-        return 0
     fo = fiftyone()
+    if not dataset.has_sample_field(F_WRITEBACK_PENDING):  # a dataset made before the journal existed
+        dataset.add_sample_field(F_WRITEBACK_PENDING, fo.StringField)
+        return 0
     landed = 0
     for sample in dataset.match(fo.ViewField(F_WRITEBACK_PENDING) != None):  # noqa: E711 (a MongoDB query)
         pending = Pending(**json.loads(sample[F_WRITEBACK_PENDING]))

@@ -158,6 +158,21 @@ def test_writeback_killed_mid_way_finishes_on_rerun_byte_identical(fmt: str, poi
             _delete(dataset)
 
 
+def test_import_after_a_killed_writeback_takes_the_written_files_without_conflicts(tmp_path: Path) -> None:
+    folder = make_tree(tmp_path / "yolo", "yolo", 6)
+    dataset = new_name("reimport")
+    try:
+        import_folder(folder, dataset)
+        edit_every_sample(dataset)
+        kill_at("writeback.renamed:2", ["writeback", "--dataset", dataset], tmp_path)
+        report = import_folder(folder, dataset)
+        assert (report.errors, report.added) == ([], 0)
+        rest = writeback(dataset)
+        assert (len(rest.written), rest.errors) == (4, [])  # the two written before the kill are done
+    finally:
+        _delete(dataset)
+
+
 def test_two_writebacks_at_once_serialize_without_conflicts(tmp_path: Path) -> None:
     folder = make_tree(tmp_path / "voc", "voc", 40)
     dataset = new_name("twice")
