@@ -1,9 +1,12 @@
 """Worker process pools that never outlive the command that started them.
 
-Pools use the ``spawn`` start method (workers inherit no database sockets, threads or locks of the parent) and
-every worker asks the kernel to kill it when its parent dies (Linux ``PR_SET_PDEATHSIG``; elsewhere a worker
-notices a changed parent pid before each task). So ``kill -9`` of the command, SIGTERM or Ctrl-C never leave
-workers running.
+Every worker asks the kernel to kill it when its parent dies (Linux ``PR_SET_PDEATHSIG``, checked against a
+parent that died before the request took effect), and ignores SIGINT (Ctrl-C reaches the parent, which shuts the
+pool down). So ``kill -9`` of the command, SIGTERM or Ctrl-C never leave workers running.
+
+The start method is ``fork`` where it exists: ``spawn`` would re-run the caller's main module in every worker,
+which breaks any script that calls the Python API without an ``if __name__ == "__main__":`` guard. Workers only
+run image code (no database, no locks of the parent).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def process_pool(
     """A pool of ``workers`` processes bound to this process's life."""
     return ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
+        mp_context=multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn"),
         initializer=_bind_to_parent,
         initargs=(os.getpid(), initializer, initargs),
     )
