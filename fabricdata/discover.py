@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from fabricdata.errors import AnnotationError, FormatDetectionError, InvalidValueError
-from fabricdata.fileio import file_kind
+from fabricdata.fileio import cannot_read, file_kind
 from fabricdata.images import is_image
 from fabricdata.layouts import (
     CLASS_FILES,
@@ -222,7 +222,7 @@ def _walk(root: Path, follow_links: bool = False) -> tuple[list[Path], set[Path]
                     continue
                 problem = _refusal(Path(entry.path), entry, root, follow_links)
             except OSError as exc:
-                problem = f"cannot be read ({exc.strerror or exc.__class__.__name__})"
+                problem = cannot_read(exc)
             if problem is None:
                 files.append(Path(entry.path))
             elif problem:

@@ -6,6 +6,7 @@ import contextlib
 import glob
 import hashlib
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Container
@@ -77,7 +78,7 @@ def read_limited(path: str | Path, limit: int = MAX_LABEL_BYTES) -> bytes:
     except FileNotFoundError:
         raise MissingFieldError(source, "file") from None
     except OSError as exc:
-        raise InvalidValueError(source, "file", f"cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+        raise InvalidValueError(source, "file", cannot_read(exc)) from None
     if not stat.S_ISREG(info.st_mode):
         raise InvalidValueError(source, "file", f"not a regular file ({file_kind(info.st_mode)})")
     if info.st_size > limit:
@@ -86,10 +87,15 @@ def read_limited(path: str | Path, limit: int = MAX_LABEL_BYTES) -> bytes:
         with source.open("rb") as handle:
             data = handle.read(limit + 1)
     except OSError as exc:
-        raise InvalidValueError(source, "file", f"cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+        raise InvalidValueError(source, "file", cannot_read(exc)) from None
     if len(data) > limit:  # grew between stat and read
         raise InvalidValueError(source, "document", f"larger than {limit} bytes", len(data))
     return data
+
+
+def cannot_read(exc: OSError) -> str:
+    """The problem part of an error line for a file the system would not read."""
+    return f"cannot be read ({exc.strerror or exc.__class__.__name__})"
 
 
 def file_kind(mode: int) -> str:
@@ -124,8 +130,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def link_or_copy(source: str | Path, target: str | Path) -> None:
     """Hard-link ``source`` to ``target`` where the filesystem allows it, copy it otherwise (replacing ``target``)."""
-    import shutil
-
     source, target = Path(source), Path(target)
     if target.exists():
         if target.samefile(source):
@@ -167,8 +171,6 @@ _RENAME_EXCHANGE = 2
 def new_stage(target: Path) -> Path:
     """A fresh, empty sibling folder to build a replacement of ``target`` in (``.NAME.stage-PID-XXXX``).
     Stages left by killed processes (their pid no longer alive) are removed first."""
-    import shutil
-
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{short_name(target.name, 100)}.stage-"
     for leftover in target.parent.glob(f"{glob.escape(prefix)}*"):
@@ -181,8 +183,6 @@ def new_stage(target: Path) -> Path:
 def swap_in(stage: Path, target: Path) -> None:
     """Make the complete folder ``stage`` the folder ``target`` and delete the old one. Readers see the old
     folder or the new one, never a mix: on Linux one ``renameat2(RENAME_EXCHANGE)``; elsewhere two renames."""
-    import shutil
-
     if not target.exists():
         stage.rename(target)
         return

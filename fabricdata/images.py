@@ -9,8 +9,10 @@ image whose orientation tag is not 1, since its boxes would look misplaced in th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,22 +38,23 @@ BROWSER_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA"})
 #: larger images get a downscaled proxy for the App (browsers decode them slowly or not at all)
 BROWSER_MAX_SIDE = 8192
 #: images with more pixels are refused (a header can claim any size: a "decompression bomb"); 256 megapixels
-#: hold a 16k x 16k line-scan frame. ``import --max-pixels`` changes it; it is also PIL's MAX_IMAGE_PIXELS.
+#: hold a 16 000 x 16 000 line-scan frame. ``import --max-pixels`` changes it; it is also PIL's MAX_IMAGE_PIXELS.
 DEFAULT_MAX_PIXELS = 256_000_000
 _max_pixels = DEFAULT_MAX_PIXELS
 
 
-def set_pixel_limit(pixels: int) -> None:
-    """Refuse images above ``pixels`` pixels in this process (image headers are checked against it, and PIL's
-    ``Image.MAX_IMAGE_PIXELS`` is set to it before each header is read)."""
+@contextlib.contextmanager
+def pixel_limit(pixels: int) -> Iterator[None]:
+    """Refuse images above ``pixels`` pixels inside the block (image headers are checked against it, and PIL's
+    ``Image.MAX_IMAGE_PIXELS`` is set to it before each header is read); the previous limit is back after it."""
     global _max_pixels
     if pixels < 1:
         raise ValueError(f"pixel limit must be positive (got {pixels})")
-    _max_pixels = pixels
-
-
-def pixel_limit() -> int:
-    return _max_pixels
+    previous, _max_pixels = _max_pixels, pixels
+    try:
+        yield
+    finally:
+        _max_pixels = previous
 
 
 @dataclass(frozen=True, slots=True)

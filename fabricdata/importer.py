@@ -24,7 +24,7 @@ from fabricdata import faults
 from fabricdata.boxes import box_to_fiftyone
 from fabricdata.errors import AnnotationError, DatasetError, InvalidValueError
 from fabricdata.formats import FolderItem, FolderScan, FormatName, read_folder
-from fabricdata.images import check_complete, set_pixel_limit, write_proxy
+from fabricdata.images import DEFAULT_MAX_PIXELS, check_complete, pixel_limit, write_proxy
 from fabricdata.import_report import ImportReport
 from fabricdata.journal import roll_forward
 from fabricdata.locks import dataset_lock
@@ -75,12 +75,11 @@ def import_folder(
     (default :data:`fabricdata.images.DEFAULT_MAX_PIXELS`) are refused; new images must be complete (not
     truncated). Every refusal is one error naming the file; the rest of the folder is imported.
     """
-    if max_pixels is not None:
-        set_pixel_limit(max_pixels)
     root = Path(folder).resolve()
-    scan = read_folder(root, fmt, classes, follow_links=follow_links)
-    with dataset_lock(dataset_name):  # never beside a write-back of the same dataset
-        return _import_scan(root, scan, dataset_name, classes, prune, force, progress, on_total)
+    with pixel_limit(DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels):
+        scan = read_folder(root, fmt, classes, follow_links=follow_links)
+        with dataset_lock(dataset_name):  # never beside a write-back of the same dataset
+            return _import_scan(root, scan, dataset_name, classes, prune, force, progress, on_total)
 
 
 def _import_scan(

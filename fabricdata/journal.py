@@ -11,6 +11,7 @@ dropped, so the edit is simply still pending.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,10 @@ def roll_forward(dataset: Any) -> int:
         dataset.add_sample_field(F_WRITEBACK_PENDING, fo.StringField)
         return 0
     landed = 0
+    createml: dict[Path, dict[str, str] | None] = {}  # one read per CreateML file, however many entries wait
     for sample in dataset.match(fo.ViewField(F_WRITEBACK_PENDING) != None):  # noqa: E711 (a MongoDB query)
         pending = Pending(**json.loads(sample[F_WRITEBACK_PENDING]))
-        if _hash_on_disk(sample, pending) == pending.annotation_hash:
+        if _hash_on_disk(sample, pending, createml) == pending.annotation_hash:
             commit(sample, pending)
             landed += 1
         else:
@@ -90,16 +92,28 @@ def roll_forward(dataset: Any) -> int:
     return landed
 
 
-def _hash_on_disk(sample: Any, pending: Pending) -> str | None:
+def _hash_on_disk(sample: Any, pending: Pending, createml: dict[Path, dict[str, str] | None]) -> str | None:
+    """The hash the sample's annotation has on disk now (None: unreadable); CreateML files are read once into
+    ``createml`` (image name -> entry hash)."""
+    path = Path(pending.path or sample[F_ANNOTATION_PATH])
+    if (pending.format or sample[F_ANNOTATION_FORMAT]) != "createml":
+        try:
+            return sha256_file(path)
+        except OSError:
+            return None
+    if path not in createml:
+        createml[path] = _entry_hashes(path)
+    hashes = createml[path]
+    return None if hashes is None else hashes.get(Path(sample.filepath).name)
+
+
+def _entry_hashes(path: Path) -> dict[str, str] | None:
+    """Image name -> entry hash of a CreateML file, for images with one entry (None: unreadable)."""
     from fabricdata.formats.createml import createml_entry_hash, load_createml
 
-    path = Path(pending.path or sample[F_ANNOTATION_PATH])
-    fmt = pending.format or sample[F_ANNOTATION_FORMAT]
     try:
-        if fmt != "createml":
-            return sha256_file(path)
-        name = Path(sample.filepath).name
-        entries = [entry for entry in load_createml(path) if entry["image"] == name]
-        return createml_entry_hash(entries[0]) if len(entries) == 1 else None
-    except (OSError, AnnotationError):
+        entries = load_createml(path)
+    except AnnotationError:
         return None
+    names = Counter(entry["image"] for entry in entries)
+    return {entry["image"]: createml_entry_hash(entry) for entry in entries if names[entry["image"]] == 1}

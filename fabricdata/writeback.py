@@ -7,6 +7,7 @@ whose labels did not change is never touched; a file that changed on disk since 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -92,18 +93,19 @@ def _write_changed(
     imported = dataset.exists(F_ANNOTATION_PATH).match(fo.ViewField(F_ANNOTATION_PATH) != "")
     if on_total is not None:
         on_total(len(imported))
-    pending: dict[str, list[tuple[Any, list[LabeledBox]]]] = defaultdict(list)  # CreateML: one file, many samples
+    pending: dict[str, list[_Edited]] = defaultdict(list)  # CreateML: one file, many samples
     for sample in imported.iter_samples():
         if progress:
             progress(1)
         objects = sample_objects(sample)
-        if labels_digest(objects) == sample[F_LABELS_HASH]:
+        edited = _Edited(sample, objects, labels_digest(objects))
+        if edited.digest == sample[F_LABELS_HASH]:
             report.unchanged += 1
         elif sample[F_ANNOTATION_FORMAT] == "createml":
-            pending[sample[F_ANNOTATION_PATH]].append((sample, objects))
+            pending[sample[F_ANNOTATION_PATH]].append(edited)
         else:
             try:
-                _write_one(sample, objects, force)
+                _write_one(edited, force)
             except AnnotationError as exc:
                 report.errors.append(exc)
                 continue
@@ -112,13 +114,29 @@ def _write_changed(
         _write_createml(Path(path), samples, force, report)
 
 
-def _replace(path: Path, data: bytes, read_hash: str, staged: Sequence[tuple[Any, Pending]]) -> None:
-    """Journal, replace ``path`` unless it changed since it was read (hash ``read_hash``), settle."""
+@dataclass(frozen=True, slots=True)
+class _Edited:
+    """A sample whose labels differ from its file's: the labels and their digest."""
+
+    sample: Any
+    objects: list[LabeledBox]
+    digest: str
+
+
+_GONE = "annotation file no longer exists"
+
+
+def _replace(path: Path, data: bytes, read_hash: str | None, staged: Sequence[tuple[Any, Pending]]) -> None:
+    """Journal, write ``path`` (replacing it unless it changed since it was read with hash ``read_hash``; with
+    ``read_hash`` None, creating it, never over an existing file: FileExistsError), settle."""
     for sample, entry in staged:
         journal.begin(sample, entry)
     faults.point("writeback.journaled")
     try:
-        atomic_write_bytes(path, data, expect=read_hash)
+        if read_hash is None:
+            atomic_write_bytes(path, data, overwrite=False)
+        else:
+            atomic_write_bytes(path, data, expect=read_hash)
     except ChangedOnDiskError:
         for sample, _ in staged:
             journal.abort(sample)
@@ -171,18 +189,12 @@ def _write_verified_drafts(dataset: Any, report: WriteBackReport) -> None:
         try:
             new = _NEW_FILE_WRITERS[fmt](annotation, image, dataset)
             entry = Pending(new.annotation_hash, labels_digest(objects), str(new.path), fmt, new.class_file)
-            if new.replaces is None:
-                journal.begin(sample, entry)
-                _create(new.path, new.data)
-                journal.commit(sample, entry)
-            else:
-                with file_lock(new.path):
-                    _replace(new.path, new.data, new.replaces, [(sample, entry)])
+            with file_lock(new.path) if new.replaces is not None else contextlib.nullcontext():
+                _replace(new.path, new.data, new.replaces, [(sample, entry)])
         except AnnotationError as exc:
             report.errors.append(exc)
             continue
         except FileExistsError as exc:
-            journal.abort(sample)
             problem = "exists already (made since prelabel): import it instead of writing the draft"
             report.errors.append(WriteBackConflictError(Path(exc.filename2 or exc.filename), "file", problem))
             continue
@@ -226,11 +238,6 @@ _NEW_FILE_WRITERS: dict[str, Callable[[ImageAnnotation, Path, Any], _NewLabels]]
 }
 
 
-def _create(path: Path, data: bytes) -> None:
-    """Write a new file atomically; FileExistsError (nothing written) when one is there."""
-    atomic_write_bytes(path, data, overwrite=False)
-
-
 # --- the samples' own files ---------------------------------------------------------------------------------
 
 
@@ -241,25 +248,27 @@ def _check_unchanged_on_disk(path: Path, current_hash: str, stored_hash: str, fo
         )
 
 
-def _write_one(sample: Any, objects: list[LabeledBox], force: bool) -> None:
+def _write_one(edited: _Edited, force: bool) -> None:
+    sample, objects = edited.sample, edited.objects
     path = Path(sample[F_ANNOTATION_PATH])
     fmt = sample[F_ANNOTATION_FORMAT]
-    if not path.exists():
-        raise WriteBackConflictError(path, "file", "annotation file no longer exists")
     if fmt not in ("voc", "yolo"):
         raise DatasetError(f"{path}: unknown annotation format {fmt!r}")
-    with file_lock(path):
-        if fmt == "voc":
-            data, on_disk = read_voc_bytes(path)
-            read_hash = sha256_bytes(data)
-            _check_unchanged_on_disk(path, read_hash, sample[F_ANNOTATION_HASH], force)
-            new_bytes = voc_to_bytes(replace(on_disk, objects=tuple(objects), verified=bool(sample[F_VERIFIED])))
-        else:
-            read_hash = sha256_bytes(read_limited(path))
-            _check_unchanged_on_disk(path, read_hash, sample[F_ANNOTATION_HASH], force)
-            new_bytes = _yolo_bytes(sample, path, objects)
-        entry = Pending(sha256_bytes(new_bytes), labels_digest(objects))
-        _replace(path, new_bytes, read_hash, [(sample, entry)])
+    try:
+        with file_lock(path):
+            if fmt == "voc":
+                data, on_disk = read_voc_bytes(path)
+                read_hash = sha256_bytes(data)
+                _check_unchanged_on_disk(path, read_hash, sample[F_ANNOTATION_HASH], force)
+                updated = replace(on_disk, objects=tuple(objects), verified=bool(sample[F_VERIFIED]))
+                new_bytes = voc_to_bytes(updated)
+            else:
+                read_hash = sha256_bytes(read_limited(path))
+                _check_unchanged_on_disk(path, read_hash, sample[F_ANNOTATION_HASH], force)
+                new_bytes = _yolo_bytes(sample, path, objects)
+            _replace(path, new_bytes, read_hash, [(sample, Pending(sha256_bytes(new_bytes), edited.digest))])
+    except FileNotFoundError:
+        raise WriteBackConflictError(path, "file", _GONE) from None
 
 
 def _yolo_bytes(sample: Any, path: Path, objects: list[LabeledBox]) -> bytes:
@@ -278,9 +287,7 @@ def _yolo_bytes(sample: Any, path: Path, objects: list[LabeledBox]) -> bytes:
     return yolo_to_text(annotation, classes).encode("utf-8")
 
 
-def _write_createml(
-    path: Path, samples: list[tuple[Any, list[LabeledBox]]], force: bool, report: WriteBackReport
-) -> None:
+def _write_createml(path: Path, samples: list[_Edited], force: bool, report: WriteBackReport) -> None:
     """One CreateML file holds many samples: every changed entry is replaced in one write of the file; the
     samples' hashes are recorded only after it (the journal covers a crash in between)."""
     try:
@@ -292,7 +299,7 @@ def _write_createml(
                 _replace(path, json.dumps(entries, ensure_ascii=False).encode("utf-8"), sha256_bytes(raw), staged)
                 report.written.extend(f"{path}#{Path(sample.filepath).name}" for sample, _ in staged)
     except FileNotFoundError:
-        report.errors.append(WriteBackConflictError(path, "file", "annotation file no longer exists"))
+        report.errors.append(WriteBackConflictError(path, "file", _GONE))
     except AnnotationError as exc:
         report.errors.append(exc)
 
@@ -300,15 +307,15 @@ def _write_createml(
 def _stage_createml(
     path: Path,
     entries: list[dict[str, Any]],
-    samples: list[tuple[Any, list[LabeledBox]]],
+    samples: list[_Edited],
     force: bool,
     report: WriteBackReport,
 ) -> list[tuple[Any, Pending]]:
     """Replace the changed samples' entries in ``entries``; the samples with what their entries become."""
     by_image = {entry["image"]: index for index, entry in enumerate(entries)}
     staged = []
-    for sample, objects in samples:
-        name = Path(sample.filepath).name
+    for edited in samples:
+        sample, name = edited.sample, Path(edited.sample.filepath).name
         index = by_image.get(name)
         if index is None:
             report.errors.append(WriteBackConflictError(path, name, "entry no longer in the file"))
@@ -318,9 +325,11 @@ def _stage_createml(
         except AnnotationError as exc:
             report.errors.append(exc)
             continue
-        annotation = ImageAnnotation(name, sample_size(sample), tuple(objects), verified=bool(sample[F_VERIFIED]))
-        entries[index] = createml_entry(annotation)
-        staged.append((sample, Pending(createml_entry_hash(entries[index]), labels_digest(annotation.objects))))
+        verified = bool(sample[F_VERIFIED])
+        entries[index] = createml_entry(
+            ImageAnnotation(name, sample_size(sample), tuple(edited.objects), verified=verified)
+        )
+        staged.append((sample, Pending(createml_entry_hash(entries[index]), edited.digest)))
     return staged
 
 
