@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -132,72 +133,66 @@ WRITEBACK_CRASHES = [
 @pytest.mark.parametrize(
     ("fmt", "point"), WRITEBACK_CRASHES, ids=[f"{f}-{p.split('.')[1]}" for f, p in WRITEBACK_CRASHES]
 )
-def test_writeback_killed_mid_way_finishes_on_rerun_byte_identical(fmt: str, point: str, tmp_path: Path) -> None:
+def test_writeback_killed_mid_way_finishes_on_rerun_byte_identical(
+    fmt: str, point: str, tmp_path: Path, names: Callable[[], str]
+) -> None:
     crashed, straight = make_tree(tmp_path / "crashed", fmt, 8), tmp_path / "straight"
     shutil.copytree(crashed, straight)
-    names = new_name("crash"), new_name("straight")
-    try:
-        for folder, dataset in zip((crashed, straight), names, strict=True):
-            assert not import_folder(folder, dataset).errors
-            edit_every_sample(dataset)
-        assert len(writeback(names[1]).written) == 8
-        kill_at(f"{point}:{1 if fmt == 'createml' else 3}", ["writeback", "--dataset", names[0]], tmp_path)
-        assert tree_bytes(crashed) != tree_bytes(straight) or point.endswith("renamed")
+    datasets = names(), names()
+    for folder, dataset in zip((crashed, straight), datasets, strict=True):
+        assert not import_folder(folder, dataset).errors
+        edit_every_sample(dataset)
+    assert len(writeback(datasets[1]).written) == 8
+    kill_at(f"{point}:{1 if fmt == 'createml' else 3}", ["writeback", "--dataset", datasets[0]], tmp_path)
+    assert tree_bytes(crashed) != tree_bytes(straight) or point.endswith("renamed")
 
-        done = fabricdata_cli("writeback", "--dataset", names[0])
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "changed on disk" not in done.stdout + done.stderr
-        assert tree_bytes(crashed) == tree_bytes(straight)
-        assert leftovers(crashed) == []
-        again = writeback(names[0])
-        assert (again.written, again.errors, again.unchanged) == ([], [], 8)
-        reimport = import_folder(crashed, names[0])
-        assert (reimport.errors, reimport.added, reimport.unchanged) == ([], 0, 8)
-    finally:
-        for dataset in names:
-            _delete(dataset)
+    done = fabricdata_cli("writeback", "--dataset", datasets[0])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "changed on disk" not in done.stdout + done.stderr
+    assert tree_bytes(crashed) == tree_bytes(straight)
+    assert leftovers(crashed) == []
+    again = writeback(datasets[0])
+    assert (again.written, again.errors, again.unchanged) == ([], [], 8)
+    reimport = import_folder(crashed, datasets[0])
+    assert (reimport.errors, reimport.added, reimport.unchanged) == ([], 0, 8)
 
 
-def test_import_after_a_killed_writeback_takes_the_written_files_without_conflicts(tmp_path: Path) -> None:
+def test_import_after_a_killed_writeback_takes_the_written_files_without_conflicts(
+    tmp_path: Path, names: Callable[[], str]
+) -> None:
     folder = make_tree(tmp_path / "yolo", "yolo", 6)
-    dataset = new_name("reimport")
-    try:
-        import_folder(folder, dataset)
-        edit_every_sample(dataset)
-        kill_at("writeback.renamed:2", ["writeback", "--dataset", dataset], tmp_path)
-        report = import_folder(folder, dataset)
-        assert (report.errors, report.added) == ([], 0)
-        rest = writeback(dataset)
-        assert (len(rest.written), rest.errors) == (4, [])  # the two written before the kill are done
-    finally:
-        _delete(dataset)
+    dataset = names()
+    import_folder(folder, dataset)
+    edit_every_sample(dataset)
+    kill_at("writeback.renamed:2", ["writeback", "--dataset", dataset], tmp_path)
+    report = import_folder(folder, dataset)
+    assert (report.errors, report.added) == ([], 0)
+    rest = writeback(dataset)
+    assert (len(rest.written), rest.errors) == (4, [])  # the two written before the kill are done
 
 
-def test_two_writebacks_at_once_serialize_without_conflicts(tmp_path: Path) -> None:
+def test_two_writebacks_at_once_serialize_without_conflicts(tmp_path: Path, names: Callable[[], str]) -> None:
     folder = make_tree(tmp_path / "voc", "voc", 40)
-    dataset = new_name("twice")
-    try:
-        import_folder(folder, dataset)
-        edit_every_sample(dataset)
-        cmd = [sys.executable, "-m", "fabricdata", "writeback", "--dataset", dataset]
-        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
-        outputs = [proc.communicate(timeout=300)[0] for proc in procs]
-        assert [proc.returncode for proc in procs] == [0, 0], outputs
-        written = sorted(int(out.split(" file(s) written")[0].split()[-1]) for out in outputs)
-        assert written == [0, 40], outputs  # one did the work, the other found nothing left to do
-        assert not any("changed on disk" in out for out in outputs)
-        again = writeback(dataset)
-        assert (again.written, again.errors) == ([], [])
-    finally:
-        _delete(dataset)
+    dataset = names()
+    import_folder(folder, dataset)
+    edit_every_sample(dataset)
+    cmd = [sys.executable, "-m", "fabricdata", "writeback", "--dataset", dataset]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    written = sorted(int(out.split(" file(s) written")[0].split()[-1]) for out in outputs)
+    assert written == [0, 40], outputs  # one did the work, the other found nothing left to do
+    assert not any("changed on disk" in out for out in outputs)
+    again = writeback(dataset)
+    assert (again.written, again.errors) == ([], [])
 
 
 @pytest.mark.parametrize("fmt", ["voc", "yolo", "createml"])
 def test_a_labelimg_save_during_writeback_is_never_overwritten(
-    fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: Callable[[], str]
 ) -> None:
     folder = make_tree(tmp_path / fmt, fmt, 3)
-    dataset = new_name("race")
+    dataset = names()
     label_file = {"voc": "fabric 001.xml", "yolo": "fabric 001.txt", "createml": "annotations.json"}[fmt]
     saved: dict[Path, bytes] = {}
 
@@ -207,43 +202,37 @@ def test_a_labelimg_save_during_writeback_is_never_overwritten(
             target.write_bytes(data)
             saved[target] = data
 
-    try:
-        import_folder(folder, dataset)
-        edit_every_sample(dataset)
-        monkeypatch.setattr(fileio, "before_replace", labelimg_saves)
-        report = writeback(dataset)
-        monkeypatch.setattr(fileio, "before_replace", None)
-        [(path, data)] = saved.items()
-        assert path.read_bytes() == data, "the LabelImg save was overwritten"
-        assert [e.path for e in report.errors] == [str(path)]  # CreateML: one error for its one file
-        assert "saved by another program during write-back" in str(report.errors[0])
-        assert leftovers(folder) == []
-        # nothing lost: the App edits are still pending, the save is on disk; import names the conflict
-        again = import_folder(folder, dataset)
-        assert any("App edits that were not written back" in str(e) for e in again.errors)
-    finally:
-        _delete(dataset)
+    import_folder(folder, dataset)
+    edit_every_sample(dataset)
+    monkeypatch.setattr(fileio, "before_replace", labelimg_saves)
+    report = writeback(dataset)
+    monkeypatch.setattr(fileio, "before_replace", None)
+    [(path, data)] = saved.items()
+    assert path.read_bytes() == data, "the LabelImg save was overwritten"
+    assert [e.path for e in report.errors] == [str(path)]  # CreateML: one error for its one file
+    assert "saved by another program during write-back" in str(report.errors[0])
+    assert leftovers(folder) == []
+    # nothing lost: the App edits are still pending, the save is on disk; import names the conflict
+    again = import_folder(folder, dataset)
+    assert any("App edits that were not written back" in str(e) for e in again.errors)
 
 
-def test_long_file_names_write_back_and_augment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_long_file_names_write_back_and_augment(tmp_path: Path, names: Callable[[], str]) -> None:
     """A 240-character name (NAME_MAX is 255 bytes): temp and variant names are hash-shortened."""
     folder = tmp_path / "long"
     folder.mkdir()
     stem = "é" * 120  # 240 bytes in UTF-8
     Image.new("RGB", (SIZE.width, SIZE.height)).save(folder / f"{stem}.png")
     write_voc(ImageAnnotation(f"{stem}.png", SIZE, (LabeledBox("drop", Box(2, 2, 30, 30)),)), folder / f"{stem}.xml")
-    dataset = new_name("long")
-    try:
-        import_folder(folder, dataset)
-        edit_every_sample(dataset)
-        report = writeback(dataset)
-        assert (len(report.written), report.errors) == (1, [])
-        done = fabricdata_cli("augment", "--dataset", dataset, "--recipe", "flip", "--split", "all")
-        assert done.returncode == 0, done.stdout + done.stderr
-        [variant] = load_dataset(dataset).exists("source_id").values("filepath")
-        assert len(Path(variant).name.encode()) <= 255 and Path(variant).is_file()
-    finally:
-        _delete(dataset)
+    dataset = names()
+    import_folder(folder, dataset)
+    edit_every_sample(dataset)
+    report = writeback(dataset)
+    assert (len(report.written), report.errors) == (1, [])
+    done = fabricdata_cli("augment", "--dataset", dataset, "--recipe", "flip", "--split", "all")
+    assert done.returncode == 0, done.stdout + done.stderr
+    [variant] = load_dataset(dataset).exists("source_id").values("filepath")
+    assert len(Path(variant).name.encode()) <= 255 and Path(variant).is_file()
 
 
 # --- import, augment, export ----------------------------------------------------------------------------------
@@ -254,78 +243,82 @@ def _signature(dataset_name: str) -> list[tuple[str, str]]:
     return sorted(zip(dataset.values("filepath"), dataset.values("labels_hash"), strict=True))
 
 
-def test_import_killed_after_its_first_insert_completes_on_rerun_without_duplicates(tmp_path: Path) -> None:
+def test_import_killed_after_its_first_insert_completes_on_rerun_without_duplicates(
+    tmp_path: Path, names: Callable[[], str]
+) -> None:
     folder = make_tree(tmp_path / "voc", "voc", 12)
-    crashed, straight = new_name("imp"), new_name("imp")
-    try:
-        import_folder(folder, straight)
-        kill_at("import.added:1", ["import", str(folder), "--dataset", crashed], tmp_path)
-        done = fabricdata_cli("import", str(folder), "--dataset", crashed)
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert _signature(crashed) == _signature(straight)
-        assert len(set(load_dataset(crashed).values("filepath"))) == 12
-    finally:
-        _delete(crashed)
-        _delete(straight)
+    crashed, straight = names(), names()
+    import_folder(folder, straight)
+    kill_at("import.added:1", ["import", str(folder), "--dataset", crashed], tmp_path)
+    done = fabricdata_cli("import", str(folder), "--dataset", crashed)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _signature(crashed) == _signature(straight)
+    assert len(set(load_dataset(crashed).values("filepath"))) == 12
 
 
-def test_augment_killed_leaves_no_workers_and_completes_on_rerun(tmp_path: Path) -> None:
+def test_augment_killed_leaves_no_workers_and_completes_on_rerun(tmp_path: Path, names: Callable[[], str]) -> None:
     folder = make_tree(tmp_path / "voc", "voc", 10)
-    crashed, straight = new_name("aug"), new_name("aug")
+    crashed, straight = names(), names()
     args = ["--recipe", "fabric-default", "--copies", "2", "--split", "all", "--seed", "7"]
-    try:
-        for dataset in (crashed, straight):
-            import_folder(folder, dataset)
-        done = fabricdata_cli("augment", "--dataset", straight, *args, "--workers", "2")
-        assert done.returncode == 0, done.stdout + done.stderr
-        children = kill_at("augment.written:5", ["augment", "--dataset", crashed, *args, "--workers", "2"], tmp_path)
-        assert len(children) >= 2, "the pool had no workers to check"
-        assert_all_dead(children)
-        done = fabricdata_cli("augment", "--dataset", crashed, *args, "--workers", "2")
-        assert done.returncode == 0, done.stdout + done.stderr
+    for dataset in (crashed, straight):
+        import_folder(folder, dataset)
+    done = fabricdata_cli("augment", "--dataset", straight, *args, "--workers", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    children = kill_at("augment.written:5", ["augment", "--dataset", crashed, *args, "--workers", "2"], tmp_path)
+    assert len(children) >= 2, "the pool had no workers to check"
+    assert_all_dead(children)
+    done = fabricdata_cli("augment", "--dataset", crashed, *args, "--workers", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
 
-        def variants(name: str) -> Counter[str]:
-            paths = load_dataset(name).exists("source_id").values("filepath")
-            return Counter(hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths)
+    def variants(name: str) -> Counter[str]:
+        paths = load_dataset(name).exists("source_id").values("filepath")
+        return Counter(hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths)
 
-        assert variants(crashed) == variants(straight) and sum(variants(crashed).values()) == 20
-        assert len(set(load_dataset(crashed).exists("source_id").values("aug_key"))) == 20
-    finally:
-        _delete(crashed)
-        _delete(straight)
+    assert variants(crashed) == variants(straight) and sum(variants(crashed).values()) == 20
+    assert len(set(load_dataset(crashed).exists("source_id").values("aug_key"))) == 20
 
 
-def test_export_killed_keeps_the_old_export_and_the_rerun_replaces_it_whole(tmp_path: Path) -> None:
+def test_export_killed_keeps_the_old_export_and_the_rerun_replaces_it_whole(
+    tmp_path: Path, names: Callable[[], str]
+) -> None:
     folder = make_tree(tmp_path / "voc", "voc", 12)
-    dataset = new_name("exp")
+    dataset = names()
     out, fresh = tmp_path / "export", tmp_path / "fresh"
-    try:
-        import_folder(folder, dataset)
-        assert fabricdata_cli("split", "--dataset", dataset, "--ratios", "0.5,0.25,0.25").returncode == 0
-        assert fabricdata_cli("export", "florence", str(out), "--dataset", dataset).returncode == 0
-        (out / "train" / "stale.png").write_bytes(b"a file the next export must not keep")
-        before = tree_bytes(out)
-        edit_every_sample(dataset)
-        kill_at("export.written:4", ["export", "florence", str(out), "--dataset", dataset], tmp_path)
-        assert tree_bytes(out) == before, "an interrupted export changed the previous one"
-        done = fabricdata_cli("export", "florence", str(out), "--dataset", dataset)
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert fabricdata_cli("export", "florence", str(fresh), "--dataset", dataset).returncode == 0
-        assert tree_bytes(out) == tree_bytes(fresh)
-        assert leftovers(tmp_path) == []
-    finally:
-        _delete(dataset)
+    import_folder(folder, dataset)
+    assert fabricdata_cli("split", "--dataset", dataset, "--ratios", "0.5,0.25,0.25").returncode == 0
+    assert fabricdata_cli("export", "florence", str(out), "--dataset", dataset).returncode == 0
+    (out / "train" / "stale.png").write_bytes(b"a file the next export must not keep")
+    before = tree_bytes(out)
+    edit_every_sample(dataset)
+    kill_at("export.written:4", ["export", "florence", str(out), "--dataset", dataset], tmp_path)
+    assert tree_bytes(out) == before, "an interrupted export changed the previous one"
+    done = fabricdata_cli("export", "florence", str(out), "--dataset", dataset)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert fabricdata_cli("export", "florence", str(fresh), "--dataset", dataset).returncode == 0
+    assert tree_bytes(out) == tree_bytes(fresh)
+    assert leftovers(tmp_path) == []
 
 
-def test_export_refuses_a_folder_that_is_not_an_export(tmp_path: Path) -> None:
+def test_export_refuses_a_folder_that_is_not_an_export(tmp_path: Path, names: Callable[[], str]) -> None:
     folder = make_tree(tmp_path / "voc", "voc", 4)
-    dataset = new_name("exp")
-    try:
-        import_folder(folder, dataset)
-        done = fabricdata_cli("export", "florence", str(folder), "--dataset", dataset, "--allow-empty-split")
-        assert done.returncode == 1 and "not a fabricdata export" in done.stderr.replace("\n", " ")
-        assert len(list(folder.iterdir())) == 8  # untouched
-    finally:
+    dataset = names()
+    import_folder(folder, dataset)
+    done = fabricdata_cli("export", "florence", str(folder), "--dataset", dataset, "--allow-empty-split")
+    assert done.returncode == 1 and "not a fabricdata export" in done.stderr.replace("\n", " ")
+    assert len(list(folder.iterdir())) == 8  # untouched
+
+
+@pytest.fixture
+def names() -> Iterator[Callable[[], str]]:
+    """Fresh dataset names; every dataset made with them is deleted after the test."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(new_name("g"))
+        return made[-1]
+
+    yield make
+    for dataset in made:
         _delete(dataset)
 
 
