@@ -88,3 +88,43 @@ def test_the_whole_corpus_in_one_cli_import_ends_with_exit_1_naming_every_bad_fi
         assert len(goods) == len(CASES)
     finally:
         fo.delete_dataset(dataset)
+
+
+def test_a_roboflow_export_with_hostile_entries_imports_everything_else_with_its_splits(tmp_path: Path) -> None:
+    """A published layout, not a flat folder: a Roboflow YOLOv8 export (data.yaml, train/valid/test) where one
+    image is truncated, one label is a FIFO and one label links outside the export. The CLI names those three,
+    once each, and imports every other image with the split its authors gave it."""
+    import fiftyone as fo
+
+    from tests.layouts import roboflow_tree, synth_pool
+
+    classes = ("hole", "stain", "broken-weft")
+    root = tmp_path / "fabric-holes.v2i.yolov8"
+    truth = roboflow_tree(root, synth_pool(tmp_path / "pool", 20, classes), classes)
+    truncated = next(root.glob("train/images/*.jpg"))
+    truncated.write_bytes(truncated.read_bytes()[:-400])
+    fifo = next(root.glob("valid/labels/*.txt"))
+    fifo.unlink()
+    os.mkfifo(fifo)
+    linked = next(root.glob("test/labels/*.txt"))
+    outside = tmp_path / "elsewhere.txt"
+    linked.rename(outside)
+    linked.symlink_to(outside)
+    dataset = "hostile-roboflow"
+    cmd = [sys.executable, "-m", "fabricdata", "import", str(root), "--dataset", dataset, "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    try:
+        assert done.returncode == 1, done.stderr[-3000:]
+        report = json.loads(done.stdout[done.stdout.index("{") :])
+        assert sorted(error["file"] for error in report["errors"]) == sorted(map(str, (truncated, fifo, linked)))
+        problems = " | ".join(error["problem"] for error in report["errors"])
+        assert "truncated or corrupt" in problems and "FIFO" in problems and "outside the import folder" in problems
+        imported = fo.load_dataset(dataset)
+        bad_images = {truncated.name, fifo.with_suffix(".jpg").name, linked.with_suffix(".jpg").name}
+        expected = {Path(rel).name: e.split for rel, e in truth.items() if Path(rel).name not in bad_images}
+        got = dict(zip(imported.values("filepath"), imported.values("tags"), strict=True))
+        assert {Path(p).name for p in got} == set(expected)
+        assert all(expected[Path(p).name] in tags for p, tags in got.items())
+    finally:
+        if fo.dataset_exists(dataset):
+            fo.delete_dataset(dataset)
