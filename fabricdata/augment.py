@@ -21,19 +21,14 @@ from fabricdata.boxes import Box, ImageSize, albumentations_to_box, box_problem,
 from fabricdata.errors import ConfigError, DatasetError
 from fabricdata.fileio import atomic_write_bytes, sha256_file, short_name
 from fabricdata.images import is_browser_suffix
+from fabricdata.resources import shipped
+from fabricdata.store import F_COPY, F_KEY, F_RECIPE, F_RECIPE_HASH, F_SEED
 from fabricdata.workers import process_pool
 
-RECIPE_DIR = Path(__file__).resolve().parents[1] / "pipelines" / "augment"
+RECIPE_DIR = shipped("pipelines") / "augment"
 DEFAULT_MIN_VISIBILITY = 0.3
 #: file name prefixes of variants by recipe (the original project called its copies ``flipped_...``)
 PREFIXES = {"flip": "flipped", "flip-vertical": "vflipped"}
-
-# sample fields of variants (DESIGN.md: lineage)
-F_RECIPE = "aug_recipe"
-F_RECIPE_HASH = "aug_recipe_hash"
-F_SEED = "aug_seed"
-F_COPY = "aug_copy"
-F_KEY = "aug_key"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,17 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fabricdata.augment import (
-    F_COPY,
-    F_RECIPE_HASH,
-    F_SEED,
-    make_variants,
-    media_dir,
-    resolve_recipe,
-    source_samples,
-)
+from fabricdata.augment import make_variants, media_dir, resolve_recipe, source_samples
 from fabricdata.errors import ConfigError
-from fabricdata.store import F_SOURCE_ID, GT_FIELD, fiftyone, labeled, load_dataset
+from fabricdata.store import F_COPY, F_RECIPE_HASH, F_SEED, F_SOURCE_ID, GT_FIELD, fiftyone, labeled, load_dataset
 
 MAX_ROUNDS = 8
 

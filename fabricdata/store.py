@@ -50,12 +50,19 @@ ATTR_PROPOSAL = "proposal"
 F_WRITEBACK_PENDING = "writeback_pending"
 #: set on augmented variants: the id of the sample they were made from
 F_SOURCE_ID = "source_id"
+#: the rest of a variant's lineage (DESIGN.md): recipe name and digest, seed, copy index
+F_RECIPE = "aug_recipe"
+F_RECIPE_HASH = "aug_recipe_hash"
+F_SEED = "aug_seed"
+F_COPY = "aug_copy"
+#: recipe digest, seed, copy and source id: what makes a variant unique (re-running augment adds nothing)
+F_KEY = "aug_key"
 VARIANT_FIELDS: dict[str, str] = {
-    "aug_recipe": "string",
-    "aug_recipe_hash": "string",
-    "aug_seed": "int",
-    "aug_copy": "int",
-    "aug_key": "string",
+    F_RECIPE: "string",
+    F_RECIPE_HASH: "string",
+    F_SEED: "int",
+    F_COPY: "int",
+    F_KEY: "string",
 }
 
 
