@@ -71,6 +71,13 @@ def box_problem(box: Box, size: ImageSize, tolerance: float = 0.0) -> str | None
     return None
 
 
+def corners_ordered(corners: Sequence[float]) -> bool:
+    """True when ``x1, y1, x2, y2`` (pixels or Florence-2 bins) have their corners in order (a box of one bin
+    or zero width is ordered; a model may generate any four numbers)."""
+    x1, y1, x2, y2 = corners
+    return x1 <= x2 and y1 <= y2
+
+
 def clip_box(box: Box, size: ImageSize) -> Box:
     """The part of ``box`` inside the image (may be degenerate when the box lies fully outside)."""
     return Box(

@@ -18,6 +18,7 @@ from fabricdata.cli_common import (
 from fabricdata.cli_model import predict, review_, train
 from fabricdata.cli_prepare import augment, balance, export_florence_, split, validate
 from fabricdata.cli_store import show_import_report, show_stats
+from fabricdata.florence import MAX_TEXT_TOKENS
 
 
 @app.command()
@@ -87,7 +88,7 @@ def demo(
         phrases=RECIPE_DIR.parent / "phrases.yaml",
         negatives=True,
         seed=seed,
-        max_label_tokens=1023,
+        max_label_tokens=MAX_TEXT_TOKENS,
     )
 
     console.rule("5. fine-tune the tiny offline Florence-2 (LoRA) and predict the test split")

@@ -15,9 +15,9 @@ from fabricdata.cli_common import (
     console,
     counted,
     export_app,
-    tracked,
     workers_default,
 )
+from fabricdata.florence import MAX_TEXT_TOKENS
 from fabricdata.wording import plural
 
 if TYPE_CHECKING:
@@ -36,7 +36,9 @@ def export_florence_(
     phrases: Annotated[Path | None, typer.Option(help="YAML/JSON class -> phrase table for captions.")] = None,
     negatives: Annotated[bool, typer.Option(help="Export defect-free images with an empty suffix.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of --order shuffle.")] = 0,
-    max_label_tokens: Annotated[int, typer.Option(help="Label budget per record (Florence-2: 1023).")] = 1023,
+    max_label_tokens: Annotated[
+        int, typer.Option(help="Label budget per record (Florence-2: 1023).")
+    ] = MAX_TEXT_TOKENS,
     allow_empty_split: Annotated[
         bool, typer.Option(help="Write splits with no images (maestro and similar trainers refuse them).")
     ] = False,
@@ -154,8 +156,10 @@ def split(
     from fabricdata.split import parse_ratios, split_dataset
 
     shares = parse_ratios(ratios)
-    with tracked("near-duplicate check", _originals(dataset)) as advance:
-        report = split_dataset(dataset, shares, seed, reshuffle, min_per_split, progress=advance)
+    with counted("near-duplicate check") as bar:
+        report = split_dataset(
+            dataset, shares, seed, reshuffle, min_per_split, progress=bar.advance, on_total=bar.total
+        )
     labels = sorted({label for row in report.images.values() for label in row if label != "(images)"})
     table = Table(title=f"{dataset}: {report.assigned} group(s) assigned, {report.kept} kept (original images)")
     table.add_column("split", overflow="fold")
@@ -170,13 +174,6 @@ def split(
         console.print(f"{plural(report.near_duplicates, 'pair')} of near-identical images kept in one split")
     for line in report.warnings:
         console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
-
-
-def _originals(dataset: str) -> int:
-    from fabricdata.store import F_SOURCE_ID, load_dataset
-
-    samples = load_dataset(dataset)
-    return int(len(samples) - len(samples.exists(F_SOURCE_ID)))
 
 
 @app.command()
@@ -235,11 +232,10 @@ def validate(
 
       fabricdata validate --json --strict
     """
-    from fabricdata.store import load_dataset
     from fabricdata.validate import validate as run_validate
 
-    with tracked("validate", len(load_dataset(dataset))) as advance:  # every sample is read once
-        report = run_validate(dataset, min_instances, imbalance, progress=advance)
+    with counted("validate") as bar:
+        report = run_validate(dataset, min_instances, imbalance, progress=bar.advance, on_total=bar.total)
     if json_out:
         console.print_json(report.model_dump_json())
     else:

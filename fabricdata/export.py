@@ -28,6 +28,7 @@ from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, reading_order_key
 from fabricdata.errors import ConfigError, DatasetError
 from fabricdata.fileio import atomic_write_bytes, atomic_write_text, link_or_copy, new_stage, swap_in, unique_name
 from fabricdata.florence import (
+    MAX_TEXT_TOKENS,
     TASK_DENSE,
     TASK_GROUNDING,
     TASK_OD,
@@ -45,8 +46,7 @@ Order = Literal["sequential", "interleave", "shuffle"]
 FOLDERS = {"train": "train", "val": "valid", "test": "test"}
 #: per split folder: exported image name -> original file path and sample id (for review)
 SOURCES_FILE = "sources.jsonl"
-#: Florence-2's decoder has 1024 positions; the label text must fit with its end token
-DEFAULT_MAX_LABEL_TOKENS = 1023
+DEFAULT_MAX_LABEL_TOKENS = MAX_TEXT_TOKENS
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ TASKS: dict[str, str] = {"od": TASK_OD, "dense": TASK_DENSE, "grounding": TASK_G
 
 #: Tokens a suffix of one box costs at most besides its label: four location tokens.
 LOC_TOKENS_PER_BOX = 4
+#: Florence-2's decoder has 1024 positions: a text (label or generation) holds at most 1023 tokens and its end
+MAX_TEXT_TOKENS = 1023
 
 _TOKEN = re.compile(r"<loc_(\d+)>|<[^<>]*>|[^<]+|<")
 

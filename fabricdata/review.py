@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from fabricdata.boxes import Box, ImageSize, box_to_fiftyone, fiftyone_to_box, iou
-from fabricdata.errors import DatasetError, InvalidValueError
+from fabricdata.boxes import Box, ImageSize, box_to_fiftyone, corners_ordered, fiftyone_to_box, iou
+from fabricdata.errors import DatasetError
 from fabricdata.fileio import atomic_write_text
+from fabricdata.jsonl import LineError, read_jsonl
 from fabricdata.models import PredictionRecord
 from fabricdata.store import GT_FIELD, detections_document, detections_layout_matches, fiftyone, load_dataset
 
@@ -81,23 +82,15 @@ class ReviewSummary:
 def load_predictions(path: Path) -> list[PredictionRecord]:
     if not path.is_file():
         raise DatasetError(f"{path}: no predictions; run 'fabricdata predict' for this run first")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = PredictionRecord.model_validate_json(line)
-        except ValueError as exc:
-            problem = f"not a prediction record ({str(exc).splitlines()[0]})"
-            raise InvalidValueError(path, f"line {number}", problem) from None
-        for index, det in enumerate(record.detections):
-            x1, y1, x2, y2 = det.bbox
-            if x2 < x1 or y2 < y1:
-                raise InvalidValueError(
-                    path, f"line {number} detections[{index}].bbox", "corners out of order", det.bbox
-                )
-        records.append(record)
-    return records
+    return list(read_jsonl(path, "a prediction record", _prediction))
+
+
+def _prediction(data: dict[str, Any]) -> PredictionRecord:
+    record = PredictionRecord.model_validate(data)
+    for index, det in enumerate(record.detections):
+        if not corners_ordered(det.bbox):
+            raise LineError(f"detections[{index}].bbox", "corners out of order", det.bbox)
+    return record
 
 
 def _match_samples(dataset: Any, records: list[PredictionRecord]) -> tuple[dict[str, PredictionRecord], list[str]]:

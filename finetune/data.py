@@ -6,13 +6,13 @@ processor on the CPU inside the workers and never touches CUDA; the loop moves b
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fabricdata.errors import InvalidValueError
+from fabricdata.jsonl import LineError, read_jsonl
 
 SPLIT_FOLDERS = ("train", "valid", "test")
 
@@ -33,20 +33,15 @@ def read_records(folder: str | Path, tasks: Sequence[str] | None = None) -> list
     path = root / "annotations.jsonl"
     if not path.is_file():
         raise InvalidValueError(path, "file", "missing: is this a 'fabricdata export florence' folder?")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            record = Record(root / data["image"], str(data["prefix"]), str(data["suffix"]))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InvalidValueError(path, f"line {number}", f"not an export record ({exc})", line[:80]) from None
+
+    def build(data: dict[str, Any]) -> Record:
+        record = Record(root / data["image"], str(data["prefix"]), str(data["suffix"]))
         if not record.image.is_file():
-            raise InvalidValueError(path, f"line {number}", "image not found", data["image"])
-        if tasks is None or any(record.prefix.startswith(t) for t in tasks):
-            records.append(record)
-    return records
+            raise LineError("", "image not found", data["image"])
+        return record
+
+    records = read_jsonl(path, "an export record", build)
+    return [r for r in records if tasks is None or any(r.prefix.startswith(t) for t in tasks)]
 
 
 def load_image(path: Path) -> Any:

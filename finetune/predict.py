@@ -16,17 +16,28 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fabricdata.boxes import ImageSize
+from fabricdata.boxes import ImageSize, corners_ordered
 from fabricdata.discover import image_files
 from fabricdata.errors import ConfigError
 from fabricdata.fileio import atomic_write_text
-from fabricdata.florence import TASK_DENSE, TASK_GROUNDING, TASK_OD, TASKS, ParsedBox, parse_pieces, task_token
+from fabricdata.florence import (
+    MAX_TEXT_TOKENS,
+    TASK_DENSE,
+    TASK_GROUNDING,
+    TASK_OD,
+    TASKS,
+    ParsedBox,
+    parse_pieces,
+    task_token,
+)
 from fabricdata.images import IMAGE_EXTENSIONS
+from fabricdata.jsonl import read_jsonl
+from fabricdata.resources import shipped
 from finetune.data import load_image
 
-DEFAULT_MAX_NEW_TOKENS = 1023
+DEFAULT_MAX_NEW_TOKENS = MAX_TEXT_TOKENS
 #: the project's class -> phrase table, used for grounding when a run's export has none
-PHRASES_FILE = Path(__file__).resolve().parents[1] / "pipelines" / "phrases.yaml"
+PHRASES_FILE = shipped("pipelines") / "phrases.yaml"
 
 
 TASK_CAPTION = "<CAPTION>"
@@ -69,10 +80,9 @@ def export_images(data: str | Path, split: str) -> list[ImageRef]:
         raise ConfigError(f"{annotations}: not found (is {data} a 'fabricdata export florence' folder?)")
     sources: dict[str, str] = {}
     if (folder / "sources.jsonl").is_file():
-        for line in (folder / "sources.jsonl").read_text(encoding="utf-8").splitlines():
-            entry = json.loads(line)
-            sources[entry["image"]] = entry["filepath"]
-    names = dict.fromkeys(json.loads(line)["image"] for line in annotations.read_text(encoding="utf-8").splitlines())
+        pairs = read_jsonl(folder / "sources.jsonl", "a sources record", lambda e: (str(e["image"]), e["filepath"]))
+        sources = dict(pairs)
+    names = dict.fromkeys(read_jsonl(annotations, "an export record", lambda e: str(e["image"])))
     return [ImageRef(folder / name, name, sources.get(name)) for name in names]
 
 
@@ -140,8 +150,7 @@ def _detections(found: Sequence[ParsedBox], logprobs: Sequence[float], size: Ima
     detections = []
     malformed = 0
     for box in found:
-        x1, y1, x2, y2 = box.bins
-        if x2 < x1 or y2 < y1:  # generated corners in the wrong order: not a box (counted, not hidden)
+        if not corners_ordered(box.bins):  # generated corners in the wrong order: not a box (counted, not hidden)
             malformed += 1
             continue
         picked = [logprobs[i] for i in (*box.label_pieces, *box.loc_pieces) if math.isfinite(logprobs[i])]
