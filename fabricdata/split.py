@@ -106,18 +106,22 @@ def split_dataset(
     reshuffle: bool = False,
     min_per_split: int = 1,
     progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> SplitReport:
     """Tag every sample ``train``/``val``/``test`` per source group (see the module docstring).
 
     Near-identical original images (as ``validate`` pairs them) form one group, so a split never creates the
     leak that validate reports. Every split with a positive ratio gets at least ``min_per_split`` groups where
-    there are enough. ``progress`` advances once per original image read for the near-duplicate check.
+    there are enough. ``progress`` advances once per original image read for the near-duplicate check;
+    ``on_total`` is called once with their number.
     """
     dataset = load_dataset(dataset_name)
     ids, paths, tags, sources, labels = labeled(dataset).values(
         ["id", "filepath", "tags", F_SOURCE_ID, f"{GT_FIELD}.detections.label"]
     )
     originals = {sid: path for sid, path, source in zip(ids, paths, sources, strict=True) if not source}
+    if on_total is not None:
+        on_total(len(originals))
     report = SplitReport()
     owner = _near_duplicate_groups(originals, progress, report)
     groups: dict[str, set[str]] = {}

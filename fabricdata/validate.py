@@ -59,9 +59,14 @@ def validate(
     near_duplicate_bits: int = 10,
     save_views: bool = True,
     progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> ValidationReport:
+    """Check the labeled samples of a dataset; ``on_total`` is called once with how many images are read
+    (``progress`` advances once per image)."""
     dataset = load_dataset(dataset_name)
     rows = _Rows(labeled(dataset))
+    if on_total is not None:
+        on_total(len(rows.samples))
     classes = list(dataset.default_classes or [])
     findings: list[Finding] = []
     findings += _label_checks(rows, classes, min_instances, imbalance_ratio)
