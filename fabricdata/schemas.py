@@ -12,7 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+from fabricdata.resources import shipped
+
+SCHEMA_DIR = shipped("schemas")
 
 
 def models() -> dict[str, type[BaseModel]]:
