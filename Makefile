@@ -11,7 +11,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml scripts/setup.sh scripts/check_mongod.py
+$(VENV)/.installed: pyproject.toml setup.py scripts/setup.sh scripts/check_mongod.py
 	bash scripts/setup.sh $(VENV)
 	touch $@
 
