@@ -57,7 +57,8 @@ def bench_review(images: int = 1000, repeats: int = 3) -> list[Figure]:
     import fiftyone as fo
 
     from fabricdata.importer import import_folder
-    from fabricdata.review import _store, load_predictions, review
+    from fabricdata.review import review
+    from fabricdata.review_predictions import load_predictions, store_predictions
     from fabricdata.synth import SynthConfig, generate
 
     work = Path(tempfile.mkdtemp(prefix="fabricdata-bench-review-"))
@@ -69,7 +70,7 @@ def bench_review(images: int = 1000, repeats: int = 3) -> list[Figure]:
     realistic_predictions(dataset, run)
     ids_by_path = dict(zip(*dataset.values(["filepath", "id"]), strict=True))
     matched = {ids_by_path[r.filepath]: r for r in load_predictions(run / "predictions.jsonl") if r.filepath}
-    _store(dataset, "pred_baseline", matched, 0.0)
+    store_predictions(dataset, "pred_baseline", matched, 0.0)
     ours, theirs = 0.0, 0.0
     for _ in range(repeats):  # interleaved, best of each
         start = time.perf_counter()

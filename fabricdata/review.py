@@ -11,44 +11,26 @@ or place: it may not be a defect), FiftyOne Brain's mistakenness rules computed 
 
 from __future__ import annotations
 
-import json
-import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fabricdata.boxes import Box, ImageSize, box_to_fiftyone, corners_ordered, fiftyone_to_box, iou
+from fabricdata.boxes import ImageSize, fiftyone_to_box, iou
 from fabricdata.errors import DatasetError
-from fabricdata.fileio import atomic_write_text
-from fabricdata.jsonl import LineError, read_jsonl
 from fabricdata.models import PredictionRecord
-from fabricdata.store import GT_FIELD, detections_document, detections_layout_matches, fiftyone, load_dataset
+from fabricdata.review_predictions import clear_review, load_predictions, match_samples, slug, store_predictions
+from fabricdata.review_report import BACKGROUND, previous_summary, write_report
+from fabricdata.store import GT_FIELD, fiftyone, load_dataset
 
 MIN_MISLOCATED_IOU = 0.1
-BACKGROUND = "(background)"
 #: predicted labels that are not classes of the dataset, as one row/column of the confusion matrix
 OTHER = "(other)"
 #: predictions below this confidence are not stored (a random model's junk would swamp evaluation)
 MIN_CONFIDENCE = 0.05
-VIEW_KINDS = (
-    "false-positives",
-    "missed",
-    "mislocated",
-    "confused",
-    "regressions",
-    "fixed",
-    "possible-missing",
-    "possible-spurious",
-)
-
-
-def slug(run: str) -> str:
-    """A run name usable in field names: ``run 1.2`` -> ``run_1_2``."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", run)
 
 
 @dataclass(slots=True)
@@ -77,92 +59,6 @@ class ReviewSummary:
     below_min_confidence: int = 0
     #: stored predictions whose label is not one of the dataset's classes (the "(other)" row)
     outside_classes: int = 0
-
-
-def load_predictions(path: Path) -> list[PredictionRecord]:
-    if not path.is_file():
-        raise DatasetError(f"{path}: no predictions; run 'fabricdata predict' for this run first")
-    return list(read_jsonl(path, "a prediction record", _prediction))
-
-
-def _prediction(data: dict[str, Any]) -> PredictionRecord:
-    record = PredictionRecord.model_validate(data)
-    for index, det in enumerate(record.detections):
-        if not corners_ordered(det.bbox):
-            raise LineError(f"detections[{index}].bbox", "corners out of order", det.bbox)
-    return record
-
-
-def _match_samples(dataset: Any, records: list[PredictionRecord]) -> tuple[dict[str, PredictionRecord], list[str]]:
-    """Sample id -> its <OD> prediction, by original file path (else by file name); and the unmatched images."""
-    ids, paths = dataset.values(["id", "filepath"])
-    by_path = dict(zip(paths, ids, strict=True))
-    by_name: dict[str, list[str]] = defaultdict(list)
-    for path, sid in by_path.items():
-        by_name[Path(path).name].append(sid)
-    matched: dict[str, PredictionRecord] = {}
-    unmatched = []
-    for record in records:
-        if record.task != "<OD>":
-            continue
-        sid = by_path.get(record.filepath or "")
-        if sid is None and len(by_name.get(record.image, [])) == 1:
-            sid = by_name[record.image][0]
-        if sid is None:
-            unmatched.append(record.filepath or record.image)
-        else:
-            matched[sid] = record
-    return matched, unmatched
-
-
-def _clear(dataset: Any, name: str, pred_field: str, eval_key: str) -> None:
-    """Remove everything an earlier review of this run left, so reviewing twice replaces, never duplicates."""
-    if dataset.has_evaluation(eval_key):
-        dataset.delete_evaluation(eval_key)
-    for key in (f"mistakenness_{slug(name)}",):
-        if key in dataset.list_brain_runs():
-            dataset.delete_brain_run(key)
-    schema = dataset.get_field_schema(flat=True)
-    for path in (
-        pred_field,
-        f"{GT_FIELD}.detections.mistakenness_{slug(name)}",
-        f"{GT_FIELD}.detections.mistakenness_{slug(name)}_loc",
-        f"{GT_FIELD}.detections.possible_spurious_{slug(name)}",
-    ):
-        if path in schema:
-            dataset.delete_sample_field(path)
-    for kind in VIEW_KINDS:
-        if dataset.has_saved_view(f"{name}-{kind}"):
-            dataset.delete_saved_view(f"{name}-{kind}")
-
-
-def _store(dataset: Any, pred_field: str, matched: dict[str, PredictionRecord], min_confidence: float) -> int:
-    """Store the predictions at or above ``min_confidence``; returns how many were below it.
-
-    Written as documents (``set_values`` without re-validation; the values are built typed right here) when
-    their layout is FiftyOne's own, else through FiftyOne's objects.
-    """
-    fo = fiftyone()
-    rows: dict[str, list[tuple[str, list[float], float]]] = {}
-    dropped = 0
-    ids, widths, heights = dataset.select(list(matched)).values(["id", "metadata.width", "metadata.height"])
-    for sid, width, height in zip(ids, widths, heights, strict=True):
-        size = ImageSize(int(width), int(height))
-        kept = [d for d in matched[sid].detections if d.confidence >= min_confidence]
-        dropped += len(matched[sid].detections) - len(kept)
-        rows[sid] = [(d.label, box_to_fiftyone(Box(*d.bbox), size), d.confidence) for d in kept]
-    if detections_layout_matches():
-        dataset.add_sample_field(pred_field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
-        values: dict[str, Any] = {sid: detections_document(sample_rows) for sid, sample_rows in rows.items()}
-    else:
-        values = {
-            sid: fo.Detections(
-                detections=[fo.Detection(label=lab, bounding_box=box, confidence=c) for lab, box, c in sample_rows]
-            )
-            for sid, sample_rows in rows.items()
-        }
-    dataset.set_values(pred_field, values, key_field="id", validate=False)
-    return dropped
 
 
 def _ap_at(results: Any, thresh: float) -> tuple[float, dict[str, float]]:
@@ -297,79 +193,36 @@ def review(
     """Review a run; ``name`` (default: the run folder's name) names its field, eval key and views.
 
     Predictions below ``min_confidence`` are not stored, so review time tracks real detections."""
-
-    fo = fiftyone()
-    F = fo.ViewField  # noqa: N806 - FiftyOne's own idiom
     folder = Path(run_folder)
     name = name or folder.name
     pred_field, eval_key = f"pred_{slug(name)}", f"eval_{slug(name)}"
     dataset = load_dataset(dataset_name)
-    records = load_predictions(folder / "predictions.jsonl")
-    if not records:
-        raise DatasetError(
-            f"{folder}/predictions.jsonl is empty: the split it predicted had no images (an empty export split)"
-        )
-    tasks = sorted({record.task for record in records} - {"<OD>"})
-    if tasks and all(record.task != "<OD>" for record in records):
-        raise DatasetError(
-            f"{folder}/predictions.jsonl holds {', '.join(tasks)} predictions; review evaluates <OD>: "
-            "run 'fabricdata predict --task od' for this run first"
-        )
-    matched, unmatched = _match_samples(dataset, records)
-    if not matched:
-        raise DatasetError(f"{folder}/predictions.jsonl: none of its images is in dataset {dataset_name!r}")
     say = progress or (lambda _: None)
-    _clear(dataset, name, pred_field, eval_key)
+    # 1. the run's <OD> predictions, matched to samples, stored as pred_R (an earlier review of R removed)
+    matched, unmatched = _read_run(dataset, folder)
+    clear_review(dataset, name, pred_field, eval_key)
     say("storing predictions")
-    dropped = _store(dataset, pred_field, matched, min_confidence)
+    dropped = store_predictions(dataset, pred_field, matched, min_confidence)
     classes = list(dataset.default_classes or [])
     view = dataset.select(list(matched))
+    # 2. FiftyOne's COCO-style evaluation, and the mistakes read back from it
     say("evaluating (COCO-style)")
     results = view.evaluate_detections(
-        pred_field,
-        gt_field=GT_FIELD,
-        eval_key=eval_key,
-        compute_mAP=True,
-        iou=iou_threshold,
-        classwise=True,
+        pred_field, gt_field=GT_FIELD, eval_key=eval_key, compute_mAP=True, iou=iou_threshold, classwise=True,
         progress=False,
-    )
+    )  # fmt: skip
     rows = _rows(view, pred_field, eval_key)
     mistakes = _mistakes(rows, iou_threshold, classes)
-    mislocated, confused = mistakes.mislocated, mistakes.confused
     threshold, precision, recall, f1 = _best_f1(rows)
-    ap50, _ = _ap_at(results, 0.5)
-    ap75, _ = _ap_at(results, 0.75)
-    classwise = {str(c): float(a) for c, a in zip(results.classes, results._classwise_AP, strict=True) if a > -1}
-    conf = F(f"{pred_field}.detections.confidence").max()
-    views: dict[str, Any] = {
-        "false-positives": view.filter_labels(pred_field, F(eval_key) == "fp").sort_by(conf, reverse=True),
-        "missed": view.filter_labels(GT_FIELD, F(eval_key) == "fn"),
-        "mislocated": view.select_labels(ids=mislocated, fields=[GT_FIELD, pred_field]),
-        "confused": view.select_labels(ids=confused, fields=[GT_FIELD, pred_field]),
-        "possible-missing": _only(view, pred_field, mistakes.possible_missing).sort_by(conf, reverse=True),
-        "possible-spurious": _only(view, GT_FIELD, mistakes.possible_spurious).sort_by(
-            F(f"{GT_FIELD}.detections").length(), reverse=True
-        ),
-    }
-    counts = _view_counts(rows, mistakes)
+    # 3. one saved view per kind of mistake (and against an earlier run)
+    views, counts = _mistake_views(view, pred_field, eval_key, rows, mistakes)
     if compare is not None:
-        old = _previous_summary(compare) or {}
-        old_name = str(old.get("run") or Path(compare).name)
-        worse, better = _comparison(
-            dataset,
-            view,
-            (eval_key, pred_field, threshold),
-            (f"eval_{slug(old_name)}", f"pred_{slug(old_name)}", float(old.get("best_f1_threshold") or 0.0)),
-        )
-        views.update({"regressions": view.select(worse), "fixed": view.select(better)})
-        counts.update({"regressions": len(worse), "fixed": len(better)})
+        _add_comparison(dataset, view, (eval_key, pred_field, threshold), compare, views, counts)
     saved = {}
     for kind, kind_view in views.items():
-        if kind in ("mislocated", "confused") and not (mislocated if kind == "mislocated" else confused):
-            kind_view = view.limit(0)
         dataset.save_view(f"{name}-{kind}", kind_view, overwrite=True)
         saved[f"{name}-{kind}"] = counts[kind]
+    # 4. the summary and the report
     summary = ReviewSummary(
         dataset=dataset_name,
         run=name,
@@ -379,9 +232,9 @@ def review(
         predictions=sum(len(p) for _, _, _, p in rows),
         ground_truth=sum(len(g) for _, _, g, _ in rows),
         map=float(results.mAP()),
-        ap50=ap50,
-        ap75=ap75,
-        per_class_ap=classwise,
+        ap50=_ap_at(results, 0.5)[0],
+        ap75=_ap_at(results, 0.75)[0],
+        per_class_ap={str(c): float(results.mAP([c])) for c in results.classes if results.mAP([c]) > -1},
         best_f1_threshold=threshold,
         precision=precision,
         recall=recall,
@@ -395,6 +248,67 @@ def review(
     )
     write_report(folder, summary, results, compare)
     return summary
+
+
+def _read_run(dataset: Any, folder: Path) -> tuple[dict[str, PredictionRecord], list[str]]:
+    """The run's <OD> predictions by sample id, and the images the dataset does not hold; a run with nothing
+    to review is one clear error."""
+    records = load_predictions(folder / "predictions.jsonl")
+    if not records:
+        raise DatasetError(
+            f"{folder}/predictions.jsonl is empty: the split it predicted had no images (an empty export split)"
+        )
+    tasks = sorted({record.task for record in records} - {"<OD>"})
+    if tasks and all(record.task != "<OD>" for record in records):
+        raise DatasetError(
+            f"{folder}/predictions.jsonl holds {', '.join(tasks)} predictions; review evaluates <OD>: "
+            "run 'fabricdata predict --task od' for this run first"
+        )
+    matched, unmatched = match_samples(dataset, records)
+    if not matched:
+        raise DatasetError(f"{folder}/predictions.jsonl: none of its images is in dataset {dataset.name!r}")
+    return matched, unmatched
+
+
+def _mistake_views(
+    view: Any, pred_field: str, eval_key: str, rows: list[Any], mistakes: Mistakes
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """The view of each kind of mistake, and how many samples each holds."""
+    fo = fiftyone()
+    F = fo.ViewField  # noqa: N806 - FiftyOne's own idiom
+    conf = F(f"{pred_field}.detections.confidence").max()
+
+    def pairs(ids: list[str]) -> Any:  # an empty id list would select every label: an empty view instead
+        return view.select_labels(ids=ids, fields=[GT_FIELD, pred_field]) if ids else view.limit(0)
+
+    views: dict[str, Any] = {
+        "false-positives": view.filter_labels(pred_field, F(eval_key) == "fp").sort_by(conf, reverse=True),
+        "missed": view.filter_labels(GT_FIELD, F(eval_key) == "fn"),
+        "mislocated": pairs(mistakes.mislocated),
+        "confused": pairs(mistakes.confused),
+        "possible-missing": _only(view, pred_field, mistakes.possible_missing).sort_by(conf, reverse=True),
+        "possible-spurious": _only(view, GT_FIELD, mistakes.possible_spurious).sort_by(
+            F(f"{GT_FIELD}.detections").length(), reverse=True
+        ),
+    }
+    return views, _view_counts(rows, mistakes)
+
+
+def _add_comparison(
+    dataset: Any,
+    view: Any,
+    new: tuple[str, str, float],
+    compare: str | Path,
+    views: dict[str, Any],
+    counts: dict[str, int],
+) -> None:
+    """The ``regressions`` and ``fixed`` views against the earlier run reviewed from the folder ``compare``."""
+    old = previous_summary(compare) or {}
+    old_name = str(old.get("run") or Path(compare).name)
+    old_key = (f"eval_{slug(old_name)}", f"pred_{slug(old_name)}", float(old.get("best_f1_threshold") or 0.0))
+    worse, better = _comparison(dataset, view, new, old_key)
+    views.update({"regressions": view.select(worse), "fixed": view.select(better)})
+    counts.update({"regressions": len(worse), "fixed": len(better)})
 
 
 def _view_counts(rows: list[Any], mistakes: Mistakes) -> dict[str, int]:
@@ -460,101 +374,3 @@ def _comparison(
         if fixed:
             better.append(sid)
     return worse, better
-
-
-# --- report ----------------------------------------------------------------------------------------------
-
-
-def write_report(folder: Path, summary: ReviewSummary, results: Any, compare: str | Path | None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    previous = _previous_summary(compare)
-    (folder / "review.json").write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
-    _pr_plot(plt, results, folder / "pr_curves.png")
-    _confusion_plot(plt, summary.confusion, folder / "confusion_matrix.png")
-    if previous is not None:
-        _ap_plot(plt, summary, previous, folder / "ap_per_class.png")
-    atomic_write_text(folder / "report.md", _markdown(summary, previous))
-
-
-def _previous_summary(compare: str | Path | None) -> dict[str, Any] | None:
-    if compare is None:
-        return None
-    path = Path(compare) / "review.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _pr_plot(plt: Any, results: Any, out: Path) -> None:
-    figure, axis = plt.subplots(figsize=(6, 4.5), dpi=110)
-    index = int(np.argmin(np.abs(results.iou_threshs - 0.5)))
-    for k, name in enumerate(results.classes):
-        curve = results.precision[index, k, :]
-        if (curve > -1).any():
-            axis.plot(results.recall, np.maximum(curve, 0), label=f"{name} (AP50 {np.mean(curve):.2f})")
-    axis.set(xlabel="recall", ylabel="precision", title="PR curves at IoU 0.5", xlim=(0, 1), ylim=(0, 1.02))
-    axis.grid(alpha=0.3)
-    axis.legend(loc="lower left")
-    figure.tight_layout()
-    figure.savefig(out)
-    plt.close(figure)
-
-
-def _confusion_plot(plt: Any, confusion: dict[str, dict[str, int]], out: Path) -> None:
-    classes = {*confusion, *(c for row in confusion.values() for c in row)} - {BACKGROUND}
-    names = [*sorted(classes), BACKGROUND]
-    matrix = np.array([[confusion.get(g, {}).get(p, 0) for p in names] for g in names])
-    figure, axis = plt.subplots(figsize=(5.5, 4.5), dpi=110)
-    axis.imshow(matrix, cmap="Blues")
-    axis.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    axis.set_yticks(range(len(names)), names)
-    for (i, j), value in np.ndenumerate(matrix):
-        axis.text(j, i, str(value), ha="center", va="center", color="black" if value < matrix.max() / 2 else "white")
-    axis.set(xlabel="predicted", ylabel="ground truth", title="confusion (IoU match, with background)")
-    figure.tight_layout()
-    figure.savefig(out)
-    plt.close(figure)
-
-
-def _ap_plot(plt: Any, summary: ReviewSummary, previous: dict[str, Any], out: Path) -> None:
-    names = sorted(set(summary.per_class_ap) | set(previous["per_class_ap"]))
-    x = np.arange(len(names))
-    figure, axis = plt.subplots(figsize=(6, 4), dpi=110)
-    axis.bar(x - 0.2, [previous["per_class_ap"].get(n, 0) for n in names], 0.4, label=previous["run"])
-    axis.bar(x + 0.2, [summary.per_class_ap.get(n, 0) for n in names], 0.4, label=summary.run)
-    axis.set_xticks(x, names)
-    axis.set(ylabel="AP@[.5:.95]", title="AP per class")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(out)
-    plt.close(figure)
-
-
-def _markdown(summary: ReviewSummary, previous: dict[str, Any] | None) -> str:
-    lines = [
-        f"# Review of run `{summary.run}`",
-        "",
-        f"{summary.images} images, {summary.ground_truth} ground-truth boxes, {summary.predictions} predictions.",
-        "",
-        "| metric | value |" + (f" {previous['run']} |" if previous else ""),
-        "|---|---|" + ("---|" if previous else ""),
-    ]
-    for key in ("map", "ap50", "ap75", "precision", "recall", "f1", "best_f1_threshold"):
-        old = f" {previous[key]:.3f} |" if previous else ""
-        lines.append(f"| {key} | {getattr(summary, key):.3f} |{old}")
-    lines += ["", "## AP@[.5:.95] per class", "", "| class | AP |", "|---|---|"]
-    lines += [f"| {name} | {ap:.3f} |" for name, ap in sorted(summary.per_class_ap.items())]
-    lines += ["", "## Views to open in the App", "", "| view | samples | open |", "|---|---|---|"]
-    lines += [
-        f"| {view} | {count} | `fabricdata app --dataset {summary.dataset} --view {view}` |"
-        for view, count in summary.views.items()
-    ]
-    lines += ["", "![PR curves](pr_curves.png)", "", "![confusion](confusion_matrix.png)", ""]
-    if previous:
-        lines += ["![AP per class](ap_per_class.png)", ""]
-    if summary.unmatched_images:
-        lines += ["## Predictions whose image is not in the dataset", ""]
-        lines += [f"- {image}" for image in summary.unmatched_images] + [""]
-    return "\n".join(lines)
