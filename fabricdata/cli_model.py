@@ -86,7 +86,7 @@ def train(
             on_step=lambda done, total: bar.update(task, completed=done, total=total),
         )
     state = "stopped early (continue with --resume)" if summary.stopped_early else "done"
-    val = f", best val loss {summary.val_loss:.4f}" if summary.val_loss is not None else ""
+    val = f", best val loss {summary.best_val_loss:.4f}" if summary.best_val_loss is not None else ""
     console.print(
         f"[green]{state}:[/] {summary.global_step} steps, {summary.epochs_done} epoch(s), "
         f"train loss {summary.train_loss:.4f}{val}, {summary.samples_per_s:.1f} samples/s -> {summary.out}"

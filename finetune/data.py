@@ -1,4 +1,5 @@
-"""Training data from a Florence-2 export: records, images, and collation in DataLoader workers.
+"""Training data from a Florence-2 export: records, images, collation in DataLoader workers, and the seeded
+per-epoch order each process reads them in (so a resumed run continues exactly where it stopped).
 
 Images are read as stored (EXIF orientation ignored, as LabelImg and fabricdata do). Collation runs the
 processor on the CPU inside the workers and never touches CUDA; the loop moves batches to the device.
@@ -9,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fabricdata.errors import InvalidValueError
 from fabricdata.jsonl import LineError, read_jsonl
+
+if TYPE_CHECKING:
+    from finetune.config import TrainConfig
 
 SPLIT_FOLDERS = ("train", "valid", "test")
 
@@ -85,3 +89,60 @@ class Collator:
             "pixel_values": inputs["pixel_values"],
             "labels": labels,
         }
+
+
+# --- order and loaders ------------------------------------------------------------------------------------
+
+
+def epoch_order(size: int, seed: int, epoch: int, rank: int, world: int) -> list[int]:
+    """This process's share of a seeded permutation of the training records (same length on every rank)."""
+    import torch
+
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
+    return [order[(rank + world * i) % len(order)] for i in range(per_rank(size, world))]
+
+
+def per_rank(size: int, world: int) -> int:
+    """Records each process sees per epoch: an equal share (the tail that does not divide is dropped)."""
+    return size // world if size >= world else 1
+
+
+class EpochSampler:
+    """This process's records of an epoch in their seeded order, from ``skip`` on (for resuming mid-epoch)."""
+
+    def __init__(self, size: int, seed: int, rank: int, world: int) -> None:
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self) -> Any:
+        return iter(epoch_order(self.size, self.seed, self.epoch, self.rank, self.world)[self.skip :])
+
+    def __len__(self) -> int:
+        return per_rank(self.size, self.world) - self.skip
+
+
+def _one_thread(_: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # workers decode and collate; the main process keeps the cores for compute
+
+
+def make_loader(dataset: RecordDataset, sampler: Any, config: TrainConfig, collate: Collator) -> Any:
+    """One DataLoader for the whole run: workers persist across epochs instead of restarting each epoch."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    return DataLoader(
+        dataset,  # type: ignore[arg-type]
+        batch_size=config.batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=config.num_workers,
+        persistent_workers=config.num_workers > 0,
+        worker_init_fn=_one_thread if config.num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(config.seed),
+        pin_memory=torch.cuda.is_available(),
+    )

@@ -18,8 +18,9 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from fabricdata.fileio import atomic_write_text
 from finetune import checkpoint
 from finetune.checkpoint import Progress
 from finetune.config import TrainConfig, dump_config, load_config
-from finetune.data import Collator, RecordDataset, read_records
+from finetune.data import Collator, EpochSampler, RecordDataset, epoch_order, make_loader, per_rank, read_records
 from finetune.metrics import MetricsLog, plot
 from finetune.model import add_adapter, load_base
 
@@ -39,7 +40,8 @@ class RunSummary:
     global_step: int
     epochs_done: int
     train_loss: float
-    val_loss: float | None
+    #: the lowest validation loss of the run (None without a validation split)
+    best_val_loss: float | None
     stopped_early: bool
     samples_per_s: float
 
@@ -69,66 +71,13 @@ def _schedule(config: TrainConfig, total_steps: int) -> Any:
     return factor
 
 
-def _epoch_order(size: int, seed: int, epoch: int, rank: int, world: int) -> list[int]:
-    """This process's share of a seeded permutation of the training records (same length on every rank)."""
-    import torch
-
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
-    return [order[(rank + world * i) % len(order)] for i in range(_per_rank(size, world))]
-
-
-def _per_rank(size: int, world: int) -> int:
-    """Records each process sees per epoch: an equal share (the tail that does not divide is dropped)."""
-    return size // world if size >= world else 1
-
-
-class EpochSampler:
-    """This process's records of an epoch in their seeded order, from ``skip`` on (for resuming mid-epoch)."""
-
-    def __init__(self, size: int, seed: int, rank: int, world: int) -> None:
-        self.size, self.seed, self.rank, self.world = size, seed, rank, world
-        self.epoch, self.skip = 0, 0
-
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        self.epoch, self.skip = epoch, skip
-
-    def __iter__(self) -> Any:
-        return iter(_epoch_order(self.size, self.seed, self.epoch, self.rank, self.world)[self.skip :])
-
-    def __len__(self) -> int:
-        return _per_rank(self.size, self.world) - self.skip
-
-
-def _one_thread(_: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # workers decode and collate; the main process keeps the cores for compute
-
-
-def _loader(dataset: RecordDataset, sampler: Any, config: TrainConfig, collate: Collator) -> Any:
-    """One DataLoader for the whole run: workers persist across epochs instead of restarting each epoch."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    return DataLoader(
-        dataset,  # type: ignore[arg-type]
-        batch_size=config.batch_size,
-        sampler=sampler,
-        collate_fn=collate,
-        num_workers=config.num_workers,
-        persistent_workers=config.num_workers > 0,
-        worker_init_fn=_one_thread if config.num_workers > 0 else None,
-        generator=torch.Generator().manual_seed(config.seed),
-        pin_memory=torch.cuda.is_available(),
-    )
-
-
 def _to(batch: dict[str, Any], device: Any) -> dict[str, Any]:
     return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
 
 
 def evaluate(model: Any, loader: Any, accelerator: Any) -> float:
-    """Mean loss over a loader, averaged across processes."""
+    """Mean loss over the records of every process's loader (sums of loss and count reduced across processes,
+    so shards of unequal length count each record once)."""
     import torch
 
     model.eval()
@@ -147,164 +96,241 @@ def evaluate(model: Any, loader: Any, accelerator: Any) -> float:
     return float(total[0] / total[1]) if total[1] > 0 else float("nan")
 
 
-def train(config: TrainConfig, resume: bool = False, log: Any = print, on_step: Any = None) -> RunSummary:
+#: where the run speaks (one line at a time) and how it reports optimizer steps (done, total)
+Log = Callable[[str], None]
+OnStep = Callable[[int, int], None]
+
+
+def train(config: TrainConfig, resume: bool = False, log: Log = print, on_step: OnStep | None = None) -> RunSummary:
     """Run (or ``resume``) a fine-tune; ``on_step(done, total)`` is called after every optimizer step."""
     import torch
 
     torch.set_flush_denormal(True)  # avoids random 3-5x CPU slowdowns in tiny-model training
     try:
-        return _train(config, resume, log, on_step)
+        run = _setup(config, resume, log, on_step)
+        return _run(run)
     finally:  # a process-wide FPU flag: the caller's floating point is left as it was (IEEE subnormals)
         torch.set_flush_denormal(False)
 
 
-def _train(config: TrainConfig, resume: bool, log: Any, on_step: Any) -> RunSummary:
+@dataclass(slots=True)
+class Run:
+    """Everything one fine-tune holds while it runs (built by :func:`_setup`)."""
+
+    config: TrainConfig
+    accelerator: Any
+    model: Any
+    trainable: list[Any]
+    optimizer: Any
+    scheduler: Any
+    progress: Progress
+    sampler: EpochSampler
+    loader: Any
+    val_loader: Any | None
+    metrics: MetricsLog | None
+    say: Log
+    on_step: OnStep | None
+    out: Path
+    batches_per_epoch: int
+    steps_per_epoch: int
+    total_steps: int
+    #: the mean loss of every optimizer step of this process, and samples seen by all processes
+    losses: list[float] = field(default_factory=list)
+    seen: int = 0
+    started: float = 0.0
+
+    @property
+    def main(self) -> bool:
+        return bool(self.accelerator.is_main_process)
+
+
+def _setup(config: TrainConfig, resume: bool, log: Log, on_step: OnStep | None) -> Run:
+    """Records, model with its adapter, optimizer, schedule, loaders and run folder; the checkpoint restored."""
     import torch
     from accelerate.utils import set_seed
 
     accelerator = _accelerator(config)
     main = accelerator.is_main_process
-    say = log if main else (lambda *_: None)  # one voice, not one per process
-    report_step = on_step if main else None
     out = Path(config.out)
-    last_dir, best_dir = out / "checkpoints" / "last", out / "checkpoints" / "best"
-    if resume and not checkpoint.resumable(last_dir):
-        raise ConfigError(f"--resume: {last_dir} has no resumable checkpoint")
+    if resume and not checkpoint.resumable(out / "checkpoints" / "last"):
+        raise ConfigError(f"--resume: {out / 'checkpoints' / 'last'} has no resumable checkpoint")
     set_seed(config.seed)
-
+    # data
     train_records = read_records(Path(config.data) / "train", config.tasks)
     val_records = read_records(Path(config.data) / "valid", config.tasks)
     if not train_records:
         raise ConfigError(f"{config.data}/train/annotations.jsonl has no records to train on")
+    # model, optimizer, schedule
     model, processor = load_base(config.model)
     model = add_adapter(model, config.lora)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     rank, world = accelerator.process_index, accelerator.num_processes
-    batches_per_epoch = math.ceil(_per_rank(len(train_records), world) / config.batch_size)
+    batches_per_epoch = math.ceil(per_rank(len(train_records), world) / config.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total_steps))
-
-    progress = checkpoint.restore(last_dir, model, optimizer, scheduler) if resume else Progress()
+    progress = checkpoint.restore(out / "checkpoints" / "last", model, optimizer, scheduler) if resume else Progress()
     model = accelerator.prepare(model)
-    processor_dir = out / "processor"
+    # the run folder
     if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump_config(config), encoding="utf-8")
-        processor.save_pretrained(processor_dir)
-        manifest = Path(config.data) / "manifest.json"
-        if manifest.is_file():
-            shutil.copyfile(manifest, out / "export_manifest.json")
+        _start_folder(out, config, processor)
     metrics = MetricsLog(out / "metrics.csv", progress.global_step if resume else None) if main else None
-    if not val_records:
-        say("note: the validation split is empty: no validation loss; 'best' is the last epoch's adapter")
+    # loaders: training in a seeded order per epoch, validation sharded across processes without loss or repeat
     collate = Collator(processor)
     sampler = EpochSampler(len(train_records), config.seed, rank, world)
-    loader = _loader(RecordDataset(train_records), sampler, config, collate)
-    val_order = _epoch_order(len(val_records), 0, 0, rank, world) if val_records else []
-    val_loader = _loader(RecordDataset(val_records), val_order, config, collate)
-    say(
+    loader = make_loader(RecordDataset(train_records), sampler, config, collate)
+    val_loader = None
+    if val_records:
+        val_order = epoch_order(len(val_records), 0, 0, 0, 1)[rank::world]
+        val_loader = make_loader(RecordDataset(val_records), val_order, config, collate)
+    run = Run(
+        config, accelerator, model, trainable, optimizer, scheduler, progress, sampler, loader, val_loader,
+        metrics, log if main else (lambda *_: None), on_step if main else None, out,
+        batches_per_epoch, steps_per_epoch, total_steps,
+    )  # fmt: skip
+    if not val_records:
+        run.say("note: the validation split is empty: no validation loss; 'best' is the last epoch's adapter")
+    run.say(
         f"training {sum(p.numel() for p in trainable):,} adapter parameters on {len(train_records)} records, "
         f"{world} process(es), {total_steps} optimizer steps, "
         + ("bf16 autocast" if accelerator.mixed_precision == "bf16" else "full precision (fp32)")
     )
+    return run
 
-    def save_last() -> None:
-        accelerator.wait_for_everyone()
-        if main:
-            unwrapped = accelerator.unwrap_model(model)
-            checkpoint.save(last_dir, unwrapped, processor_dir, config, progress, optimizer, scheduler)
 
-    def save_best() -> None:
-        accelerator.wait_for_everyone()
-        if main:
-            checkpoint.save(best_dir, accelerator.unwrap_model(model), processor_dir, config)
+def _start_folder(out: Path, config: TrainConfig, processor: Any) -> None:
+    """config.yaml, the processor (copied into every checkpoint) and the export's manifest."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+    processor.save_pretrained(out / "processor")
+    manifest = Path(config.data) / "manifest.json"
+    if manifest.is_file():
+        shutil.copyfile(manifest, out / "export_manifest.json")
 
-    stopped, losses, step_losses, seen, started = False, [], [], 0, time.perf_counter()
+
+def _run(run: Run) -> RunSummary:
+    """Epochs until done or stopped; Ctrl-C saves ``last`` first. Then ``best``, the loss plot, the summary."""
+    config, progress = run.config, run.progress
+    stopped = False
+    run.started = time.perf_counter()
     try:
-        while progress.epoch < config.epochs and not stopped:
-            sampler.set_epoch(progress.epoch, skip=progress.batches_done * config.batch_size)
-            pending = 0
-            for batch in loader:
-                pending += 1
-                update = pending == config.grad_accum or progress.batches_done + pending == batches_per_epoch
-                with accelerator.no_sync(model) if not update else nullcontext():
-                    loss = model(**_to(batch, accelerator.device)).loss
-                    accelerator.backward(loss / config.grad_accum)
-                step_losses.append(float(loss.detach()))
-                seen += len(batch["labels"]) * world
-                if not update:
-                    continue
-                losses.append(sum(step_losses) / len(step_losses))
-                step_losses = []
-                accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                progress.batches_done += pending
-                progress.global_step += 1
-                if report_step:
-                    report_step(progress.global_step, total_steps)
-                pending = 0
-                if metrics:
-                    rate = seen / (time.perf_counter() - started)
-                    metrics.add(
-                        progress.global_step,
-                        progress.epoch,
-                        "train",
-                        losses[-1],
-                        float(scheduler.get_last_lr()[0]),
-                        rate,
-                    )
-                if config.save_every_steps and progress.global_step % config.save_every_steps == 0:
-                    save_last()
-                if config.stop_after_steps and progress.global_step >= config.stop_after_steps:
-                    stopped = True
-                    break
-            if stopped:
+        while progress.epoch < config.epochs:
+            if _train_epoch(run):
+                stopped = True
                 break
-            progress.epoch, progress.batches_done = progress.epoch + 1, 0
-            val = evaluate(model, val_loader, accelerator) if val_records else None
-            recent = losses[-steps_per_epoch:]
-            message = f"epoch {progress.epoch}/{config.epochs}: train loss {sum(recent) / max(1, len(recent)):.4f}"
-            say(message + (f", val loss {val:.4f}" if val is not None else ""))
-            if metrics and val is not None:
-                metrics.add(progress.global_step, progress.epoch, "val", val, float(scheduler.get_last_lr()[0]), 0.0)
-            if val is not None and (progress.best_val is None or val < progress.best_val):
-                progress.best_val = val
-                save_best()
-            save_last()
+            _end_epoch(run)
     except KeyboardInterrupt:
-        say("interrupted: saving 'last' at the last completed optimizer step (continue with --resume)")
-        save_last()
+        run.say("interrupted: saving 'last' at the last completed optimizer step (continue with --resume)")
+        _save(run, "last")
         raise
     finally:
-        elapsed = time.perf_counter() - started  # the loop only: loading and the loss plot do not count
+        elapsed = time.perf_counter() - run.started  # the loop only: loading and the loss plot do not count
     if stopped:
-        save_last()
-    elif not val_records:
-        save_best()  # without validation, 'best' is the final adapter
-    if main and metrics and (out / "metrics.csv").is_file():
-        plot(out / "metrics.csv", out / "loss_curve.png")
-    accelerator.wait_for_everyone()
+        _save(run, "last")
+    elif run.val_loader is None:
+        _save(run, "best")  # without validation, 'best' is the final adapter
+    if run.metrics and (run.out / "metrics.csv").is_file():
+        plot(run.out / "metrics.csv", run.out / "loss_curve.png")
+    run.accelerator.wait_for_everyone()
     if os.environ.get("FABRICDATA_DEBUG"):  # every rank's adapter checksum: they must agree
-        checksum = sum(float(p.detach().double().sum()) for p in trainable)
-        sys.stdout.write(f"rank {accelerator.process_index}/{world}: adapter checksum {checksum:.12e}\n")
+        checksum = sum(float(p.detach().double().sum()) for p in run.trainable)
+        rank, world = run.accelerator.process_index, run.accelerator.num_processes
+        sys.stdout.write(f"rank {rank}/{world}: adapter checksum {checksum:.12e}\n")
         sys.stdout.flush()
     summary = RunSummary(
-        out,
+        run.out,
         progress.global_step,
         progress.epoch,
-        losses[-1] if losses else float("nan"),
+        run.losses[-1] if run.losses else float("nan"),
         progress.best_val,
         stopped,
-        seen / elapsed if elapsed else 0.0,
+        run.seen / elapsed if elapsed else 0.0,
     )
-    if main:
+    if run.main:
         _write_summary(summary, elapsed)
     return summary
+
+
+def _train_epoch(run: Run) -> bool:
+    """The rest of the current epoch (from where a resumed run stopped); True when ``stop_after_steps`` stops
+    the run."""
+    config, progress, accelerator = run.config, run.progress, run.accelerator
+    run.sampler.set_epoch(progress.epoch, skip=progress.batches_done * config.batch_size)
+    batches_left = run.batches_per_epoch - progress.batches_done
+    step_losses: list[float] = []
+    for batch, steps in _accumulated(run.loader, config.grad_accum, batches_left):
+        with nullcontext() if steps else accelerator.no_sync(run.model):  # gradients synchronise on steps only
+            loss = run.model(**_to(batch, accelerator.device)).loss
+            accelerator.backward(loss / config.grad_accum)
+        step_losses.append(float(loss.detach()))
+        run.seen += len(batch["labels"]) * accelerator.num_processes
+        if steps:
+            _optimizer_step(run, step_losses)
+            step_losses = []
+            if config.stop_after_steps and progress.global_step >= config.stop_after_steps:
+                return True
+    return False
+
+
+def _accumulated(loader: Any, grad_accum: int, batches_left: int) -> Iterator[tuple[Any, bool]]:
+    """Each batch, and whether an optimizer step follows it: after every ``grad_accum`` batches, and after the
+    epoch's last batch (a shorter last group)."""
+    for index, batch in enumerate(loader, start=1):
+        yield batch, index % grad_accum == 0 or index == batches_left
+
+
+def _optimizer_step(run: Run, step_losses: list[float]) -> None:
+    """Clip, step, schedule; record the step (metrics, progress callback) and save ``last`` when due."""
+    config, progress = run.config, run.progress
+    run.losses.append(sum(step_losses) / len(step_losses))
+    run.accelerator.clip_grad_norm_(run.trainable, config.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    progress.batches_done += len(step_losses)
+    progress.global_step += 1
+    if run.on_step:
+        run.on_step(progress.global_step, run.total_steps)
+    if run.metrics:
+        rate = run.seen / (time.perf_counter() - run.started)
+        lr = float(run.scheduler.get_last_lr()[0])
+        run.metrics.add(progress.global_step, progress.epoch, "train", run.losses[-1], lr, rate)
+    if config.save_every_steps and progress.global_step % config.save_every_steps == 0:
+        _save(run, "last")
+
+
+def _end_epoch(run: Run) -> None:
+    """Validation loss, the epoch's line, ``best`` when validation improved, ``last``."""
+    progress = run.progress
+    progress.epoch, progress.batches_done = progress.epoch + 1, 0
+    # the unwrapped model: shards differ in length by one, and a DDP forward could wait for another process
+    module = run.accelerator.unwrap_model(run.model)
+    val = evaluate(module, run.val_loader, run.accelerator) if run.val_loader is not None else None
+    recent = run.losses[-run.steps_per_epoch :]
+    message = f"epoch {progress.epoch}/{run.config.epochs}: train loss {sum(recent) / max(1, len(recent)):.4f}"
+    run.say(message + (f", val loss {val:.4f}" if val is not None else ""))
+    if run.metrics and val is not None:
+        lr = float(run.scheduler.get_last_lr()[0])
+        run.metrics.add(progress.global_step, progress.epoch, "val", val, lr, 0.0)
+    if val is not None and (progress.best_val is None or val < progress.best_val):
+        progress.best_val = val
+        _save(run, "best")
+    _save(run, "last")
+
+
+def _save(run: Run, which: str) -> None:
+    """Save the ``last`` (resumable: optimizer, scheduler, RNG, data position) or ``best`` checkpoint."""
+    run.accelerator.wait_for_everyone()
+    if not run.main:
+        return
+    folder = run.out / "checkpoints" / which
+    model = run.accelerator.unwrap_model(run.model)
+    if which == "last":
+        checkpoint.save(folder, model, run.out / "processor", run.config, run.progress, run.optimizer, run.scheduler)
+    else:
+        checkpoint.save(folder, model, run.out / "processor", run.config)
 
 
 def _write_summary(summary: RunSummary, seconds: float) -> None:
@@ -314,7 +340,7 @@ def _write_summary(summary: RunSummary, seconds: float) -> None:
         "global_step": summary.global_step,
         "epochs_done": summary.epochs_done,
         "train_loss": summary.train_loss,
-        "best_val_loss": summary.val_loss,
+        "best_val_loss": summary.best_val_loss,
         "samples_per_s": summary.samples_per_s,
         "train_seconds": seconds,
     }
