@@ -17,15 +17,12 @@ names (``train``, ``valid``/``val``, ``test``). Nothing here reads an image.
 from __future__ import annotations
 
 import functools
-import os
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from fabricdata.errors import AnnotationError, FormatDetectionError, InvalidValueError
-from fabricdata.fileio import cannot_read, file_kind
+from fabricdata.errors import AnnotationError, FormatDetectionError
 from fabricdata.images import is_image
 from fabricdata.layouts import (
     CLASS_FILES,
@@ -39,13 +36,13 @@ from fabricdata.layouts import (
     read_data_yaml,
     read_list_file,
 )
+from fabricdata.walk import walk
 
 FormatName = Literal["voc", "yolo", "createml"]
 #: folder names that organise files rather than name a category
 STRUCTURAL_DIRS = frozenset({"images", "labels", "annotations", "jpegimages", "obj", "data", "img", "imgs"})
 #: where a label folder's images live, by the label folder's name (lower case)
 _IMAGE_DIRS = {"labels": ("images", "Images", "imgs"), "annotations": ("JPEGImages", "images", "Images")}
-MAX_DEPTH = 24
 
 LAYOUTS_TRIED = (
     "LabelImg (VOC .xml, YOLO .txt or CreateML .json beside the images)",
@@ -166,7 +163,7 @@ def discover(
     root = Path(folder).resolve()
     if not root.is_dir():
         raise FormatDetectionError(f"{root}: not a folder")
-    files, dirs, refused = _walk(root, follow_links)
+    files, dirs, refused = walk(root, follow_links)
     found = Discovery(root=root, errors=refused)
     for path in files:
         if is_image(path):
@@ -182,74 +179,6 @@ def discover(
     if not found.labels and not found.errors:
         raise FormatDetectionError(_nothing_found(root, found, fmt))
     return found
-
-
-# --- walking ------------------------------------------------------------------------------------------------
-
-
-def image_files(folder: str | Path, follow_links: bool = False) -> list[Path]:
-    """The images below ``folder`` at any depth, sorted, by the same rules as import's walk (hidden entries,
-    macOS litter, symlinked folders and refused entries skipped)."""
-    root = Path(folder).resolve()
-    if not root.is_dir():
-        raise FormatDetectionError(f"{root}: not a folder")
-    return [path for path in _walk(root, follow_links)[0] if is_image(path)]
-
-
-def _walk(root: Path, follow_links: bool = False) -> tuple[list[Path], set[Path], list[AnnotationError]]:
-    """Regular files below ``root`` (sorted), skipping hidden entries and macOS litter; symlinked folders are
-    not entered (no loops, nothing outside the tree). Entries that are not regular files (FIFOs, devices,
-    broken or looping links) and, unless ``follow_links``, links to files outside ``root`` are refused: one
-    error each, never opened."""
-    files: list[Path] = []
-    dirs: set[Path] = {root}
-    refused: list[AnnotationError] = []
-    stack: list[tuple[Path, int]] = [(root, 0)]
-    while stack:
-        folder, depth = stack.pop()
-        try:
-            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.startswith(".") or entry.name == "__MACOSX":
-                continue
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if depth < MAX_DEPTH:
-                        dirs.add(Path(entry.path))
-                        stack.append((Path(entry.path), depth + 1))
-                    continue
-                problem = _refusal(Path(entry.path), entry, root, follow_links)
-            except OSError as exc:
-                problem = cannot_read(exc)
-            if problem is None:
-                files.append(Path(entry.path))
-            elif problem:
-                refused.append(InvalidValueError(entry.path, "file", problem))
-    files.sort()
-    refused.sort(key=lambda error: error.path)
-    return files, dirs, refused
-
-
-def _refusal(path: Path, entry: os.DirEntry[str], root: Path, follow_links: bool) -> str | None:
-    """Why an entry is not read (None: a regular file to read; "": skipped without a word, as a symlinked
-    folder)."""
-    if entry.is_symlink():
-        try:
-            target = path.resolve(strict=True)
-        except (OSError, RuntimeError):
-            return "broken or looping symbolic link"
-        if target.is_dir():
-            return ""
-        if not follow_links and not target.is_relative_to(root):
-            return f"symbolic link to {target}, outside the import folder (--follow-links to read it)"
-        mode = target.stat().st_mode
-    else:
-        mode = entry.stat(follow_symlinks=False).st_mode
-    if not stat.S_ISREG(mode):
-        return f"not a regular file ({file_kind(mode)})"
-    return None
 
 
 @functools.lru_cache(maxsize=4096)

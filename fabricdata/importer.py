@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from fabricdata import faults
-from fabricdata.boxes import box_to_fiftyone
+from fabricdata.bulk import bulk_add, label_fields
 from fabricdata.errors import AnnotationError, DatasetError, InvalidValueError
 from fabricdata.formats import FolderItem, FolderScan, FormatName, read_folder
 from fabricdata.images import DEFAULT_MAX_PIXELS, check_complete, pixel_limit, write_proxy
@@ -29,20 +25,12 @@ from fabricdata.import_report import ImportReport
 from fabricdata.journal import roll_forward
 from fabricdata.locks import dataset_lock
 from fabricdata.store import (
-    F_ANNOTATION_FORMAT,
     F_ANNOTATION_HASH,
-    F_ANNOTATION_PATH,
-    F_CATEGORY,
-    F_CLASS_FILE,
     F_LABELS_HASH,
-    F_PROXY,
     F_SOURCE_FOLDER,
-    F_SPLIT_SOURCE,
     F_VERIFIED,
     GT_FIELD,
     TAG_PRELABELED,
-    detection_extras,
-    document_shape,
     enable_proxies,
     fiftyone,
     labels_digest,
@@ -192,133 +180,6 @@ def _known_samples(dataset: Any) -> dict[str, tuple[str, str | None]]:
     return {path: (sid, digest) for sid, path, digest in zip(ids, paths, hashes, strict=True)}
 
 
-def _new_sample(item: FolderItem, root: Path) -> Any:
-    fo = fiftyone()
-    ann = item.annotation
-    return fo.Sample(
-        filepath=str(item.image_path),
-        tags=_tags(item),
-        metadata=fo.ImageMetadata(
-            width=ann.size.width,
-            height=ann.size.height,
-            num_channels=ann.depth,
-            size_bytes=item.image_path.stat().st_size,
-        ),
-        **_label_fields(item),
-        **_placement_fields(item, root),
-    )
-
-
-def _tags(item: FolderItem) -> list[str]:
-    return [item.placement.split] if item.placement.split else []
-
-
-def _placement_fields(item: FolderItem, root: Path) -> dict[str, Any]:
-    return {
-        F_SOURCE_FOLDER: str(root),
-        F_SPLIT_SOURCE: item.placement.source,
-        F_CATEGORY: item.placement.category,
-        F_PROXY: str(item.proxy or item.image_path),
-        F_CLASS_FILE: str(item.class_file) if item.class_file else None,
-    }
-
-
-def _label_fields(item: FolderItem, detections: Any = None) -> dict[str, Any]:
-    ann = item.annotation
-    return {
-        GT_FIELD: objects_to_detections(ann.objects, ann.size) if detections is None else detections,
-        F_ANNOTATION_PATH: str(item.annotation_path),
-        F_ANNOTATION_FORMAT: item.format,
-        F_ANNOTATION_HASH: item.content_hash,
-        F_LABELS_HASH: labels_digest(ann.objects),
-        F_VERIFIED: ann.verified,
-    }
-
-
-def bulk_add(dataset: Any, items: Sequence[FolderItem], root: Path, progress: Callable[[int], None] | None) -> None:
-    """Add new samples in bulk.
-
-    The first sample goes through FiftyOne's own ``add_samples`` (schema, media type, document layout). Its
-    stored document is the reference: when a document we build for the same item has exactly its shape, the
-    others are inserted directly as documents of that shape (``add_samples`` spends most of its time on
-    rebuilding in-memory samples we never use). If the layout ever differs, we stay on ``add_samples``.
-    """
-    if not items:
-        return
-    ordered = sorted(items, key=lambda item: not item.annotation.objects)  # a first item with boxes
-    first, rest = ordered[0], ordered[1:]
-    dataset.add_samples([_new_sample(first, root)], progress=False)
-    faults.point("import.added")
-    if progress:
-        progress(1)
-    reference = dataset._sample_collection.find_one({"filepath": str(first.image_path)})
-    dataset_id = reference["_dataset_id"]
-    if document_shape(_document(first, root, dataset_id)) != document_shape(reference):
-        warnings.warn("FiftyOne's sample layout changed: importing through add_samples", stacklevel=2)
-        _add_samples_in_batches(dataset, [_new_sample(item, root) for item in rest], progress)
-        return
-    for start in range(0, len(rest), _BATCH):
-        chunk = rest[start : start + _BATCH]
-        dataset._sample_collection.insert_many([_document(item, root, dataset_id) for item in chunk], ordered=True)
-        faults.point("import.added")
-        if progress:
-            progress(len(chunk))
-
-
-_BATCH = 1000
-
-
-def _add_samples_in_batches(dataset: Any, samples: list[Any], progress: Callable[[int], None] | None) -> None:
-    for start in range(0, len(samples), _BATCH):
-        chunk = samples[start : start + _BATCH]
-        dataset.add_samples(chunk, progress=False)
-        if progress:
-            progress(len(chunk))
-
-
-def _document(item: FolderItem, root: Path, dataset_id: Any) -> dict[str, Any]:
-    """The MongoDB document FiftyOne would store for ``_new_sample(item, root)``."""
-    from bson import ObjectId
-
-    ann = item.annotation
-    now = datetime.now(UTC).replace(tzinfo=None)  # naive UTC, as FiftyOne stores it (MongoDB keeps milliseconds)
-    detections = []
-    for obj in ann.objects:
-        det: dict[str, Any] = {
-            "_id": ObjectId(),
-            "_cls": "Detection",
-            "tags": [],
-            "label": obj.label,
-            "bounding_box": box_to_fiftyone(obj.box, ann.size),
-            "difficult": obj.difficult,
-            "truncated": int(obj.truncated),
-            "attributes": {},
-        }
-        det.update(detection_extras(obj))
-        detections.append(det)
-    fields = _label_fields(item, detections={"_cls": "Detections", "detections": detections})
-    return {
-        "_id": ObjectId(),
-        "filepath": str(item.image_path),
-        "tags": _tags(item),
-        "metadata": {
-            "_cls": "ImageMetadata",
-            "size_bytes": item.image_path.stat().st_size,
-            "width": ann.size.width,
-            "height": ann.size.height,
-            "num_channels": ann.depth,
-        },
-        "_media_type": "image",
-        "_rand": random.random() * 0.001 + 0.999,
-        **fields,
-        # FiftyOne stores no key for a field that is None
-        **{key: value for key, value in _placement_fields(item, root).items() if value is not None},
-        "_dataset_id": dataset_id,
-        "created_at": now,
-        "last_modified_at": now,
-    }
-
-
 def _pending_edits(sample: Any) -> bool:
     """True when the sample's labels differ from what was imported and not written back yet."""
     return bool(labels_digest(sample_objects(sample)) != sample[F_LABELS_HASH])
@@ -346,7 +207,7 @@ def _apply_changes(
                 )
             )
         else:
-            for name, value in _label_fields(item).items():
+            for name, value in label_fields(item).items():
                 sample[name] = value
             if TAG_PRELABELED in sample.tags:  # a draft someone labelled in LabelImg: the file's labels now
                 sample.tags.remove(TAG_PRELABELED)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fabricdata.boxes import Box, box_to_fiftyone
-from fabricdata.discover import discover, image_files
+from fabricdata.discover import discover
 from fabricdata.errors import FormatDetectionError
 from fabricdata.images import ImageInfo, image_info
 from fabricdata.importer import proxy_for
@@ -40,6 +40,7 @@ from fabricdata.store import (
     open_dataset,
     pending_drafts,
 )
+from fabricdata.walk import image_files
 
 #: boxes below this confidence are not drafted (an annotator would only delete them)
 DEFAULT_MIN_CONFIDENCE = 0.25

@@ -190,9 +190,8 @@ def review(
     name: str | None = None,
     min_confidence: float = MIN_CONFIDENCE,
 ) -> ReviewSummary:
-    """Review a run; ``name`` (default: the run folder's name) names its field, eval key and views.
-
-    Predictions below ``min_confidence`` are not stored, so review time tracks real detections."""
+    """Review a run; ``name`` (default: the run folder's name) names its field, eval key and views. Predictions
+    below ``min_confidence`` are not stored, so review time tracks real detections."""
     folder = Path(run_folder)
     name = name or folder.name
     pred_field, eval_key = f"pred_{slug(name)}", f"eval_{slug(name)}"
@@ -229,12 +228,7 @@ def review(
         pred_field=pred_field,
         eval_key=eval_key,
         images=len(matched),
-        predictions=sum(len(p) for _, _, _, p in rows),
-        ground_truth=sum(len(g) for _, _, g, _ in rows),
-        map=float(results.mAP()),
-        ap50=_ap_at(results, 0.5)[0],
-        ap75=_ap_at(results, 0.75)[0],
-        per_class_ap={str(c): float(results.mAP([c])) for c in results.classes if results.mAP([c]) > -1},
+        **_figures(results, rows, classes),
         best_f1_threshold=threshold,
         precision=precision,
         recall=recall,
@@ -244,10 +238,22 @@ def review(
         unmatched_images=unmatched,
         compare=str(compare) if compare is not None else None,
         below_min_confidence=dropped,
-        outside_classes=sum(1 for _, _, _, preds in rows for p in preds if p[1] not in classes),
     )
     write_report(folder, summary, results, compare)
     return summary
+
+
+def _figures(results: Any, rows: list[Any], classes: Sequence[str]) -> dict[str, Any]:
+    """What the evaluation measured: box counts, mAP, AP50, AP75 and AP per class (FiftyOne's public API)."""
+    return {
+        "predictions": sum(len(p) for _, _, _, p in rows),
+        "ground_truth": sum(len(g) for _, _, g, _ in rows),
+        "map": float(results.mAP()),
+        "ap50": _ap_at(results, 0.5)[0],
+        "ap75": _ap_at(results, 0.75)[0],
+        "per_class_ap": {str(c): float(results.mAP([c])) for c in results.classes if results.mAP([c]) > -1},
+        "outside_classes": sum(1 for _, _, _, preds in rows for p in preds if p[1] not in classes),
+    }
 
 
 def _read_run(dataset: Any, folder: Path) -> tuple[dict[str, PredictionRecord], list[str]]:

@@ -62,7 +62,8 @@ def test_bulk_import_stores_exactly_what_fiftyones_add_samples_stores(synth_fold
 
     import fiftyone as fo
 
-    from fabricdata.importer import _new_sample, import_folder
+    from fabricdata.bulk import new_sample
+    from fabricdata.importer import import_folder
     from fabricdata.store import open_dataset
 
     with warnings.catch_warnings():
@@ -72,7 +73,7 @@ def test_bulk_import_stores_exactly_what_fiftyones_add_samples_stores(synth_fold
     reference = open_dataset(dataset_name + "-ref", ours.default_classes)
     try:
         scan = read_folder(synth_folder)
-        reference.add_samples([_new_sample(item, synth_folder.resolve()) for item in scan.items], progress=False)
+        reference.add_samples([new_sample(item, synth_folder.resolve()) for item in scan.items], progress=False)
         assert ours.get_field_schema(flat=True).keys() == reference.get_field_schema(flat=True).keys()
 
         def comparable(sample: fo.Sample) -> dict[str, object]:
