@@ -20,7 +20,7 @@ from typing import Any
 
 from fabricdata.boxes import Box, box_to_fiftyone
 from fabricdata.discover import discover
-from fabricdata.errors import FormatDetectionError
+from fabricdata.errors import AnnotationError, FormatDetectionError
 from fabricdata.images import ImageInfo, image_info
 from fabricdata.importer import proxy_for
 from fabricdata.store import (
@@ -156,15 +156,18 @@ def _readable(
     batch: Sequence[Path], proxies: Path, report: PrelabelReport
 ) -> list[tuple[Path, ImageInfo, Path | None, Any]]:
     """(path, header, proxy, RGB pixels) of the images that decode; one line per image that does not."""
-    from finetune.data import load_image
+    from finetune.data import UnreadableImageError, read_image
 
     out = []
     for path in batch:
         try:
             info = image_info(path)
-            pixels = load_image(path)
+            pixels = read_image(path)
             proxy = None if info.browser_viewable else proxy_for(path, proxies)
-        except Exception as exc:
+        except UnreadableImageError as exc:
+            report.unreadable.append(str(exc))
+            continue
+        except (AnnotationError, OSError, ValueError) as exc:  # a bad header, or no proxy can be made of it
             report.unreadable.append(f"{path}: cannot be read as an image ({exc.__class__.__name__}: {exc})")
             continue
         out.append((path, info, proxy, pixels))

@@ -63,15 +63,15 @@ class Detector:
 
 def load_images(paths: Sequence[str | Path]) -> tuple[list[tuple[str, Any]], list[str]]:
     """Named RGB images, and one line for each file that is not a readable image."""
-    from finetune.data import load_image
+    from finetune.data import UnreadableImageError, read_image
 
     images, problems = [], []
     for path in paths:
         name = Path(path).name
         try:
-            images.append((name, load_image(Path(path))))
-        except Exception as exc:
-            problems.append(f"{name}: not a readable image ({exc.__class__.__name__})")
+            images.append((name, read_image(path)))
+        except UnreadableImageError as exc:
+            problems.append(f"{name}: not a readable image ({exc.kind})")
     return images, problems
 
 

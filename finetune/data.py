@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fabricdata.errors import InvalidValueError
+from fabricdata.errors import FabricDataError, InvalidValueError
 from fabricdata.jsonl import LineError, read_jsonl
 
 if TYPE_CHECKING:
@@ -53,6 +53,25 @@ def load_image(path: Path) -> Any:
 
     with Image.open(path) as image:
         return image.convert("RGB")
+
+
+class UnreadableImageError(FabricDataError):
+    """A file given as an image that does not decode (not an image, truncated, a decompression bomb)."""
+
+    def __init__(self, path: str | Path, cause: Exception) -> None:
+        self.path, self.kind = str(path), cause.__class__.__name__
+        super().__init__(f"{path}: cannot be read as an image ({self.kind}: {cause})")
+
+
+def read_image(path: str | Path) -> Any:
+    """RGB pixels of ``path`` (stored orientation), or UnreadableImageError: the one policy of everything that
+    reads photos for a model (predict, prelabel, serve); the rest of a batch goes on."""
+    from PIL import Image
+
+    try:
+        return load_image(Path(path))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UnreadableImageError(path, exc) from None
 
 
 class RecordDataset:

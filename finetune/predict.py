@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from fabricdata.boxes import ImageSize, corners_ordered
-from fabricdata.discover import image_files
 from fabricdata.errors import ConfigError
 from fabricdata.fileio import atomic_write_text
 from fabricdata.florence import (
@@ -33,7 +32,8 @@ from fabricdata.florence import (
 from fabricdata.images import IMAGE_EXTENSIONS
 from fabricdata.jsonl import read_jsonl
 from fabricdata.resources import shipped
-from finetune.data import load_image
+from fabricdata.walk import image_files
+from finetune.data import UnreadableImageError, read_image
 
 DEFAULT_MAX_NEW_TOKENS = MAX_TEXT_TOKENS
 #: the project's class -> phrase table, used for grounding when a run's export has none
@@ -207,8 +207,6 @@ def predict(
 ) -> PredictResult:
     """Predict every image and write ``out`` (predictions.jsonl, one line per image, task and phrase),
     atomically. An image that cannot be read is skipped and named; the others are predicted."""
-    from PIL import Image
-
     lines = []
     unreadable = []
     per_batch = max(1, options.batch_size // len(_ask(options)))
@@ -217,9 +215,9 @@ def predict(
         readable: list[tuple[ImageRef, Any]] = []
         for ref in batch:
             try:
-                readable.append((ref, load_image(ref.path)))
-            except (OSError, ValueError, Image.DecompressionBombError) as exc:
-                unreadable.append(f"{ref.path}: cannot be read as an image ({exc.__class__.__name__}: {exc})")
+                readable.append((ref, read_image(ref.path)))
+            except UnreadableImageError as exc:
+                unreadable.append(str(exc))
         results = describe(model, processor, [image for _, image in readable], options) if readable else []
         for (ref, _), records in zip(readable, results, strict=True):
             for result in records:
