@@ -26,7 +26,7 @@ from fabricdata import faults
 from fabricdata.annotation import LabeledBox
 from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, reading_order_key
 from fabricdata.errors import ConfigError, DatasetError
-from fabricdata.fileio import atomic_write_bytes, atomic_write_text, link_or_copy, new_stage, swap_in, unique_name
+from fabricdata.fileio import link_or_copy, new_stage, swap_in, unique_name
 from fabricdata.florence import (
     MAX_TEXT_TOKENS,
     TASK_DENSE,
@@ -236,7 +236,8 @@ def _write_export(
     options: ExportOptions,
     progress: Callable[[int], None] | None,
 ) -> ExportManifest:
-    """Write the whole export into the fresh folder ``root``."""
+    """Write the whole export into the fresh stage folder ``root`` (swapped in whole afterwards, so no file of
+    it needs an atomic write of its own)."""
     scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=root))
     writers: dict[str, _SplitWriter] = {}
     for tag, folder in FOLDERS.items():
@@ -252,27 +253,8 @@ def _write_export(
             split = current_split(tags)
             if split is None:
                 unassigned += 1
-                continue
-            writer = writers[split]
-            name = unique_name(Path(path).name, writer.names)
-            writer.names.add(name)
-            wrote = False
-            for task, record in records_for(objects, size, name, options).items():
-                if record is None:
-                    continue
-                if label_tokens_upper_bound(record["suffix"]) > options.max_label_tokens:
-                    over_budget.append(f"{path} ({task})")
-                    continue
-                writer.files[task].write(b"%d\t" % index + _line(record))
-                writer.records[task] += 1
-                wrote = True
-            if wrote:
-                link_or_copy(path, writer.folder / name)
-                writer.sources.write(_line({"image": name, "filepath": path, "sample_id": sample_id}))
-                writer.images += 1
-                writer.instances.update(obj.label for obj in objects)
             else:
-                writer.names.discard(name)
+                _write_sample(writers[split], index, (sample_id, path, size, objects), options, over_budget)
             faults.point("export.written")
         digest = hashlib.sha256()
         for writer in writers.values():
@@ -300,27 +282,53 @@ def _write_export(
         over_budget=over_budget,
         content_hash=digest.hexdigest(),
     )
-    atomic_write_text(root / "manifest.json", manifest.model_dump_json(indent=2) + "\n")
+    (root / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return manifest
 
 
+def _write_sample(
+    writer: _SplitWriter,
+    index: int,
+    sample: tuple[str, str, ImageSize, list[LabeledBox]],
+    options: ExportOptions,
+    over_budget: list[str],
+) -> None:
+    """One sample's records (one per task, each within the label budget) and its image, into its split."""
+    sample_id, path, size, objects = sample
+    name = unique_name(Path(path).name, writer.names)
+    wrote = False
+    for task, record in records_for(objects, size, name, options).items():
+        if record is None:
+            continue
+        if label_tokens_upper_bound(record["suffix"]) > options.max_label_tokens:
+            over_budget.append(f"{path} ({task})")
+            continue
+        writer.files[task].write(b"%d\t" % index + _line(record))
+        writer.records[task] += 1
+        wrote = True
+    if not wrote:
+        return
+    writer.names.add(name)
+    link_or_copy(path, writer.folder / name)
+    writer.sources.write(_line({"image": name, "filepath": path, "sample_id": sample_id}))
+    writer.images += 1
+    writer.instances.update(obj.label for obj in objects)
+
+
 def _assemble(writer: _SplitWriter, options: ExportOptions) -> bytes:
-    """Write ``annotations.jsonl`` of a split from its per-task files in the requested order (atomically);
-    returns the digest of what was written."""
-    target = writer.folder / "annotations.jsonl"
+    """Write ``annotations.jsonl`` of a split from its per-task files in the requested order, and its
+    ``sources.jsonl``; returns the digest of the annotations."""
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(prefix=".annotations.", dir=writer.folder)
-    with os.fdopen(fd, "wb") as out:
+    with (writer.folder / "annotations.jsonl").open("wb") as out:
         for chunk in _ordered_lines(writer, options):
             out.write(chunk)
             digest.update(chunk)
         out.flush()
         os.fsync(out.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
     writer.sources.flush()
     writer.sources.seek(0)
-    atomic_write_bytes(writer.folder / SOURCES_FILE, writer.sources.read())
+    with (writer.folder / SOURCES_FILE).open("wb") as sources:
+        shutil.copyfileobj(writer.sources, sources)
     return digest.digest()
 
 
