@@ -37,20 +37,59 @@ def demo(
 
       fabricdata demo --out demo --images 120
     """
-    from fabricdata.importer import import_folder
-    from fabricdata.stats import dataset_stats
-    from fabricdata.store import dataset_exists, fiftyone
+    console.rule("1. synthetic fabric (LabelImg folder)")
+    data = _synthesize(out, images, seed)
+    console.rule(f"2. import into the FiftyOne dataset {dataset!r}")
+    _import(data, dataset, images)
+    console.rule("3. leak-free split, flipped copies, class balance, validation")
+    _prepare(dataset, seed)
+    console.rule("4. Florence-2 JSONL export")
+    from finetune.predict import PHRASES_FILE
+
+    export_florence_(
+        out=out / "export",
+        dataset=dataset,
+        view=None,
+        tasks="od,dense,grounding",
+        order="sequential",
+        phrases=PHRASES_FILE,
+        negatives=True,
+        seed=seed,
+        max_label_tokens=MAX_TEXT_TOKENS,
+    )
+    console.rule("5. fine-tune the tiny offline Florence-2 (LoRA) and predict the test split")
+    tiny, run = _fine_tune(out, seed)
+    console.rule("6. review: zero-shot baseline (run 0), then the fine-tune against it")
+    base = out / "runs" / "base"
+    predict(
+        run=str(base), model=str(tiny), data=out / "export", split="test", batch_size=8, num_beams=3, max_new_tokens=128
+    )
+    review_(run=str(base), dataset=dataset, compare=None, iou=0.5)
+    review_(run=str(run), dataset=dataset, compare=str(base), iou=0.5)
+    console.print(
+        f"[green]demo done.[/] Open a view: fabricdata app --dataset {dataset} --view demo-missed  "
+        "(fix labels in the Annotate tab, then: fabricdata writeback)"
+    )
+
+
+def _synthesize(out: Path, images: int, seed: int) -> Path:
     from fabricdata.synth import SynthConfig, contact_sheet, generate
 
     config = SynthConfig(images=images, seed=seed, width=768, height=576)
     data = out / "labelimg"
-    console.rule("1. synthetic fabric (LabelImg folder)")
     with tracked("synth", images) as advance:
         generate(config, data, workers=max(1, os.cpu_count() or 1), progress=advance)
     contact_sheet(data, out / "contact_sheet.png")
     console.print(f"LabelImg folder {data}, contact sheet {out / 'contact_sheet.png'}")
+    return data
 
-    console.rule(f"2. import into the FiftyOne dataset {dataset!r}")
+
+def _import(data: Path, dataset: str, images: int) -> None:
+    """A fresh dataset of the folder (recreated on every run), and its statistics."""
+    from fabricdata.importer import import_folder
+    from fabricdata.stats import dataset_stats
+    from fabricdata.store import dataset_exists, fiftyone
+
     if dataset_exists(dataset):
         fiftyone().delete_dataset(dataset)
     with tracked("import", images) as advance:
@@ -61,7 +100,8 @@ def demo(
         raise typer.Exit(1)
     show_stats(dataset_stats(dataset))
 
-    console.rule("3. leak-free split, flipped copies, class balance, validation")
+
+def _prepare(dataset: str, seed: int) -> None:
     split(dataset=dataset, ratios="0.7,0.15,0.15", seed=seed, reshuffle=False)
     augment(recipe="flip", dataset=dataset, copies=1, seed=seed, split="train", workers=workers_default())
     balance(
@@ -76,22 +116,9 @@ def demo(
     )
     validate(dataset=dataset, json_out=False, strict=True, min_instances=10, imbalance=10.0)
 
-    console.rule("4. Florence-2 JSONL export")
-    from fabricdata.augment import RECIPE_DIR
 
-    export_florence_(
-        out=out / "export",
-        dataset=dataset,
-        view=None,
-        tasks="od,dense,grounding",
-        order="sequential",
-        phrases=RECIPE_DIR.parent / "phrases.yaml",
-        negatives=True,
-        seed=seed,
-        max_label_tokens=MAX_TEXT_TOKENS,
-    )
-
-    console.rule("5. fine-tune the tiny offline Florence-2 (LoRA) and predict the test split")
+def _fine_tune(out: Path, seed: int) -> tuple[Path, Path]:
+    """The tiny offline Florence-2, fine-tuned on the export, and its predictions of the test split."""
     from finetune.tiny import build_tiny_florence
 
     tiny = build_tiny_florence(out / "models" / "tiny", seed=seed)
@@ -111,15 +138,4 @@ def demo(
     ]
     train(config=None, set_=sets, resume=False)
     predict(run=str(run), model=None, data=None, split="test", batch_size=8, num_beams=3, max_new_tokens=128)
-
-    console.rule("6. review: zero-shot baseline (run 0), then the fine-tune against it")
-    base = out / "runs" / "base"
-    predict(
-        run=str(base), model=str(tiny), data=out / "export", split="test", batch_size=8, num_beams=3, max_new_tokens=128
-    )
-    review_(run=str(base), dataset=dataset, compare=None, iou=0.5)
-    review_(run=str(run), dataset=dataset, compare=str(base), iou=0.5)
-    console.print(
-        f"[green]demo done.[/] Open a view: fabricdata app --dataset {dataset} --view demo-missed  "
-        "(fix labels in the Annotate tab, then: fabricdata writeback)"
-    )
+    return tiny, run

@@ -9,7 +9,7 @@ The confidence slider filters the boxes of the last run without running the mode
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,39 @@ def build(detector: Detector, folder: Path | None = None, title: str = "fabricda
     from finetune.predict import folder_images
 
     picks = {ref.image: ref.path for ref in folder_images(folder)} if folder is not None else {}
+    detect, refilter = _handlers(detector, picks)
+    with gr.Blocks(title=title, analytics_enabled=False) as page:
+        gr.Markdown(f"# {title}\nFabric defects found by `{detector.source}`")
+        with gr.Row():
+            with gr.Column(scale=1):
+                files = gr.File(label="photos", file_count="multiple", file_types=["image"])
+                picked = gr.Dropdown(
+                    choices=sorted(picks), multiselect=True, label=f"or pick from {folder}", visible=bool(picks)
+                )
+                task = gr.Radio(list(TASK_CHOICES), value="od", label="task")
+                phrase = gr.Textbox(label="phrase to ground (grounding; several: comma-separated)",
+                                    placeholder="broken weft")  # fmt: skip
+                button = gr.Button("Detect", variant="primary")
+                threshold = gr.Slider(0.0, 1.0, value=DEFAULT_MIN_CONFIDENCE, step=0.01, label="minimum confidence")
+            with gr.Column(scale=2):
+                gallery = gr.Gallery(label="detections", columns=2, height="auto", elem_id="detections")
+                boxes = gr.Dataframe(headers=TABLE_HEADERS, label="boxes", elem_id="boxes", interactive=False)
+                said = gr.Textbox(label="model text", lines=3, elem_id="raw")
+                note = gr.Markdown(elem_id="status")
+        state = gr.State([])
+        button.click(
+            detect,
+            inputs=[files, picked, task, phrase, threshold],
+            outputs=[gallery, boxes, said, note, state],
+            api_name="detect",
+        )
+        threshold.release(refilter, inputs=[state, threshold], outputs=[gallery, boxes], api_name="refilter")
+    return page
+
+
+def _handlers(detector: Detector, picks: dict[str, Path]) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The page's two actions: detect (run the model on uploaded or picked photos) and refilter (the last
+    result at another minimum confidence, without running the model)."""
     classes = [label for _, label in detector.phrases]
 
     def drawn(photos: Sequence[Photo], min_confidence: float) -> list[tuple[Any, str]]:
@@ -184,33 +217,7 @@ def build(detector: Detector, folder: Path | None = None, title: str = "fabricda
         photos = photos or []
         return drawn(photos, min_confidence), table(photos, min_confidence)
 
-    with gr.Blocks(title=title, analytics_enabled=False) as page:
-        gr.Markdown(f"# {title}\nFabric defects found by `{detector.source}`")
-        with gr.Row():
-            with gr.Column(scale=1):
-                files = gr.File(label="photos", file_count="multiple", file_types=["image"])
-                picked = gr.Dropdown(
-                    choices=sorted(picks), multiselect=True, label=f"or pick from {folder}", visible=bool(picks)
-                )
-                task = gr.Radio(list(TASK_CHOICES), value="od", label="task")
-                phrase = gr.Textbox(label="phrase to ground (grounding; several: comma-separated)",
-                                    placeholder="broken weft")  # fmt: skip
-                button = gr.Button("Detect", variant="primary")
-                threshold = gr.Slider(0.0, 1.0, value=DEFAULT_MIN_CONFIDENCE, step=0.01, label="minimum confidence")
-            with gr.Column(scale=2):
-                gallery = gr.Gallery(label="detections", columns=2, height="auto", elem_id="detections")
-                boxes = gr.Dataframe(headers=TABLE_HEADERS, label="boxes", elem_id="boxes", interactive=False)
-                said = gr.Textbox(label="model text", lines=3, elem_id="raw")
-                note = gr.Markdown(elem_id="status")
-        state = gr.State([])
-        button.click(
-            detect,
-            inputs=[files, picked, task, phrase, threshold],
-            outputs=[gallery, boxes, said, note, state],
-            api_name="detect",
-        )
-        threshold.release(refilter, inputs=[state, threshold], outputs=[gallery, boxes], api_name="refilter")
-    return page
+    return detect, refilter
 
 
 def serve(

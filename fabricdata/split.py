@@ -155,6 +155,14 @@ def split_dataset(
         if current_split(sample_tags) != split or any(t in SPLITS and t != split for t in sample_tags or []):
             wanted[sid] = split
             report.variants_retagged += bool(source)
+    _retag(dataset, wanted, dict(zip(ids, sources, strict=True)))
+    report.images = split_table(dataset)
+    report.warnings += _coverage_warnings(report.images, ratios, min_per_split)
+    return report
+
+
+def _retag(dataset: Any, wanted: dict[str, str], source_of: dict[str, str | None]) -> None:
+    """Give each sample of ``wanted`` its split tag (and no other), and say who decided it."""
     for split in SPLITS:
         chosen = [sid for sid, s in wanted.items() if s == split]
         if chosen:
@@ -162,21 +170,17 @@ def split_dataset(
             view.untag_samples(list(SPLITS))
             view.tag_samples(split)
     if wanted:
-        by_source = dict(zip(ids, sources, strict=True))
-        dataset.select(list(wanted)).set_values(
-            F_SPLIT_SOURCE,
-            [SPLIT_BY_VARIANT if by_source[sid] else SPLIT_BY_US for sid in dataset.select(list(wanted)).values("id")],
+        view = dataset.select(list(wanted))
+        view.set_values(
+            F_SPLIT_SOURCE, [SPLIT_BY_VARIANT if source_of[sid] else SPLIT_BY_US for sid in view.values("id")]
         )
-    report.images = split_table(dataset)
-    report.warnings += _coverage_warnings(report.images, ratios, min_per_split)
-    return report
 
 
 def _near_duplicate_groups(
     originals: dict[str, str], progress: Callable[[int], None] | None, report: SplitReport
 ) -> dict[str, str]:
     """Sample id -> the id that represents its group of near-identical originals (members only)."""
-    from fabricdata.validate import fingerprint, near_duplicate_pairs
+    from fabricdata.similar import fingerprint, near_duplicate_pairs
 
     prints = {}
     for sid, path in originals.items():

@@ -17,6 +17,7 @@ import numpy as np
 from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, iou
 from fabricdata.fileio import sha256_file
 from fabricdata.models import Finding, Severity, ValidationReport
+from fabricdata.similar import fingerprint, near_duplicate_pairs
 from fabricdata.split import current_split
 from fabricdata.store import F_SOURCE_ID, GT_FIELD, labeled, load_dataset
 from fabricdata.wording import plural
@@ -200,26 +201,11 @@ def _box_checks(rows: _Rows, sigma: float, duplicate_iou: float) -> list[Finding
                 outside,
             )
         )
-    outliers = []
-    for class_rows in by_class.values():
-        if len(class_rows) < 3:
-            continue
-        # robust sigma (1.4826 MAD around the median): with the plain mean and std an outlier inflates the
-        # very spread it is measured against, and below ~27 boxes a 5-sigma outlier cannot exist at all
-        areas = np.array([a for _, _, a in class_rows])
-        centre = float(np.median(areas))
-        spread = 1.4826 * float(np.median(np.abs(areas - centre)))
-        if spread > 0:
-            outliers += [(sid, lid) for sid, lid, a in class_rows if abs(a - centre) > sigma * spread]
+    outliers = _size_outliers(by_class, sigma)
     if outliers:
         message = f"{_boxes(outliers)} over {sigma:g} sigma from their class's typical size (log area, robust)"
         found.append(_box_finding("box-size-outliers", "warning", message, outliers))
-    duplicates = []
-    for sid, items in by_sample.items():
-        for i, (_, label_a, box_a) in enumerate(items):
-            for lid_b, label_b, box_b in items[i + 1 :]:
-                if label_a == label_b and iou(box_a, box_b) > duplicate_iou:
-                    duplicates.append((sid, lid_b))
+    duplicates = _duplicates(by_sample, duplicate_iou)
     if duplicates:
         found.append(
             _box_finding(
@@ -232,40 +218,31 @@ def _box_checks(rows: _Rows, sigma: float, duplicate_iou: float) -> list[Finding
     return found
 
 
-THUMB = 64
-#: near-duplicates: correlation of the high-pass (texture) residuals, and mean colours within this distance
-MIN_CORRELATION = 0.6
-MAX_COLOUR_DISTANCE = 12.0
+def _size_outliers(by_class: dict[str, list[tuple[str, str, float]]], sigma: float) -> list[tuple[str, str]]:
+    """(sample id, box id) of boxes whose log area is over ``sigma`` robust sigmas from their class's median."""
+    outliers = []
+    for class_rows in by_class.values():
+        if len(class_rows) < 3:
+            continue
+        # robust sigma (1.4826 MAD around the median): with the plain mean and std an outlier inflates the
+        # very spread it is measured against, and below ~27 boxes a 5-sigma outlier cannot exist at all
+        areas = np.array([a for _, _, a in class_rows])
+        centre = float(np.median(areas))
+        spread = 1.4826 * float(np.median(np.abs(areas - centre)))
+        if spread > 0:
+            outliers += [(sid, lid) for sid, lid, a in class_rows if abs(a - centre) > sigma * spread]
+    return outliers
 
 
-def fingerprint(path: str) -> tuple[int, np.ndarray, np.ndarray]:
-    """A 64-bit difference hash (candidates), the texture residual of a 64x64 grey thumbnail, the mean colour.
-
-    Neither dHash nor a plain thumbnail is enough for fabric: once the weave averages out only the lighting
-    is left, and plain fabrics under similar light look alike. The residual (thumbnail minus its blur) keeps
-    the weave and drops the lighting: measured on synthetic fabric, distinct images correlate below 0.2 and a
-    re-encoded, brightened copy at 0.97.
-    """
-    from PIL import Image, ImageFilter
-
-    with Image.open(path) as image:
-        image.draft("RGB", (THUMB * 2, THUMB * 2))
-        rgb = image.convert("RGB")
-        colour = np.asarray(rgb.resize((1, 1), Image.Resampling.BOX), dtype=np.float32).reshape(3)
-        grey = rgb.convert("L")
-        tiny = np.asarray(grey.resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
-        thumb = grey.resize((THUMB, THUMB), Image.Resampling.BILINEAR)
-        blurred = thumb.filter(ImageFilter.GaussianBlur(2))
-    bits = (tiny[:, 1:] > tiny[:, :-1]).flatten()
-    value = int(sum(1 << i for i, bit in enumerate(bits) if bit))
-    residual = np.asarray(thumb, dtype=np.float32) - np.asarray(blurred, dtype=np.float32)
-    residual = (residual - residual.mean()) / (residual.std() + 1e-6)
-    return value, np.clip(residual * 32, -127, 127).astype(np.int8), colour
-
-
-def near_duplicate(a: tuple[int, np.ndarray, np.ndarray], b: tuple[int, np.ndarray, np.ndarray]) -> bool:
-    correlation = float((a[1].astype(np.float32) * b[1].astype(np.float32)).mean()) / 32**2
-    return correlation >= MIN_CORRELATION and float(np.abs(a[2] - b[2]).max()) <= MAX_COLOUR_DISTANCE
+def _duplicates(by_sample: dict[str, list[tuple[str, str, Box]]], duplicate_iou: float) -> list[tuple[str, str]]:
+    """(sample id, box id) of every box overlapping an earlier box of its class in its image above the IoU."""
+    duplicates = []
+    for sid, items in by_sample.items():
+        for i, (_, label_a, box_a) in enumerate(items):
+            for lid_b, label_b, box_b in items[i + 1 :]:
+                if label_a == label_b and iou(box_a, box_b) > duplicate_iou:
+                    duplicates.append((sid, lid_b))
+    return duplicates
 
 
 def _image_checks(rows: _Rows, bits: int, progress: Callable[[int], None] | None) -> list[Finding]:
@@ -315,32 +292,6 @@ def _near_duplicates_across_splits(
         return bool(split_a and split_b and split_a != split_b and group[a] != group[b])
 
     return near_duplicate_pairs(prints, bits, leaks)
-
-
-def near_duplicate_pairs(
-    prints: dict[str, tuple[int, np.ndarray, np.ndarray]],
-    bits: int = 10,
-    consider: Callable[[str, str], bool] | None = None,
-) -> list[tuple[str, str]]:
-    """Pairs of near-identical images (``consider`` filters the candidates): hashes at most ``bits`` apart,
-    found by the pigeonhole principle (one of bits + 1 chunks matches exactly), then confirmed on the texture."""
-    chunks = bits + 1
-    width = math.ceil(64 / chunks)
-    hashes = {sid: value for sid, (value, _, _) in prints.items()}
-    buckets: dict[tuple[int, int], list[str]] = defaultdict(list)
-    for sid, value in hashes.items():
-        for c in range(chunks):
-            buckets[(c, (value >> (c * width)) & ((1 << width) - 1))].append(sid)
-    pairs: set[tuple[str, str]] = set()
-    for members in buckets.values():
-        for i, a in enumerate(members):
-            for b in members[i + 1 :]:
-                pair = (min(a, b), max(a, b))
-                if pair in pairs or (consider is not None and not consider(a, b)):
-                    continue
-                if bin(hashes[a] ^ hashes[b]).count("1") <= bits and near_duplicate(prints[a], prints[b]):
-                    pairs.add(pair)
-    return sorted(pairs)
 
 
 def _lineage_checks(rows: _Rows) -> list[Finding]:

@@ -112,19 +112,45 @@ def build_tiny_florence(
     Florence-2-base architecture (231 M parameters, 768x768 input) for speed benchmarks on a GPU.
     """
     import torch
-    from transformers import (
-        CLIPImageProcessorPil,
-        Florence2Config,
-        Florence2ForConditionalGeneration,
-        Florence2Processor,
-    )
+    from transformers import CLIPImageProcessorPil, Florence2ForConditionalGeneration, Florence2Processor
 
+    if size not in ("tiny", "base"):
+        raise ValueError(f"size must be tiny or base, got {size!r}")
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer(classes, vocab_size=420)
-    d_model = 64 if size == "tiny" else 768
     if size == "base":
         image_size = 768
+    torch.manual_seed(seed)
+    model = Florence2ForConditionalGeneration(_architecture(size, tokenizer))
+    image_processor = CLIPImageProcessorPil(
+        size={"height": image_size, "width": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        do_center_crop=False,
+        do_resize=True,
+        do_normalize=True,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+        image_seq_length=_count_image_tokens(model, image_size),
+    )
+    processor = Florence2Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        post_processor_config=POST_PROCESSOR_CONFIG,
+    )
+    model.generation_config.no_repeat_ngram_size = 3  # as the released checkpoints ship it
+    model.generation_config.num_beams = 3
+    model.generation_config.max_new_tokens = 256
+    model.save_pretrained(target)
+    processor.save_pretrained(target)
+    return target
+
+
+def _architecture(size: str, tokenizer: Any) -> Any:
+    """The Florence2Config of a ``tiny`` model (a few layers of width 64) or of Florence-2-base (``base``)."""
+    from transformers import Florence2Config
+
+    d_model = 64 if size == "tiny" else 768
     tiny_vision = {
         "depths": [1, 1, 1, 1],
         "embed_dim": [16, 32, 48, 64],
@@ -154,37 +180,11 @@ def build_tiny_florence(
         "decoder_start_token_id": tokenizer.eos_token_id,
         "forced_eos_token_id": tokenizer.eos_token_id,
     }
-    if size not in ("tiny", "base"):
-        raise ValueError(f"size must be tiny or base, got {size!r}")
-    config = Florence2Config(
+    return Florence2Config(
         vision_config=tiny_vision if size == "tiny" else BASE_VISION,
         text_config={**(tiny_text if size == "tiny" else BASE_TEXT), **special},
         image_token_id=tokenizer.image_token_id,
     )
-    torch.manual_seed(seed)
-    model = Florence2ForConditionalGeneration(config)
-    image_tokens = _count_image_tokens(model, image_size)
-    image_processor = CLIPImageProcessorPil(
-        size={"height": image_size, "width": image_size},
-        crop_size={"height": image_size, "width": image_size},
-        do_center_crop=False,
-        do_resize=True,
-        do_normalize=True,
-        image_mean=[0.485, 0.456, 0.406],
-        image_std=[0.229, 0.224, 0.225],
-        image_seq_length=image_tokens,
-    )
-    processor = Florence2Processor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        post_processor_config=POST_PROCESSOR_CONFIG,
-    )
-    model.generation_config.no_repeat_ngram_size = 3  # as the released checkpoints ship it
-    model.generation_config.num_beams = 3
-    model.generation_config.max_new_tokens = 256
-    model.save_pretrained(target)
-    processor.save_pretrained(target)
-    return target
 
 
 def _count_image_tokens(model: Any, image_size: int) -> int:
