@@ -92,7 +92,8 @@ def resumable(folder: Path) -> bool:
 
 
 def restore(folder: Path, model: Any, optimizer: Any, scheduler: Any) -> Progress:
-    """Load a ``last`` checkpoint into a freshly wrapped model, its optimizer and scheduler; restore RNGs."""
+    """Load a ``last`` checkpoint into a fresh model already on its device (unwrapped), its optimizer and
+    scheduler; restore RNGs."""
     import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file

@@ -171,8 +171,11 @@ def _setup(config: TrainConfig, resume: bool, log: Log, on_step: OnStep | None) 
     steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total_steps))
-    progress = checkpoint.restore(out / "checkpoints" / "last", model, optimizer, scheduler) if resume else Progress()
     model = accelerator.prepare(model)
+    # restored after the model is on its device: the optimizer's state follows its parameters' device when
+    # loaded (restored before, it stayed on the CPU and the first step on a GPU failed)
+    last = out / "checkpoints" / "last"
+    progress = checkpoint.restore(last, accelerator.unwrap_model(model), optimizer, scheduler) if resume else Progress()
     # the run folder
     if main:
         _start_folder(out, config, processor)
