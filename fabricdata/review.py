@@ -11,7 +11,6 @@ or place: it may not be a defect), FiftyOne Brain's mistakenness rules computed 
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from fabricdata.boxes import ImageSize, fiftyone_to_box, iou
 from fabricdata.errors import DatasetError
 from fabricdata.models import PredictionRecord
+from fabricdata.review_mistakes import Mistakes, SampleRow, best_f1, evaluated_rows, find_mistakes, view_counts
 from fabricdata.review_predictions import clear_review, load_predictions, match_samples, slug, store_predictions
-from fabricdata.review_report import BACKGROUND, previous_summary, write_report
+from fabricdata.review_report import previous_summary, write_report
 from fabricdata.store import GT_FIELD, fiftyone, load_dataset
 
-MIN_MISLOCATED_IOU = 0.1
-#: predicted labels that are not classes of the dataset, as one row/column of the confusion matrix
-OTHER = "(other)"
 #: predictions below this confidence are not stored (a random model's junk would swamp evaluation)
 MIN_CONFIDENCE = 0.05
 
@@ -71,116 +67,6 @@ def _ap_at(results: Any, thresh: float) -> tuple[float, dict[str, float]]:
     return (float(np.mean(list(per_class.values()))) if per_class else 0.0), per_class
 
 
-def _rows(view: Any, pred_field: str, eval_key: str) -> list[tuple[str, ImageSize, list[Any], list[Any]]]:
-    """Per sample: id, size, ground truth as (id, label, box, eval), predictions as (id, label, box, eval, conf)."""
-    columns = view.values(
-        [
-            "id",
-            "metadata.width",
-            "metadata.height",
-            f"{GT_FIELD}.detections.id",
-            f"{GT_FIELD}.detections.label",
-            f"{GT_FIELD}.detections.bounding_box",
-            f"{GT_FIELD}.detections.{eval_key}",
-            f"{pred_field}.detections.id",
-            f"{pred_field}.detections.label",
-            f"{pred_field}.detections.bounding_box",
-            f"{pred_field}.detections.{eval_key}",
-            f"{pred_field}.detections.confidence",
-        ]
-    )
-    rows = []
-    for sid, w, h, gid, glab, gbox, gev, pid, plab, pbox, pev, pconf in zip(*columns, strict=True):
-        size = ImageSize(int(w), int(h))
-        gts = [
-            (i, lab, fiftyone_to_box(b, size), e)
-            for i, lab, b, e in zip(gid or [], glab or [], gbox or [], gev or [], strict=True)
-        ]
-        preds = [
-            (i, lab, fiftyone_to_box(b, size), e, c)
-            for i, lab, b, e, c in zip(pid or [], plab or [], pbox or [], pev or [], pconf or [], strict=True)
-        ]
-        rows.append((sid, size, gts, preds))
-    return rows
-
-
-@dataclass(slots=True)
-class Mistakes:
-    """Label ids of each kind of mistake, and the confusion matrix."""
-
-    mislocated: list[str] = field(default_factory=list)
-    confused: list[str] = field(default_factory=list)
-    #: unmatched predictions above SURE_CONFIDENCE that no ground-truth box explains
-    possible_missing: list[str] = field(default_factory=list)
-    #: unmatched ground-truth boxes that no prediction comes near
-    possible_spurious: list[str] = field(default_factory=list)
-    confusion: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-#: a false positive this sure suggests a missing label (FiftyOne Brain's threshold)
-SURE_CONFIDENCE = 0.95
-
-
-def _mistakes(rows: list[Any], threshold: float, classes: Sequence[str]) -> Mistakes:
-    """Mislocated and confused label ids, label suspects, and the class confusion matrix (with background;
-    predicted labels that are no class of the dataset count in one ``(other)`` column)."""
-    found = Mistakes()
-    mislocated, confused = found.mislocated, found.confused
-    known = set(classes)
-    matrix: dict[str, Counter[str]] = defaultdict(Counter)
-
-    def column(label: str) -> str:
-        return label if label in known else OTHER
-
-    for _, _, gts, preds in rows:
-        free_gts = [g for g in gts if g[3] == "fn"]
-        for g in gts:
-            if g[3] == "tp":
-                matrix[g[1]][g[1]] += 1
-        used: set[str] = set()
-        for pid, plabel, pbox, peval, confidence in sorted(preds, key=lambda p: -p[4]):
-            if peval == "tp":
-                continue
-            same = [(iou(pbox, g[2]), g) for g in free_gts if g[1] == plabel and g[0] not in used]
-            other = [(iou(pbox, g[2]), g) for g in free_gts if g[1] != plabel and g[0] not in used]
-            best_same = max(same, default=(0.0, None), key=lambda x: x[0])
-            best_other = max(other, default=(0.0, None), key=lambda x: x[0])
-            if best_other[1] is not None and best_other[0] >= threshold:
-                confused += [pid, best_other[1][0]]
-                used.add(best_other[1][0])
-                matrix[best_other[1][1]][column(plabel)] += 1
-            elif best_same[1] is not None and MIN_MISLOCATED_IOU <= best_same[0] < threshold:
-                mislocated += [pid, best_same[1][0]]
-                used.add(best_same[1][0])
-                matrix[BACKGROUND][column(plabel)] += 1
-                matrix[best_same[1][1]][BACKGROUND] += 1
-            else:
-                matrix[BACKGROUND][column(plabel)] += 1
-                if confidence > SURE_CONFIDENCE:
-                    found.possible_missing.append(pid)
-        for g in free_gts:
-            if g[0] not in used:
-                matrix[g[1]][BACKGROUND] += 1
-                if not any(iou(g[2], p[2]) >= MIN_MISLOCATED_IOU for p in preds):
-                    found.possible_spurious.append(g[0])
-    found.confusion = {gt: dict(row) for gt, row in matrix.items()}
-    return found
-
-
-def _best_f1(rows: list[Any]) -> tuple[float, float, float, float]:
-    scored = sorted(((p[4], p[3] == "tp") for _, _, _, preds in rows for p in preds), key=lambda x: -x[0])
-    total_gt = sum(len(gts) for _, _, gts, _ in rows)
-    best = (1.0, 0.0, 0.0, 0.0)  # threshold, precision, recall, f1
-    tp = 0
-    for rank, (confidence, hit) in enumerate(scored, start=1):
-        tp += hit
-        precision, recall = tp / rank, tp / total_gt if total_gt else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        if f1 > best[3]:
-            best = (confidence, precision, recall, f1)
-    return best
-
-
 def review(
     dataset_name: str,
     run_folder: str | Path,
@@ -210,9 +96,9 @@ def review(
         pred_field, gt_field=GT_FIELD, eval_key=eval_key, compute_mAP=True, iou=iou_threshold, classwise=True,
         progress=False,
     )  # fmt: skip
-    rows = _rows(view, pred_field, eval_key)
-    mistakes = _mistakes(rows, iou_threshold, classes)
-    threshold, precision, recall, f1 = _best_f1(rows)
+    rows = evaluated_rows(view, pred_field, eval_key)
+    mistakes = find_mistakes(rows, iou_threshold, classes)
+    threshold, precision, recall, f1 = best_f1(rows)
     # 3. one saved view per kind of mistake (and against an earlier run)
     views, counts = _mistake_views(view, pred_field, eval_key, rows, mistakes)
     if compare is not None:
@@ -243,16 +129,16 @@ def review(
     return summary
 
 
-def _figures(results: Any, rows: list[Any], classes: Sequence[str]) -> dict[str, Any]:
+def _figures(results: Any, rows: list[SampleRow], classes: Sequence[str]) -> dict[str, Any]:
     """What the evaluation measured: box counts, mAP, AP50, AP75 and AP per class (FiftyOne's public API)."""
     return {
-        "predictions": sum(len(p) for _, _, _, p in rows),
-        "ground_truth": sum(len(g) for _, _, g, _ in rows),
+        "predictions": sum(len(row.guesses) for row in rows),
+        "ground_truth": sum(len(row.truths) for row in rows),
         "map": float(results.mAP()),
         "ap50": _ap_at(results, 0.5)[0],
         "ap75": _ap_at(results, 0.75)[0],
         "per_class_ap": {str(c): float(results.mAP([c])) for c in results.classes if results.mAP([c]) > -1},
-        "outside_classes": sum(1 for _, _, _, preds in rows for p in preds if p[1] not in classes),
+        "outside_classes": sum(1 for row in rows for p in row.guesses if p.label not in classes),
     }
 
 
@@ -277,7 +163,7 @@ def _read_run(dataset: Any, folder: Path) -> tuple[dict[str, PredictionRecord], 
 
 
 def _mistake_views(
-    view: Any, pred_field: str, eval_key: str, rows: list[Any], mistakes: Mistakes
+    view: Any, pred_field: str, eval_key: str, rows: list[SampleRow], mistakes: Mistakes
 ) -> tuple[dict[str, Any], dict[str, int]]:
     """The view of each kind of mistake, and how many samples each holds."""
     fo = fiftyone()
@@ -297,7 +183,7 @@ def _mistake_views(
             F(f"{GT_FIELD}.detections").length(), reverse=True
         ),
     }
-    return views, _view_counts(rows, mistakes)
+    return views, view_counts(rows, mistakes)
 
 
 def _add_comparison(
@@ -315,25 +201,6 @@ def _add_comparison(
     worse, better = _comparison(dataset, view, new, old_key)
     views.update({"regressions": view.select(worse), "fixed": view.select(better)})
     counts.update({"regressions": len(worse), "fixed": len(better)})
-
-
-def _view_counts(rows: list[Any], mistakes: Mistakes) -> dict[str, int]:
-    """Samples in each view, counted from the evaluation already read (no query per view)."""
-    sample_of: dict[str, str] = {}
-    counts = {"false-positives": 0, "missed": 0}
-    for sid, _, gts, preds in rows:
-        sample_of.update({g[0]: sid for g in gts})
-        sample_of.update({p[0]: sid for p in preds})
-        counts["false-positives"] += any(p[3] == "fp" for p in preds)
-        counts["missed"] += any(g[3] == "fn" for g in gts)
-    kinds = {
-        "mislocated": mistakes.mislocated,
-        "confused": mistakes.confused,
-        "possible-missing": mistakes.possible_missing,
-        "possible-spurious": mistakes.possible_spurious,
-    }
-    counts.update({kind: len({sample_of[i] for i in ids}) for kind, ids in kinds.items()})
-    return counts
 
 
 def _only(view: Any, field: str, ids: list[str]) -> Any:
