@@ -25,7 +25,7 @@ import numpy as np
 from fabricdata import faults
 from fabricdata.annotation import LabeledBox
 from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, reading_order_key
-from fabricdata.errors import ConfigError, DatasetError
+from fabricdata.errors import ConfigError
 from fabricdata.fileio import link_or_copy, new_stage, swap_in, unique_name
 from fabricdata.florence import (
     MAX_TEXT_TOKENS,
@@ -39,7 +39,7 @@ from fabricdata.florence import (
 )
 from fabricdata.models import ExportManifest
 from fabricdata.split import current_split
-from fabricdata.store import GT_FIELD, labeled, load_view
+from fabricdata.store import GT_FIELD, labeled, load_view, stored_size
 
 Order = Literal["sequential", "interleave", "shuffle"]
 #: dataset split tag -> export folder (maestro's names)
@@ -165,9 +165,7 @@ def _samples(view: Any, batch: int = 500) -> Iterator[tuple[str, str, list[str],
     for start in range(0, len(ordered), batch):
         columns = ordered.skip(start).limit(batch).values(_FIELDS)
         for sample_id, path, tags, width, height, labels, rels, captions in zip(*columns, strict=True):
-            if not width or not height:
-                raise DatasetError(f"{path}: sample has no image size metadata; re-import its folder")
-            size = ImageSize(int(width), int(height))
+            size = stored_size(path, width, height)
             objects = [
                 LabeledBox(label=label, box=fiftyone_to_box(rel, size), caption=caption)
                 for label, rel, caption in zip(labels or [], rels or [], captions or [], strict=True)

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, iou
 from fabricdata.review_report import BACKGROUND
-from fabricdata.store import GT_FIELD
+from fabricdata.store import GT_FIELD, stored_size
 
 #: an unmatched prediction overlapping a box of its class at least this much (and below the IoU threshold)
 #: mislocates it
@@ -57,6 +57,7 @@ def evaluated_rows(view: Any, pred_field: str, eval_key: str) -> list[SampleRow]
     columns = view.values(
         [
             "id",
+            "filepath",
             "metadata.width",
             "metadata.height",
             f"{GT_FIELD}.detections.id",
@@ -71,8 +72,8 @@ def evaluated_rows(view: Any, pred_field: str, eval_key: str) -> list[SampleRow]
         ]
     )
     rows = []
-    for sid, w, h, gid, glab, gbox, gev, pid, plab, pbox, pev, pconf in zip(*columns, strict=True):
-        size = ImageSize(int(w), int(h))
+    for sid, path, w, h, gid, glab, gbox, gev, pid, plab, pbox, pev, pconf in zip(*columns, strict=True):
+        size = stored_size(path, w, h)
         gts = [
             Truth(i, lab, fiftyone_to_box(b, size), e)
             for i, lab, b, e in zip(gid or [], glab or [], gbox or [], gev or [], strict=True)

@@ -8,11 +8,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from fabricdata.boxes import Box, ImageSize, box_to_fiftyone, corners_ordered
+from fabricdata.boxes import Box, box_to_fiftyone, corners_ordered
 from fabricdata.errors import DatasetError
 from fabricdata.jsonl import LineError, read_jsonl
 from fabricdata.models import PredictionRecord
-from fabricdata.store import GT_FIELD, detections_document, detections_layout_matches, fiftyone
+from fabricdata.store import GT_FIELD, detections_document, detections_layout_matches, fiftyone, stored_size
 
 #: the saved views a review makes, per run (``R-KIND``)
 VIEW_KINDS = (
@@ -100,9 +100,9 @@ def store_predictions(
     fo = fiftyone()
     rows: dict[str, list[tuple[str, list[float], float]]] = {}
     dropped = 0
-    ids, widths, heights = dataset.select(list(matched)).values(["id", "metadata.width", "metadata.height"])
-    for sid, width, height in zip(ids, widths, heights, strict=True):
-        size = ImageSize(int(width), int(height))
+    columns = dataset.select(list(matched)).values(["id", "filepath", "metadata.width", "metadata.height"])
+    for sid, path, width, height in zip(*columns, strict=True):
+        size = stored_size(path, width, height)
         kept = [d for d in matched[sid].detections if d.confidence >= min_confidence]
         dropped += len(matched[sid].detections) - len(kept)
         rows[sid] = [(d.label, box_to_fiftyone(Box(*d.bbox), size), d.confidence) for d in kept]

@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from fabricdata.boxes import ImageSize, fiftyone_to_box
-from fabricdata.store import F_SPLIT_SOURCE, GT_FIELD, SPLITS, labeled, load_dataset, pending_drafts
+from fabricdata.boxes import fiftyone_to_box
+from fabricdata.store import F_SPLIT_SOURCE, GT_FIELD, SPLITS, labeled, load_dataset, pending_drafts, stored_size
 
 
 def box_table(dataset: Any, field: str = GT_FIELD) -> Any:
     """One row per box: sample id, split, label, width and height in pixels (a pandas DataFrame)."""
     import pandas as pd
 
-    ids, tags, widths, heights, labels, boxes = dataset.values(
+    ids, tags, paths, widths, heights, labels, boxes = dataset.values(
         [
             "id",
             "tags",
+            "filepath",
             "metadata.width",
             "metadata.height",
             f"{field}.detections.label",
@@ -24,11 +25,11 @@ def box_table(dataset: Any, field: str = GT_FIELD) -> Any:
         ]
     )
     rows = []
-    for sid, sample_tags, width, height, sample_labels, sample_boxes in zip(
-        ids, tags, widths, heights, labels, boxes, strict=True
+    for sid, sample_tags, path, width, height, sample_labels, sample_boxes in zip(
+        ids, tags, paths, widths, heights, labels, boxes, strict=True
     ):
         split = _split_of(sample_tags)
-        size = ImageSize(int(width or 1), int(height or 1))
+        size = stored_size(path, width, height)
         for label, rel in zip(sample_labels or [], sample_boxes or [], strict=True):
             box = fiftyone_to_box(rel, size)
             rows.append((sid, split, label, box.width, box.height))

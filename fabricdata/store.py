@@ -302,9 +302,15 @@ def labels_digest(objects: Iterable[LabeledBox]) -> str:
 def sample_size(sample: Any) -> ImageSize:
     """The stored image size of a sample (set by import from the image header)."""
     metadata = sample.metadata
-    if metadata is None or not metadata.width or not metadata.height:
-        raise DatasetError(f"{sample.filepath}: sample has no image size metadata; re-import its folder")
-    return ImageSize(int(metadata.width), int(metadata.height))
+    return stored_size(sample.filepath, *((metadata.width, metadata.height) if metadata is not None else (0, 0)))
+
+
+def stored_size(filepath: str, width: Any, height: Any) -> ImageSize:
+    """The image size a sample stores (``metadata.width``/``height``, read in bulk by the caller); a sample
+    without one is one DatasetError naming its file, wherever it is read."""
+    if not width or not height:
+        raise DatasetError(f"{filepath}: sample has no image size metadata; re-import its folder")
+    return ImageSize(int(width), int(height))
 
 
 def sample_objects(sample: Any, field: str = GT_FIELD) -> list[LabeledBox]:

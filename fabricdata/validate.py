@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, iou
+from fabricdata.boxes import Box, fiftyone_to_box, iou
 from fabricdata.fileio import sha256_file
 from fabricdata.models import Finding, Severity, ValidationReport
 from fabricdata.similar import fingerprint, near_duplicate_pairs
 from fabricdata.split import current_split
-from fabricdata.store import F_SOURCE_ID, GT_FIELD, labeled, load_dataset
+from fabricdata.store import F_SOURCE_ID, GT_FIELD, labeled, load_dataset, stored_size
 from fabricdata.wording import plural
 
 VIEW_PREFIX = "validate-"
@@ -39,7 +39,7 @@ class _Rows:
             ]
         )
         self.samples = list(zip(ids, paths, tags, sources, strict=True))
-        self.sizes = {sid: ImageSize(int(w or 0), int(h or 0)) for sid, w, h in zip(ids, widths, heights, strict=True)}
+        self.sizes = {sid: stored_size(path, w, h) for sid, path, w, h in zip(ids, paths, widths, heights, strict=True)}
         self.boxes: list[tuple[str, str, str, list[float]]] = []  # sample id, box id, label, relative box
         for sid, sample_labels, sample_rels, sample_label_ids in zip(ids, labels, rels, label_ids, strict=True):
             for label, rel, lid in zip(sample_labels or [], sample_rels or [], sample_label_ids or [], strict=True):

@@ -66,3 +66,23 @@ def test_unexpected_errors_are_one_line_with_exit_2(
     monkeypatch.delenv("FABRICDATA_DEBUG", raising=False)
     code, _, err = run(["synth", str(tmp_path / "x"), "--images", "1"], capsys)
     assert code == 2 and "RuntimeError: disk on fire" in err and "Traceback" not in err
+
+
+def test_a_sample_without_a_stored_size_is_the_same_one_line_error_everywhere(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """stats, validate and export read image sizes in bulk; a sample that lost its metadata is one line naming
+    its file (it was 1x1 in stats, 0x0 in validate, a crash in review)."""
+    import fiftyone as fo
+
+    from tests.helpers import imported_synth
+
+    imported_synth(tmp_path / "fabric", name, capsys, images=6)
+    assert run(["split", "-d", name, "--ratios", "0.5,0.5,0"], capsys)[0] == 0
+    sample = fo.load_dataset(name).sort_by("filepath").first()
+    sample.metadata = None
+    sample.save()
+    expected = f"{sample.filepath}: sample has no image size metadata; re-import its folder"
+    for args in (["stats"], ["validate"], ["export", "florence", str(tmp_path / "export"), "--allow-empty-split"]):
+        code, out, err = run([*args, "-d", name], capsys)
+        assert code == 1 and expected in " ".join(err.split()), (args, out[-500:], err[-500:])
