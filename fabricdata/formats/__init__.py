@@ -181,28 +181,33 @@ def _scan_yolo(
 def _scan_createml(
     label: LabelFile, found: Discovery, classes: Sequence[str] | None, check_sizes: bool
 ) -> Iterator[_Result]:
-    from fabricdata.formats.createml import createml_entry_hash, load_createml, read_createml_entry
+    from fabricdata.formats.createml import createml_entries, createml_entry_hash
 
     path = label.path
+    images: dict[str, tuple[Path, ImageInfo]] = {}
+
+    def size_of(name: str) -> ImageSize | None:
+        image = found.image_named(path.parent, name)
+        if image is None:
+            return None
+        images[name] = (image, image_info(image))
+        return images[name][1].size
+
     try:
-        entries = load_createml(path)
+        entries = list(createml_entries(path, size_of, classes))
     except AnnotationError as exc:
         yield exc
         return
-    for index, entry in enumerate(entries):
-        image = found.image_named(path.parent, entry["image"])
-        if image is None:
+    for index, entry, result in entries:
+        if result is None:
             yield f"{path}: [{index}].image {entry['image']!r}: label without an image"
-            continue
-        try:
-            info = image_info(image)
-            annotation = read_createml_entry(path, index, entry, info.size, classes)
-            annotation = replace(annotation, filename=image.name, depth=info.channels)
-            item_hash = createml_entry_hash(entry)
+        elif isinstance(result, AnnotationError):
+            yield result
+        else:
+            image, info = images[entry["image"]]
+            annotation = replace(result, filename=image.name, depth=info.channels)
             placement = found.placement(image)
-            yield FolderItem(image, path, annotation, "createml", item_hash, placement, info)
-        except AnnotationError as exc:
-            yield exc
+            yield FolderItem(image, path, annotation, "createml", createml_entry_hash(entry), placement, info)
 
 
 _READERS = {"voc": _scan_voc, "yolo": _scan_yolo, "createml": _scan_createml}

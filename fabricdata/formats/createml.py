@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,18 +90,34 @@ def _read_object(path: str | Path, where: str, raw: Any, size: ImageSize, classe
 
 def read_createml(
     path: str | Path,
-    size_of: Callable[[str], ImageSize],
+    size_of: Callable[[str], ImageSize | None],
     classes: Sequence[str] | None = None,
 ) -> tuple[list[ImageAnnotation], list[AnnotationError]]:
     """Read every entry; bad entries become errors while the good ones are still returned."""
     annotations: list[ImageAnnotation] = []
     errors: list[AnnotationError] = []
+    for _, _, result in createml_entries(path, size_of, classes):
+        if isinstance(result, AnnotationError):
+            errors.append(result)
+        elif result is not None:
+            annotations.append(result)
+    return annotations, errors
+
+
+def createml_entries(
+    path: str | Path,
+    size_of: Callable[[str], ImageSize | None],
+    classes: Sequence[str] | None = None,
+) -> Iterator[tuple[int, dict[str, Any], ImageAnnotation | AnnotationError | None]]:
+    """The one loop over a CreateML file (import and :func:`read_createml` both use it): each entry with its
+    annotation, its error, or None where ``size_of`` (image name -> size; it may raise AnnotationError) knows no
+    image for it. A file that cannot be loaded raises before the first entry."""
     for index, entry in enumerate(load_createml(path)):
         try:
-            annotations.append(read_createml_entry(path, index, entry, size_of(entry["image"]), classes))
+            size = size_of(entry["image"])
+            yield index, entry, None if size is None else read_createml_entry(path, index, entry, size, classes)
         except AnnotationError as exc:
-            errors.append(exc)
-    return annotations, errors
+            yield index, entry, exc
 
 
 def createml_entry_hash(entry: dict[str, Any]) -> str:
