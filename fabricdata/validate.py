@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fabricdata.boxes import Box, fiftyone_to_box, iou
+from fabricdata.boxes import Box, box_problem, fiftyone_to_box, iou
 from fabricdata.fileio import sha256_file
 from fabricdata.models import Finding, Severity, ValidationReport
 from fabricdata.similar import fingerprint, near_duplicate_pairs
@@ -176,8 +176,8 @@ def _box_checks(rows: _Rows, sigma: float, duplicate_iou: float) -> list[Finding
         if box.width < 1 or box.height < 1:
             degenerate.append((sid, lid))
             continue
-        eps = 1e-6
-        if rel[0] < -eps or rel[1] < -eps or rel[0] + rel[2] > 1 + eps or rel[1] + rel[3] > 1 + eps:
+        size = rows.sizes[sid]
+        if box_problem(box, size, tolerance=1e-6 * min(size.width, size.height)):  # round-off, never looser
             outside.append((sid, lid))
         if rows.source.get(sid):
             continue  # a variant repeats its source's sizes and duplicates: validity only
