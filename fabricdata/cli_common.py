@@ -46,6 +46,8 @@ def setup_environment() -> None:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # libtiff's TIFF_Warning lines through OpenCV
     if not os.environ.get("FABRICDATA_DEBUG"):
         warnings.showwarning = _quiet_third_party_warning
+        # FiftyOne's "Evaluating detections..." lines on stdout, one per pass: review shows its own status
+        logging.getLogger("fiftyone.utils.eval").setLevel(logging.WARNING)
 
 
 #: the folders of fabricdata's and finetune's modules (side by side, in a checkout or in site-packages)

@@ -24,7 +24,8 @@ import numpy as np
 
 from fabricdata import faults
 from fabricdata.annotation import LabeledBox
-from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, reading_order_key
+from fabricdata.boxes import Box, ImageSize, reading_order_key
+from fabricdata.columns import read_samples
 from fabricdata.errors import ConfigError
 from fabricdata.fileio import link_or_copy, new_stage, swap_in, unique_name
 from fabricdata.florence import (
@@ -39,7 +40,7 @@ from fabricdata.florence import (
 )
 from fabricdata.models import ExportManifest
 from fabricdata.split import current_split
-from fabricdata.store import GT_FIELD, labeled, load_view, stored_size
+from fabricdata.store import GT_FIELD, labeled, load_view
 
 Order = Literal["sequential", "interleave", "shuffle"]
 #: dataset split tag -> export folder (maestro's names)
@@ -147,30 +148,11 @@ def _line(record: dict[str, str]) -> bytes:
     return (json.dumps(record, ensure_ascii=False, separators=(", ", ": ")) + "\n").encode("utf-8")
 
 
-_FIELDS = [
-    "id",
-    "filepath",
-    "tags",
-    "metadata.width",
-    "metadata.height",
-    f"{GT_FIELD}.detections.label",
-    f"{GT_FIELD}.detections.bounding_box",
-    f"{GT_FIELD}.detections.caption",
-]
-
-
 def _samples(view: Any, batch: int = 500) -> Iterator[tuple[str, str, list[str], ImageSize, list[LabeledBox]]]:
     """Samples in file-path order, read in batches with one aggregation each (memory: one batch)."""
-    ordered = view.sort_by("filepath")
-    for start in range(0, len(ordered), batch):
-        columns = ordered.skip(start).limit(batch).values(_FIELDS)
-        for sample_id, path, tags, width, height, labels, rels, captions in zip(*columns, strict=True):
-            size = stored_size(path, width, height)
-            objects = [
-                LabeledBox(label=label, box=fiftyone_to_box(rel, size), caption=caption)
-                for label, rel, caption in zip(labels or [], rels or [], captions or [], strict=True)
-            ]
-            yield sample_id, path, list(tags or []), size, objects
+    for sample in read_samples(view.sort_by("filepath"), {GT_FIELD: ("caption",)}, batch=batch):
+        objects = [LabeledBox(label=b.label, box=b.box, caption=b.attributes[0]) for b in sample.boxes[GT_FIELD]]
+        yield sample.id, sample.filepath, sample.tags, sample.size, objects
 
 
 def _refuse_empty_splits(view: Any) -> None:

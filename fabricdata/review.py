@@ -20,7 +20,15 @@ import numpy as np
 
 from fabricdata.errors import DatasetError
 from fabricdata.models import PredictionRecord
-from fabricdata.review_mistakes import Mistakes, SampleRow, best_f1, evaluated_rows, find_mistakes, view_counts
+from fabricdata.review_mistakes import (
+    Mistakes,
+    SampleRow,
+    best_f1,
+    cross_matches,
+    evaluated_rows,
+    find_mistakes,
+    view_counts,
+)
 from fabricdata.review_predictions import clear_review, load_predictions, match_samples, slug, store_predictions
 from fabricdata.review_report import previous_summary, write_report
 from fabricdata.store import GT_FIELD, fiftyone, load_dataset
@@ -97,7 +105,7 @@ def review(
         progress=False,
     )  # fmt: skip
     rows = evaluated_rows(view, pred_field, eval_key)
-    mistakes = find_mistakes(rows, iou_threshold, classes)
+    mistakes = find_mistakes(rows, cross_matches(view, rows, pred_field, iou_threshold), classes)
     threshold, precision, recall, f1 = best_f1(rows)
     # 3. one saved view per kind of mistake (and against an earlier run)
     views, counts = _mistake_views(view, pred_field, eval_key, rows, mistakes)

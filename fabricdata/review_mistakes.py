@@ -1,10 +1,12 @@
-"""The mistakes of an evaluated run, read back from FiftyOne's evaluation in one bulk read: which unmatched
-prediction confuses a box of another class or mislocates one of its own, the label suspects (FiftyOne Brain's
-mistakenness rules), the confusion matrix with background, and the best-F1 confidence.
+"""The mistakes of an evaluated run: which unmatched prediction confuses a box of another class or mislocates one
+of its own (FiftyOne's own matching), the label suspects (FiftyOne Brain's mistakenness rules), the confusion
+matrix with background, and the best-F1 confidence.
 
-FiftyOne's ``evaluate_detections`` (classwise) marks every box tp/fp/fn; the cross-class and low-IoU matching
-among its leftovers is done here, on the rows already read, instead of two more evaluations (each as costly as
-the first: ``classwise=False`` and a pass at IoU 0.1).
+FiftyOne's ``evaluate_detections`` (classwise) marks every box tp/fp/fn. Its leftovers (fp predictions and fn
+boxes) are matched twice more by FiftyOne itself, in memory (no ``eval_key``, nothing written): across classes
+at the review's IoU (``classwise=False``: the confusions), then within each class at IoU 0.1 among what is still
+free (the mislocations). Both passes see only the leftovers that overlap some other leftover enough to pair.
+Everything else is read from the first evaluation in one bulk read.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, iou
+from fabricdata.boxes import Box, ImageSize, iou
+from fabricdata.columns import read_samples
 from fabricdata.review_report import BACKGROUND
-from fabricdata.store import GT_FIELD, stored_size
+from fabricdata.store import GT_FIELD
 
 #: an unmatched prediction overlapping a box of its class at least this much (and below the IoU threshold)
 #: mislocates it
@@ -54,41 +57,79 @@ class SampleRow(NamedTuple):
 def evaluated_rows(view: Any, pred_field: str, eval_key: str) -> list[SampleRow]:
     """Every sample of ``view`` with its ground truth and predictions as the evaluation ``eval_key`` marked them
     (one bulk read)."""
-    columns = view.values(
-        [
-            "id",
-            "filepath",
-            "metadata.width",
-            "metadata.height",
-            f"{GT_FIELD}.detections.id",
-            f"{GT_FIELD}.detections.label",
-            f"{GT_FIELD}.detections.bounding_box",
-            f"{GT_FIELD}.detections.{eval_key}",
-            f"{pred_field}.detections.id",
-            f"{pred_field}.detections.label",
-            f"{pred_field}.detections.bounding_box",
-            f"{pred_field}.detections.{eval_key}",
-            f"{pred_field}.detections.confidence",
-        ]
-    )
     rows = []
-    for sid, path, w, h, gid, glab, gbox, gev, pid, plab, pbox, pev, pconf in zip(*columns, strict=True):
-        size = stored_size(path, w, h)
-        gts = [
-            Truth(i, lab, fiftyone_to_box(b, size), e)
-            for i, lab, b, e in zip(gid or [], glab or [], gbox or [], gev or [], strict=True)
-        ]
-        preds = [
-            Guess(i, lab, fiftyone_to_box(b, size), e, c)
-            for i, lab, b, e, c in zip(pid or [], plab or [], pbox or [], pev or [], pconf or [], strict=True)
-        ]
-        rows.append(SampleRow(sid, size, gts, preds))
+    for sample in read_samples(view, {GT_FIELD: (eval_key,), pred_field: (eval_key, "confidence")}):
+        truths = [Truth(b.id, b.label, b.box, *b.attributes) for b in sample.boxes[GT_FIELD]]
+        guesses = [Guess(b.id, b.label, b.box, *b.attributes) for b in sample.boxes[pred_field]]
+        rows.append(SampleRow(sample.id, sample.size, truths, guesses))
     return rows
+
+
+class Pair(NamedTuple):
+    """A prediction FiftyOne matched to a box in one of the passes over the leftovers."""
+
+    truth: str
+    guess: str
+
+
+@dataclass(slots=True)
+class CrossMatches:
+    """The pairs of the passes over the leftovers: other class at the IoU threshold, own class at IoU 0.1."""
+
+    confused: list[Pair] = field(default_factory=list)
+    mislocated: list[Pair] = field(default_factory=list)
+
+
+def cross_matches(view: Any, rows: list[SampleRow], pred_field: str, threshold: float) -> CrossMatches:
+    """Match what the evaluation of ``rows`` left unmatched, by FiftyOne's greedy COCO matching (highest
+    confidence first): across classes at ``threshold`` (a same-class pair never reaches it, or the evaluation
+    would have matched it), then within each class at ``MIN_MISLOCATED_IOU`` among what is still free."""
+    found = CrossMatches()
+    found.confused = _fiftyone_pairs(view, pred_field, _candidates(rows, threshold, set(), False), threshold, False)
+    if threshold > MIN_MISLOCATED_IOU:
+        taken = {i for pair in found.confused for i in pair}
+        candidates = _candidates(rows, MIN_MISLOCATED_IOU, taken, True)
+        found.mislocated = _fiftyone_pairs(view, pred_field, candidates, MIN_MISLOCATED_IOU, True)
+    return found
+
+
+def _candidates(rows: list[SampleRow], min_iou: float, taken: set[str], same_class: bool) -> dict[str, set[str]]:
+    """Per sample, the leftover labels (fp predictions, fn boxes, none of ``taken``) in some pair that overlaps
+    at least ``min_iou``. Only these can be matched, so handing FiftyOne only these changes none of its
+    decisions, and a sample without any is not loaded at all. The margin keeps pairs whose IoU rounds
+    differently here than in FiftyOne."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        truths = [g for g in row.truths if g.match == "fn" and g.id not in taken]
+        for p in row.guesses:
+            if p.match == "tp" or p.id in taken:
+                continue
+            for g in truths:
+                if (not same_class or g.label == p.label) and iou(p.box, g.box) >= min_iou - 1e-6:
+                    found[row.id] |= {p.id, g.id}
+    return found
+
+
+def _fiftyone_pairs(view: Any, pred_field: str, labels: dict[str, set[str]], iou: float, classwise: bool) -> list[Pair]:
+    """The (box, prediction) pairs FiftyOne's COCO matching makes among ``labels`` (per sample); evaluated
+    without an eval key, so it neither writes to the dataset nor registers a run."""
+    if not labels:
+        return []
+    ids = [i for sample in labels.values() for i in sample]
+    subset = view.select(list(labels)).select_labels(ids=ids, fields=[GT_FIELD, pred_field])
+    results = subset.evaluate_detections(
+        pred_field, gt_field=GT_FIELD, iou=iou, classwise=classwise, compute_mAP=False, progress=False
+    )
+    return [
+        Pair(str(truth), str(guess))
+        for truth, guess in zip(results.ytrue_ids, results.ypred_ids, strict=True)
+        if truth is not None and guess is not None
+    ]
 
 
 @dataclass(slots=True)
 class Mistakes:
-    """Label ids of each kind of mistake, and the confusion matrix."""
+    """Label ids of each kind of mistake (each pair as prediction, box), and the confusion matrix."""
 
     mislocated: list[str] = field(default_factory=list)
     confused: list[str] = field(default_factory=list)
@@ -103,48 +144,39 @@ class Mistakes:
 SURE_CONFIDENCE = 0.95
 
 
-def find_mistakes(rows: list[SampleRow], threshold: float, classes: Sequence[str]) -> Mistakes:
+def find_mistakes(rows: list[SampleRow], pairs: CrossMatches, classes: Sequence[str]) -> Mistakes:
     """Mislocated and confused label ids, label suspects, and the class confusion matrix (with background;
     predicted labels that are no class of the dataset count in one ``(other)`` column)."""
     found = Mistakes()
-    mislocated, confused = found.mislocated, found.confused
     known = set(classes)
     matrix: dict[str, Counter[str]] = defaultdict(Counter)
 
     def column(label: str) -> str:
         return label if label in known else OTHER
 
+    truths = {g.id: g for row in rows for g in row.truths}
+    guesses = {p.id: p for row in rows for p in row.guesses}
+    for pair in pairs.confused:
+        found.confused += [pair.guess, pair.truth]
+        matrix[truths[pair.truth].label][column(guesses[pair.guess].label)] += 1
+    for pair in pairs.mislocated:
+        found.mislocated += [pair.guess, pair.truth]
+        matrix[BACKGROUND][column(guesses[pair.guess].label)] += 1
+        matrix[truths[pair.truth].label][BACKGROUND] += 1
+    paired = {i for pair in (*pairs.confused, *pairs.mislocated) for i in pair}
     for row in rows:
-        free = [g for g in row.truths if g.match == "fn"]
         for g in row.truths:
             if g.match == "tp":
                 matrix[g.label][g.label] += 1
-        used: set[str] = set()
-        for p in sorted(row.guesses, key=lambda guess: -guess.confidence):
-            if p.match == "tp":
-                continue
-            same = [(iou(p.box, g.box), g) for g in free if g.label == p.label and g.id not in used]
-            other = [(iou(p.box, g.box), g) for g in free if g.label != p.label and g.id not in used]
-            overlap_same, nearest_same = max(same, default=(0.0, None), key=lambda x: x[0])
-            overlap_other, nearest_other = max(other, default=(0.0, None), key=lambda x: x[0])
-            if nearest_other is not None and overlap_other >= threshold:
-                confused += [p.id, nearest_other.id]
-                used.add(nearest_other.id)
-                matrix[nearest_other.label][column(p.label)] += 1
-            elif nearest_same is not None and MIN_MISLOCATED_IOU <= overlap_same < threshold:
-                mislocated += [p.id, nearest_same.id]
-                used.add(nearest_same.id)
-                matrix[BACKGROUND][column(p.label)] += 1
-                matrix[nearest_same.label][BACKGROUND] += 1
-            else:
-                matrix[BACKGROUND][column(p.label)] += 1
-                if p.confidence > SURE_CONFIDENCE:
-                    found.possible_missing.append(p.id)
-        for g in free:
-            if g.id not in used:
+            elif g.id not in paired:
                 matrix[g.label][BACKGROUND] += 1
                 if not any(iou(g.box, p.box) >= MIN_MISLOCATED_IOU for p in row.guesses):
                     found.possible_spurious.append(g.id)
+        for p in row.guesses:
+            if p.match != "tp" and p.id not in paired:
+                matrix[BACKGROUND][column(p.label)] += 1
+                if p.confidence > SURE_CONFIDENCE:
+                    found.possible_missing.append(p.id)
     found.confusion = {gt: dict(row) for gt, row in matrix.items()}
     return found
 

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from fabricdata.boxes import Box, box_to_fiftyone, corners_ordered
+from fabricdata.columns import read_samples
 from fabricdata.errors import DatasetError
 from fabricdata.jsonl import LineError, read_jsonl
 from fabricdata.models import PredictionRecord
-from fabricdata.store import GT_FIELD, detections_document, detections_layout_matches, fiftyone, stored_size
+from fabricdata.store import GT_FIELD, detections_document, detections_layout_matches, fiftyone
 
 #: the saved views a review makes, per run (``R-KIND``)
 VIEW_KINDS = (
@@ -100,9 +101,8 @@ def store_predictions(
     fo = fiftyone()
     rows: dict[str, list[tuple[str, list[float], float]]] = {}
     dropped = 0
-    columns = dataset.select(list(matched)).values(["id", "filepath", "metadata.width", "metadata.height"])
-    for sid, path, width, height in zip(*columns, strict=True):
-        size = stored_size(path, width, height)
+    for sample in read_samples(dataset.select(list(matched)), boxes={}):
+        sid, size = sample.id, sample.size
         kept = [d for d in matched[sid].detections if d.confidence >= min_confidence]
         dropped += len(matched[sid].detections) - len(kept)
         rows[sid] = [(d.label, box_to_fiftyone(Box(*d.bbox), size), d.confidence) for d in kept]

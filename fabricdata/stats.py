@@ -5,34 +5,19 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from fabricdata.boxes import fiftyone_to_box
-from fabricdata.store import F_SPLIT_SOURCE, GT_FIELD, SPLITS, labeled, load_dataset, pending_drafts, stored_size
+from fabricdata.columns import read_samples
+from fabricdata.store import F_SPLIT_SOURCE, GT_FIELD, SPLITS, labeled, load_dataset, pending_drafts
 
 
 def box_table(dataset: Any, field: str = GT_FIELD) -> Any:
     """One row per box: sample id, split, label, width and height in pixels (a pandas DataFrame)."""
     import pandas as pd
 
-    ids, tags, paths, widths, heights, labels, boxes = dataset.values(
-        [
-            "id",
-            "tags",
-            "filepath",
-            "metadata.width",
-            "metadata.height",
-            f"{field}.detections.label",
-            f"{field}.detections.bounding_box",
-        ]
-    )
-    rows = []
-    for sid, sample_tags, path, width, height, sample_labels, sample_boxes in zip(
-        ids, tags, paths, widths, heights, labels, boxes, strict=True
-    ):
-        split = _split_of(sample_tags)
-        size = stored_size(path, width, height)
-        for label, rel in zip(sample_labels or [], sample_boxes or [], strict=True):
-            box = fiftyone_to_box(rel, size)
-            rows.append((sid, split, label, box.width, box.height))
+    rows = [
+        (sample.id, _split_of(sample.tags), b.label, b.box.width, b.box.height)
+        for sample in read_samples(dataset, {field: ()})
+        for b in sample.boxes[field]
+    ]
     return pd.DataFrame(rows, columns=["sample", "split", "label", "width", "height"])
 
 

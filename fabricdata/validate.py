@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from fabricdata.boxes import Box, box_problem, fiftyone_to_box, iou
+from fabricdata.boxes import Box, ImageSize, box_problem, iou
+from fabricdata.columns import read_samples
 from fabricdata.fileio import sha256_file
 from fabricdata.models import Finding, Severity, ValidationReport
 from fabricdata.similar import fingerprint, near_duplicate_pairs
 from fabricdata.split import current_split
-from fabricdata.store import F_SOURCE_ID, GT_FIELD, labeled, load_dataset, stored_size
+from fabricdata.store import F_SOURCE_ID, GT_FIELD, labeled, load_dataset
 from fabricdata.wording import plural
 
 VIEW_PREFIX = "validate-"
@@ -29,26 +30,15 @@ class _Rows:
     """One row per box with everything the checks need, read in bulk."""
 
     def __init__(self, dataset: Any) -> None:
-        fields = ["id", "filepath", "tags", F_SOURCE_ID, "metadata.width", "metadata.height"]
-        ids, paths, tags, sources, widths, heights = dataset.values(fields)
-        labels, rels, label_ids = dataset.values(
-            [
-                f"{GT_FIELD}.detections.label",
-                f"{GT_FIELD}.detections.bounding_box",
-                f"{GT_FIELD}.detections.id",
-            ]
-        )
-        self.samples = list(zip(ids, paths, tags, sources, strict=True))
-        self.sizes = {sid: stored_size(path, w, h) for sid, path, w, h in zip(ids, paths, widths, heights, strict=True)}
-        self.boxes: list[tuple[str, str, str, list[float]]] = []  # sample id, box id, label, relative box
-        for sid, sample_labels, sample_rels, sample_label_ids in zip(ids, labels, rels, label_ids, strict=True):
-            for label, rel, lid in zip(sample_labels or [], sample_rels or [], sample_label_ids or [], strict=True):
-                self.boxes.append((sid, lid, label, rel))
+        self.samples: list[tuple[str, str, list[str], str | None]] = []  # id, file, tags, source
+        self.sizes: dict[str, ImageSize] = {}
+        self.boxes: list[tuple[str, str, str, Box]] = []  # sample id, box id, label, box in pixels
+        for sample in read_samples(dataset, fields=[F_SOURCE_ID]):
+            self.samples.append((sample.id, sample.filepath, sample.tags, sample.values[0]))
+            self.sizes[sample.id] = sample.size
+            self.boxes += [(sample.id, b.id, b.label, b.box) for b in sample.boxes[GT_FIELD]]
         self.split = {sid: current_split(t) for sid, _, t, _ in self.samples}
         self.source = {sid: src for sid, _, _, src in self.samples}
-
-    def pixels(self, sid: str, rel: list[float]) -> Box:
-        return fiftyone_to_box(rel, self.sizes[sid])
 
 
 def validate(
@@ -171,8 +161,7 @@ def _box_checks(rows: _Rows, sigma: float, duplicate_iou: float) -> list[Finding
     degenerate, outside = [], []
     by_class: dict[str, list[tuple[str, str, float]]] = defaultdict(list)
     by_sample: dict[str, list[tuple[str, str, Box]]] = defaultdict(list)
-    for sid, lid, label, rel in rows.boxes:
-        box = rows.pixels(sid, rel)
+    for sid, lid, label, box in rows.boxes:
         if box.width < 1 or box.height < 1:
             degenerate.append((sid, lid))
             continue

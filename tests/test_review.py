@@ -104,6 +104,78 @@ def test_planted_label_errors_land_in_the_right_views(
     assert set(ds.get_field_schema()) == fields_before and ds.list_saved_views() == views_before
 
 
+def _noisy_predictions(ds, folder: Path, seed: int) -> None:  # type: ignore[no-untyped-def]
+    """predictions.jsonl of a poor model: per box 0-2 guesses shifted up to 60% of its size, half of them
+    with another label (or one outside the classes), plus spurious boxes; confidences spread 0.05-1.0."""
+    import random
+
+    rng = random.Random(seed)
+    classes = list(ds.default_classes)
+    lines = []
+    for sample in ds.sort_by("filepath"):
+        size = ImageSize(sample.metadata.width, sample.metadata.height)
+        guesses = []
+        for det in sample.ground_truth.detections:
+            box = fiftyone_to_box(det.bounding_box, size)
+            for _ in range(rng.choice((0, 1, 1, 2))):
+                dx, dy = rng.uniform(-0.6, 0.6) * box.width, rng.uniform(-0.6, 0.6) * box.height
+                x0, y0 = max(0.0, box.xmin + dx), max(0.0, box.ymin + dy)
+                x1, y1 = min(size.width, box.xmax + dx), min(size.height, box.ymax + dy)
+                label = det.label if rng.random() > 0.5 else rng.choice([*classes, "stripe"])
+                if x1 > x0 + 1 and y1 > y0 + 1:
+                    guesses.append({"label": label, "bbox": [x0, y0, x1, y1], "confidence": rng.uniform(0.05, 1)})
+        for _ in range(rng.choice((0, 1, 3))):
+            x, y = rng.uniform(0, size.width * 0.7), rng.uniform(0, size.height * 0.7)
+            w, h = rng.uniform(10, size.width * 0.3), rng.uniform(10, size.height * 0.3)
+            guesses.append({"label": rng.choice(classes), "bbox": [x, y, x + w, y + h], "confidence": rng.random()})
+        record = {"image": Path(sample.filepath).name, "filepath": sample.filepath, "task": "<OD>", "text": ""}
+        lines.append(json.dumps({**record, "detections": guesses}))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_confusions_and_mislocations_are_fiftyones_own_matching_of_the_leftovers(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The confused and mislocated views hold exactly the pairs FiftyOne's COCO matching makes among what the
+    review's evaluation left unmatched: across classes at the review's IoU (classwise=False), then within each
+    class at IoU 0.1 among what is still free. The review hands FiftyOne only the leftovers that overlap enough
+    to pair; here the reference is FiftyOne's matching over all of them."""
+    import fiftyone as fo
+
+    F = fo.ViewField  # noqa: N806
+    imported_synth(tmp_path / "data", name, capsys, images=60, seed=8)
+    ds = fo.load_dataset(name)
+    _noisy_predictions(ds, tmp_path / "runs" / "r", seed=2)
+    code, out, _ = run(["review", "--run", str(tmp_path / "runs" / "r"), "-d", name, "--iou", "0.4"], capsys)
+    assert code == 0, out
+    assert "Evaluating detections" not in out  # FiftyOne's chatter, one line per pass, stays off stdout
+
+    def matched(view, iou: float, classwise: bool) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]
+        found = view.evaluate_detections(
+            "pred_r", gt_field="ground_truth", iou=iou, classwise=classwise, progress=False
+        )
+        return {(g, p) for g, p in zip(found.ytrue_ids, found.ypred_ids, strict=True) if g and p}
+
+    leftovers = ds.filter_labels("pred_r", F("eval_r") == "fp").filter_labels("ground_truth", F("eval_r") == "fn")
+    confused = matched(leftovers, 0.4, classwise=False)
+    taken = [i for pair in confused for i in pair]
+    mislocated = matched(leftovers.exclude_labels(ids=taken, fields=["ground_truth", "pred_r"]), 0.1, True)
+    assert len(confused) >= 5 and len(mislocated) >= 5  # the fixture exercises both passes
+
+    def labels(view_name: str) -> set[str]:
+        view = ds.load_saved_view(view_name)
+        return {i for ids in view.values("ground_truth.detections.id") + view.values("pred_r.detections.id")
+                for i in ids or []}  # fmt: skip
+
+    assert labels("r-confused") == set(taken)
+    assert labels("r-mislocated") == {i for pair in mislocated for i in pair}
+    summary = json.loads((tmp_path / "runs" / "r" / "review.json").read_text())
+    off_diagonal = sum(n for truth, row in summary["confusion"].items() for guess, n in row.items()
+                       if truth != guess and "(background)" not in (truth, guess))  # fmt: skip
+    assert off_diagonal == len(confused)
+
+
 def _predicted(true_label: str, other: dict[str, str]) -> str:
     """The swapped box: ground truth now says other[x]; the model still predicts x."""
     return next(k for k, v in other.items() if v == true_label)

@@ -57,6 +57,28 @@ def test_import_is_idempotent_and_schema_ready_for_the_app(
     assert code == 0 and again["added"] == 0 and again["unchanged"] == 12 and len(ds) == 12
 
 
+def test_the_bulk_reader_gives_every_files_boxes_in_pixels_whatever_the_batch(
+    synth_folder: Path, dataset_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``columns.read_samples``, what stats, validate, export and review read boxes through: sizes, pixel boxes
+    equal to the label files, requested attributes and sample fields in order, the same in batches."""
+    import fiftyone as fo
+
+    from fabricdata.columns import read_samples
+
+    assert run(["import", str(synth_folder), "-d", dataset_name], capsys)[0] == 0
+    view = fo.load_dataset(dataset_name).sort_by("filepath")
+    whole = list(read_samples(view, {"ground_truth": ("truncated", "difficult")}, fields=["annotation_path"]))
+    assert list(read_samples(view, {"ground_truth": ("truncated", "difficult")}, ["annotation_path"], 5)) == whole
+    assert [s.filepath for s in whole] == sorted(view.values("filepath")) and len(whole) == 12
+    for sample in whole:
+        ann = read_voc(sample.values[0])
+        assert sample.size == ann.size
+        got = [(b.label, box_to_voc(b.box), b.attributes) for b in sample.boxes["ground_truth"]]
+        assert got == [(o.label, box_to_voc(o.box), (o.truncated, o.difficult)) for o in ann.objects]
+    assert sum(len(s.boxes["ground_truth"]) for s in whole) == view.count("ground_truth.detections")
+
+
 def test_bulk_import_stores_exactly_what_fiftyones_add_samples_stores(synth_folder: Path, dataset_name: str) -> None:
     import warnings
 
