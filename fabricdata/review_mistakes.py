@@ -110,15 +110,17 @@ def _candidates(rows: list[SampleRow], min_iou: float, taken: set[str], same_cla
     return found
 
 
-def _fiftyone_pairs(view: Any, pred_field: str, labels: dict[str, set[str]], iou: float, classwise: bool) -> list[Pair]:
-    """The (box, prediction) pairs FiftyOne's COCO matching makes among ``labels`` (per sample); evaluated
-    without an eval key, so it neither writes to the dataset nor registers a run."""
+def _fiftyone_pairs(
+    view: Any, pred_field: str, labels: dict[str, set[str]], min_iou: float, classwise: bool
+) -> list[Pair]:
+    """The (box, prediction) pairs FiftyOne's COCO matching makes among ``labels`` (per sample) at IoU
+    ``min_iou``; evaluated without an eval key, so it neither writes to the dataset nor registers a run."""
     if not labels:
         return []
     ids = [i for sample in labels.values() for i in sample]
     subset = view.select(list(labels)).select_labels(ids=ids, fields=[GT_FIELD, pred_field])
     results = subset.evaluate_detections(
-        pred_field, gt_field=GT_FIELD, iou=iou, classwise=classwise, compute_mAP=False, progress=False
+        pred_field, gt_field=GT_FIELD, iou=min_iou, classwise=classwise, compute_mAP=False, progress=False
     )
     return [
         Pair(str(truth), str(guess))
