@@ -261,14 +261,13 @@ def serve(
     import os
 
     from fabricdata.serve import serve as run_server
-    from finetune.predict import label_budget, run_data, run_phrases
+    from finetune.predict import label_budget, run_export, run_phrases
 
     if (run is None) == (model is None):
         raise ConfigError("give exactly one of --run and --model")
     folder = run_dir(run) if run is not None else None
-    data = run_data(folder) if folder is not None and (folder / "config.yaml").is_file() else None
-    if max_new_tokens is None and data is not None:
-        max_new_tokens = label_budget(data)
+    data = run_export(folder)
+    max_new_tokens = max_new_tokens or label_budget(data)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     source = str(folder) if folder is not None else str(model)
     console.print(f"serving {source} on http://{host}:{port} (Ctrl-C to stop)", highlight=False, soft_wrap=True)

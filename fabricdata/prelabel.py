@@ -83,14 +83,7 @@ def prelabel(
     ``on_total`` is called once with the number of new images; ``progress`` advances per image.
     """
     from finetune.model import load_for_inference
-    from finetune.predict import (
-        DEFAULT_MAX_NEW_TOKENS,
-        PredictOptions,
-        describe,
-        inference_placement,
-        label_budget,
-        run_data,
-    )
+    from finetune.predict import PredictOptions, describe, inference_placement, label_budget, run_export
 
     root = Path(folder).resolve()
     report = PrelabelReport(view=to_verify_view(run.name))
@@ -99,10 +92,7 @@ def prelabel(
     if on_total is not None:
         on_total(len(new))
     if new:
-        budget = max_new_tokens or (
-            label_budget(run_data(run)) if (run / "config.yaml").is_file() else DEFAULT_MAX_NEW_TOKENS
-        )
-        options = PredictOptions(batch_size=batch_size, max_new_tokens=budget)
+        options = PredictOptions(batch_size=batch_size, max_new_tokens=max_new_tokens or label_budget(run_export(run)))
         model_and_processor = load_for_inference(model or str(run), **inference_placement())
         drafter = _Drafter(run.name, root, min_confidence, set(dataset.default_classes or []), report)
         proxies = managed_dir(dataset_name, "proxies")

@@ -244,10 +244,17 @@ def run_data(folder: Path) -> Path:
     return Path(data)
 
 
-def label_budget(data: Path) -> int:
-    """The export's label budget in tokens (manifest ``max_label_tokens``), else the model's maximum."""
-    manifest = data / "manifest.json"
-    if not manifest.is_file():
+def run_export(folder: Path | None) -> Path | None:
+    """The export a training run learned from; None for a folder that is no training run (a merged model, a
+    base model) or no folder, which can still predict any images."""
+    return run_data(folder) if folder is not None and (folder / "config.yaml").is_file() else None
+
+
+def label_budget(data: Path | None) -> int:
+    """The export's label budget in tokens (manifest ``max_label_tokens``), else (no export, or none recorded)
+    the model's maximum."""
+    manifest = data / "manifest.json" if data is not None else None
+    if manifest is None or not manifest.is_file():
         return DEFAULT_MAX_NEW_TOKENS
     try:
         return int(json.loads(manifest.read_text(encoding="utf-8"))["max_label_tokens"])
@@ -303,11 +310,11 @@ def predict_run(
     """
     from finetune.model import load_for_inference
 
-    if data is None and (images_dir is None or (folder / "config.yaml").is_file()):
-        data = run_data(folder)
+    if data is None:  # an export split needs the run's export; any images only use it where there is one
+        data = run_data(folder) if images_dir is None else run_export(folder)
     chosen = options or PredictOptions()
     if chosen.max_new_tokens is None:
-        chosen = replace(chosen, max_new_tokens=label_budget(data) if data is not None else DEFAULT_MAX_NEW_TOKENS)
+        chosen = replace(chosen, max_new_tokens=label_budget(data))
     if chosen.task in (TASK_DENSE, TASK_GROUNDING) and not chosen.phrases:
         asked = tuple((phrase, phrase) for phrase in phrases) if phrases else run_phrases(data)
         chosen = replace(chosen, phrases=asked)
