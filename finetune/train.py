@@ -152,8 +152,9 @@ def _setup(config: TrainConfig, resume: bool, log: Log, on_step: OnStep | None) 
     accelerator = _accelerator(config)
     main = accelerator.is_main_process
     out = Path(config.out)
-    if resume and not checkpoint.resumable(out / "checkpoints" / "last"):
-        raise ConfigError(f"--resume: {out / 'checkpoints' / 'last'} has no resumable checkpoint")
+    last = out / "checkpoints" / "last"
+    if resume and not checkpoint.resumable(last):
+        raise ConfigError(f"--resume: {last} has no resumable checkpoint")
     set_seed(config.seed)
     # data
     train_records = read_records(Path(config.data) / "train", config.tasks)
@@ -174,7 +175,6 @@ def _setup(config: TrainConfig, resume: bool, log: Log, on_step: OnStep | None) 
     model = accelerator.prepare(model)
     # restored after the model is on its device: the optimizer's state follows its parameters' device when
     # loaded (restored before, it stayed on the CPU and the first step on a GPU failed)
-    last = out / "checkpoints" / "last"
     progress = checkpoint.restore(last, accelerator.unwrap_model(model), optimizer, scheduler) if resume else Progress()
     # the run folder
     if main:
