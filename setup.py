@@ -1,5 +1,5 @@
 """Builds copy the top-level ``pipelines/`` and ``schemas/`` into the package (``fabricdata/_data/``), so a
-wheel or ``pip install .`` ships the recipes, the phrase table and the schemas (fabricdata/resources.py).
+wheel or ``pip install .`` ships the recipes, the phrase table and the schemas (fabricdata/core/contracts.py: shipped).
 Everything else is in pyproject.toml."""
 
 import shutil

@@ -19,7 +19,7 @@ TOKENS = 48
 
 
 def _photos(folder: Path, count: int) -> list[Path]:
-    from fabricdata.synth import SynthConfig, generate
+    from fabricdata.prepare.synth import SynthConfig, generate
 
     generate(SynthConfig(images=count, seed=31, width=512, height=384), folder)
     for label in folder.glob("*.xml"):
@@ -30,7 +30,7 @@ def _photos(folder: Path, count: int) -> list[Path]:
 def bench_serve(model: Path, photos: list[Path], repeats: int = 3) -> list[Figure]:
     from gradio_client import Client, handle_file
 
-    from fabricdata.serve import Detector, build
+    from fabricdata.assist.serve import Detector, build
 
     detector = Detector(str(model), (), batch_size=8, max_new_tokens=TOKENS, num_beams=3)
     page = build(detector)
@@ -68,7 +68,7 @@ def bench_serve(model: Path, photos: list[Path], repeats: int = 3) -> list[Figur
 def bench_prelabel(model: Path, folder: Path, repeats: int = 2) -> list[Figure]:
     import fiftyone as fo
 
-    from fabricdata.store import open_dataset
+    from fabricdata.store.dataset import open_dataset
     from finetune.predict import PredictOptions, predict_run
 
     images = len(list(folder.glob("*.jpg")))
@@ -100,7 +100,7 @@ def bench_prelabel(model: Path, folder: Path, repeats: int = 2) -> list[Figure]:
 
 
 def _prelabel(folder: Path, name: str, run: Path, model: Path) -> None:
-    from fabricdata.prelabel import prelabel
+    from fabricdata.assist.prelabel import prelabel
 
     report = prelabel(folder, name, run, model=str(model), min_confidence=0.0, max_new_tokens=TOKENS)
     assert report.added == len(list(folder.glob("*.jpg"))), report

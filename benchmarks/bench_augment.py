@@ -15,10 +15,10 @@ def bench_augment(images: int = 48, repeats: int = 2) -> list[Figure]:
     isolated_database()
     import fiftyone as fo
 
-    from fabricdata.augment import build_pipeline, encode, make_variants, media_dir, read_rgb, resolve_recipe
-    from fabricdata.importer import import_folder
-    from fabricdata.store import load_dataset
-    from fabricdata.synth import SynthConfig, generate
+    from fabricdata.prepare.augment import build_pipeline, encode, make_variants, media_dir, read_rgb, resolve_recipe
+    from fabricdata.prepare.synth import SynthConfig, generate
+    from fabricdata.store.dataset import load_dataset
+    from fabricdata.store.importer import import_folder
 
     workers = max(2, os.cpu_count() or 2)
     config = SynthConfig(images=images, seed=5, width=1024, height=768)

@@ -16,10 +16,10 @@ from benchmarks.harness import Figure
 
 def _in_memory_baseline(name: str, out: Path) -> int:
     """Load every sample's labels, build every record in a list, then write the files."""
-    from fabricdata.annotation import LabeledBox
-    from fabricdata.boxes import ImageSize, fiftyone_to_box
-    from fabricdata.export import ExportOptions, records_for
-    from fabricdata.store import load_dataset
+    from fabricdata.core.annotation import LabeledBox
+    from fabricdata.core.boxes import ImageSize, fiftyone_to_box
+    from fabricdata.prepare.export import ExportOptions, records_for
+    from fabricdata.store.dataset import load_dataset
 
     dataset = load_dataset(name)
     paths, tags, widths, heights, labels, boxes = dataset.sort_by("filepath").values(
@@ -66,10 +66,10 @@ def bench_export(images: int = 3600) -> list[Figure]:
     isolated_database()
     import fiftyone as fo
 
-    from fabricdata.export import export_florence
-    from fabricdata.importer import import_folder
-    from fabricdata.split import split_dataset
-    from fabricdata.synth import SynthConfig, generate
+    from fabricdata.prepare.export import export_florence
+    from fabricdata.prepare.split import split_dataset
+    from fabricdata.prepare.synth import SynthConfig, generate
+    from fabricdata.store.importer import import_folder
 
     folder = generate(SynthConfig(images=images, seed=4, width=128, height=96), tempfile.mkdtemp(), workers=2)
     name = f"exp-{uuid.uuid4().hex[:6]}"

@@ -28,10 +28,10 @@ def write_export(folder: Path, images: int, width: int, height: int) -> Path:
     """A Florence-2 export (train split only) of synthetic fabric, written without FiftyOne."""
     from PIL import Image
 
-    from fabricdata.boxes import ImageSize
-    from fabricdata.florence import encode_objects
-    from fabricdata.synth import SynthConfig
-    from fabricdata.synth import render as render_fabric
+    from fabricdata.core.boxes import ImageSize
+    from fabricdata.core.florence import encode_objects
+    from fabricdata.prepare.synth import SynthConfig
+    from fabricdata.prepare.synth import render as render_fabric
 
     config = SynthConfig(images=images, seed=21, width=width, height=height, clean_share=0.0)
     for split in ("train", "valid", "test"):

@@ -10,8 +10,8 @@ from benchmarks.harness import Figure, best_rate
 
 
 def _voc_folder(count: int) -> Path:
-    from fabricdata.annotation import ImageAnnotation, LabeledBox
-    from fabricdata.boxes import Box, ImageSize
+    from fabricdata.core.annotation import ImageAnnotation, LabeledBox
+    from fabricdata.core.boxes import Box, ImageSize
     from fabricdata.formats.voc import write_voc
 
     folder = Path(tempfile.mkdtemp(prefix="bench-voc-"))
@@ -62,8 +62,8 @@ def bench_voc(count: int = 1000) -> list[Figure]:
 def bench_codec(count: int = 3000) -> list[Figure]:
     import torch
 
-    from fabricdata import florence
-    from fabricdata.boxes import Box, ImageSize, box_to_florence
+    from fabricdata.core import florence
+    from fabricdata.core.boxes import Box, ImageSize, box_to_florence
     from finetune.tiny import build_tiny_florence
 
     rng = random.Random(0)

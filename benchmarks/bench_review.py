@@ -25,7 +25,7 @@ POOR = {"missed": 0.3, "shift": 0.6, "swapped": 0.5, "spurious": (0, 1, 3, 5)}
 def realistic_predictions(dataset: Any, out: Path, seed: int = 0, model: dict[str, Any] = DECENT) -> int:
     """predictions.jsonl of a simulated model (``DECENT``: most boxes found with jitter, some missed, some
     spurious or with another class), confidences spread between 0.05 and 1.0."""
-    from fabricdata.boxes import ImageSize, fiftyone_to_box
+    from fabricdata.core.boxes import ImageSize, fiftyone_to_box
 
     rng = random.Random(seed)
     shift = model["shift"]
@@ -65,8 +65,8 @@ def bench_review(images: int = 1000, repeats: int = 3) -> list[Figure]:
     isolated_database()
     import fiftyone as fo
 
-    from fabricdata.importer import import_folder
-    from fabricdata.synth import SynthConfig, generate
+    from fabricdata.prepare.synth import SynthConfig, generate
+    from fabricdata.store.importer import import_folder
 
     work = Path(tempfile.mkdtemp(prefix="fabricdata-bench-review-"))
     folder = generate(SynthConfig(images=images, seed=21, width=320, height=240), work / "data", workers=2)
@@ -99,8 +99,8 @@ def bench_review(images: int = 1000, repeats: int = 3) -> list[Figure]:
 
 def _review_beside_evaluation(dataset: Any, run: Path, repeats: int) -> tuple[float, float]:
     """Best-of seconds of ``review`` and of FiftyOne's evaluation alone on the same predictions, interleaved."""
-    from fabricdata.review import review
-    from fabricdata.review_predictions import load_predictions, store_predictions
+    from fabricdata.review.predictions import load_predictions, store_predictions
+    from fabricdata.review.review import review
 
     ids_by_path = dict(zip(*dataset.values(["filepath", "id"]), strict=True))
     matched = {ids_by_path[r.filepath]: r for r in load_predictions(run / "predictions.jsonl") if r.filepath}

@@ -29,7 +29,7 @@ def bench_import(images: int = 1000, repeats: int = 3) -> list[Figure]:
     isolated_database()
     import fiftyone as fo
 
-    from fabricdata.synth import SynthConfig, generate
+    from fabricdata.prepare.synth import SynthConfig, generate
 
     folder = generate(SynthConfig(images=images, seed=11, width=512, height=512), tempfile.mkdtemp(), workers=2)
     fo.Dataset(f"warm-{uuid.uuid4().hex[:6]}")  # start mongod outside the timings
@@ -110,7 +110,7 @@ def _race(folder: Path, reference: Callable[[str], Any], repeats: int) -> tuple[
     of ``repeats`` each."""
     import fiftyone as fo
 
-    from fabricdata.importer import import_folder
+    from fabricdata.store.importer import import_folder
 
     ours, theirs = 0.0, 0.0
     for _ in range(repeats):

@@ -1,5 +1,5 @@
 """``python -m fabricdata``: the command line."""
 
-from fabricdata.cli import main
+from fabricdata.cli.main import main
 
 main()

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fabricdata import faults
+from fabricdata.core import faults
 from finetune.config import TrainConfig, dump_config
 
 STATE_FILE = "trainer_state.pt"

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fabricdata.errors import ConfigError
+from fabricdata.core.errors import ConfigError
 
 LANGUAGE = r"model\.language_model\..*\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
 VISION = r"model\.vision_tower\..*\.(qkv|proj|fc1|fc2)"

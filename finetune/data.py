@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fabricdata.errors import FabricDataError, InvalidValueError
-from fabricdata.jsonl import LineError, read_jsonl
+from fabricdata.core.errors import FabricDataError, InvalidValueError
+from fabricdata.core.jsonl import LineError, read_jsonl
 
 if TYPE_CHECKING:
     from finetune.config import TrainConfig

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fabricdata.errors import ConfigError
+from fabricdata.core.errors import ConfigError
 from finetune.config import TARGET_PRESETS, LoraSettings
 
 ADAPTER_FILE = "adapter_config.json"

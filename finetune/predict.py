@@ -16,10 +16,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fabricdata.boxes import ImageSize, corners_ordered
-from fabricdata.errors import ConfigError
-from fabricdata.fileio import atomic_write_text
-from fabricdata.florence import (
+from fabricdata.core.boxes import ImageSize, corners_ordered
+from fabricdata.core.contracts import shipped
+from fabricdata.core.errors import ConfigError
+from fabricdata.core.fileio import atomic_write_text
+from fabricdata.core.florence import (
     MAX_TEXT_TOKENS,
     TASK_DENSE,
     TASK_GROUNDING,
@@ -29,10 +30,9 @@ from fabricdata.florence import (
     parse_pieces,
     task_token,
 )
-from fabricdata.images import IMAGE_EXTENSIONS
-from fabricdata.jsonl import read_jsonl
-from fabricdata.resources import shipped
-from fabricdata.walk import image_files
+from fabricdata.core.images import IMAGE_EXTENSIONS
+from fabricdata.core.jsonl import read_jsonl
+from fabricdata.core.walk import image_files
 from finetune.data import UnreadableImageError, read_image
 
 DEFAULT_MAX_NEW_TOKENS = MAX_TEXT_TOKENS

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from fabricdata.errors import ConfigError
+from fabricdata.core.errors import ConfigError
 from finetune.config import TrainConfig, dump_config, load_config
 
 SUMMARY_FILE = "summary.json"

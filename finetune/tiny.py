@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fabricdata.annotation import DEFAULT_CLASSES
-from fabricdata.boxes import LOC_BINS
+from fabricdata.core.annotation import DEFAULT_CLASSES
+from fabricdata.core.boxes import LOC_BINS
 
 #: Florence-2's extra special tokens besides the location bins (as in the released tokenizer).
 FLORENCE_TASK_TOKENS: tuple[str, ...] = (

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fabricdata.errors import ConfigError, FabricDataError
-from fabricdata.fileio import atomic_write_text
+from fabricdata.core.errors import ConfigError, FabricDataError
+from fabricdata.core.fileio import atomic_write_text
 from finetune import checkpoint
 from finetune.checkpoint import Progress
 from finetune.config import TrainConfig, dump_config, load_config

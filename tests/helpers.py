@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from fabricdata.cli import main
-from fabricdata.synth import SynthConfig, generate
+from fabricdata.cli.main import main
+from fabricdata.prepare.synth import SynthConfig, generate
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -85,7 +85,7 @@ def prediction_records(path: Path) -> list[dict]:  # type: ignore[type-arg]
     """The lines of a predictions.jsonl, each checked against its JSON Schema."""
     import jsonschema
 
-    from fabricdata.schemas import SCHEMA_DIR
+    from fabricdata.cli.schemas import SCHEMA_DIR
 
     schema = json.loads((SCHEMA_DIR / "prediction-record.schema.json").read_text())
     records = [json.loads(line) for line in path.read_text().splitlines()]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from fabricdata.boxes import ImageSize, box_to_yolo
+from fabricdata.core.boxes import ImageSize, box_to_yolo
 from fabricdata.formats.voc import read_voc, write_voc
-from fabricdata.synth import SynthConfig, generate
+from fabricdata.prepare.synth import SynthConfig, generate
 
 Row = tuple[str, float, float, float, float]
 

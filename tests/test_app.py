@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fabricdata.annotation import ImageAnnotation, LabeledBox
-from fabricdata.boxes import Box, ImageSize
+from fabricdata.core.annotation import ImageAnnotation, LabeledBox
+from fabricdata.core.boxes import Box, ImageSize
 from fabricdata.formats.voc import write_voc
 from tests.helpers import ARTIFACTS, CHROMIUM_FLAGS, free_port, require_chromium, run, wait_for_http
 

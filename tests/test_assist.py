@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fabricdata.annotation import ImageAnnotation, LabeledBox
-from fabricdata.boxes import Box, ImageSize, box_to_fiftyone, florence_bin_width
-from fabricdata.florence import parse
+from fabricdata.core.annotation import ImageAnnotation, LabeledBox
+from fabricdata.core.boxes import Box, ImageSize, box_to_fiftyone, florence_bin_width
+from fabricdata.core.florence import parse
 from fabricdata.formats.voc import read_voc, write_voc
-from fabricdata.synth import SynthConfig, generate
+from fabricdata.prepare.synth import SynthConfig, generate
 from tests.helpers import (
     ARTIFACTS,
     CHROMIUM_FLAGS,

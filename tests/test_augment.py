@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fabricdata.augment import read_rgb
-from fabricdata.boxes import ImageSize, fiftyone_to_box
+from fabricdata.core.boxes import ImageSize, fiftyone_to_box
+from fabricdata.prepare.augment import read_rgb
 from tests.helpers import imported_synth, new_name, run
 
 SPLITS = ("train", "val", "test")
@@ -133,7 +133,7 @@ def test_no_group_crosses_splits_in_any_order_and_splits_are_stable(
             assert per_split["val"][label] >= 1 and per_split["test"][label] >= 1, (label, per_split)
     # stable: new images only fill the splits; the existing ones keep theirs
     before = {s.filepath: _split_of(s) for s in originals}
-    from fabricdata.synth import SynthConfig, generate
+    from fabricdata.prepare.synth import SynthConfig, generate
 
     generate(SynthConfig(images=20, seed=99, width=256, height=192, prefix="late"), folder)
     assert run(["import", str(folder), "-d", name], capsys)[0] == 0

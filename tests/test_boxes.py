@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fabricdata import boxes as bx
-from fabricdata.boxes import Box, ImageSize
+from fabricdata.core import boxes as bx
+from fabricdata.core.boxes import Box, ImageSize
 
 WIDTHS = [7, 999, 1000, 1536, 2448, 4096]
 

@@ -49,7 +49,7 @@ def test_bad_options_give_one_line_and_exit_1(
 
 def test_console_script_starts_fast_without_heavy_imports() -> None:
     heavy = "('fiftyone', 'torch', 'transformers', 'albumentations')"
-    code = f"import sys, fabricdata.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
+    code = f"import sys, fabricdata.cli.main; print(sorted(m for m in {heavy} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -57,12 +57,12 @@ def test_console_script_starts_fast_without_heavy_imports() -> None:
 def test_unexpected_errors_are_one_line_with_exit_2(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import fabricdata.synth
+    import fabricdata.prepare.synth
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(fabricdata.synth, "generate", broken)
+    monkeypatch.setattr(fabricdata.prepare.synth, "generate", broken)
     monkeypatch.delenv("FABRICDATA_DEBUG", raising=False)
     code, _, err = run(["synth", str(tmp_path / "x"), "--images", "1"], capsys)
     assert code == 2 and "RuntimeError: disk on fire" in err and "Traceback" not in err

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fabricdata.annotation import LabeledBox
-from fabricdata.boxes import Box, ImageSize, fiftyone_to_box, florence_bin_width
-from fabricdata.export import ExportOptions, records_for
-from fabricdata.florence import TASK_DENSE, TASK_GROUNDING, TASK_OD, parse
-from fabricdata.schemas import SCHEMA_DIR
-from fabricdata.synth import SynthConfig, generate
+from fabricdata.cli.schemas import SCHEMA_DIR
+from fabricdata.core.annotation import LabeledBox
+from fabricdata.core.boxes import Box, ImageSize, fiftyone_to_box, florence_bin_width
+from fabricdata.core.florence import TASK_DENSE, TASK_GROUNDING, TASK_OD, parse
+from fabricdata.prepare.export import ExportOptions, records_for
+from fabricdata.prepare.synth import SynthConfig, generate
 from tests.helpers import run
 
 FOLDERS = ("train", "valid", "test")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from fabricdata.boxes import ImageSize, florence_bin_width
-from fabricdata.florence import parse
-from fabricdata.synth import SynthConfig, generate
+from fabricdata.core.boxes import ImageSize, florence_bin_width
+from fabricdata.core.florence import parse
+from fabricdata.prepare.synth import SynthConfig, generate
 from tests.helpers import new_name, prediction_records, run
 
 FAST = ["--set", "num_workers=0", "--set", "batch_size=4"]

@@ -9,9 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fabricdata import florence as fl
-from fabricdata.boxes import Box, ImageSize, box_to_florence, florence_to_box
-from fabricdata.errors import ConfigError
+from fabricdata.core import florence as fl
+from fabricdata.core.boxes import Box, ImageSize, box_to_florence, florence_to_box
+from fabricdata.core.errors import ConfigError
 
 
 def test_encode_objects_orders_top_to_bottom_then_left_to_right() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fabricdata.annotation import ImageAnnotation
-from fabricdata.boxes import Box, ImageSize, box_to_voc
-from fabricdata.errors import (
+from fabricdata.core.annotation import ImageAnnotation
+from fabricdata.core.boxes import Box, ImageSize, box_to_voc
+from fabricdata.core.errors import (
     AnnotationError,
     InvalidBoxError,
     InvalidValueError,
@@ -18,11 +18,11 @@ from fabricdata.errors import (
     UnknownClassError,
     UnsafeXMLError,
 )
+from fabricdata.core.images import image_size
 from fabricdata.formats import detect_format, read_folder
 from fabricdata.formats.createml import createml_to_text, read_createml
 from fabricdata.formats.voc import parse_voc, read_voc, voc_to_bytes, write_voc
 from fabricdata.formats.yolo import read_classes, read_yolo, yolo_to_text
-from fabricdata.images import image_size
 
 CLASSES = ("wrinkle", "drop", "broken-weft")
 GOLDEN = {
@@ -269,7 +269,7 @@ def test_yolo_and_createml_writers_round_trip(assets: Path, tmp_path: Path) -> N
 @pytest.mark.parametrize("name", ["&lt;loc_1&gt;", "drop&lt;OD&gt;", "drop&#10;stain", "tab&#9;stop"])
 def test_class_names_florence_cannot_hold_are_refused_naming_the_file(tmp_path: Path, name: str) -> None:
     """``<loc_1>``, ``drop<OD>`` or a name with a line break would break every Florence-2 export later."""
-    from fabricdata.errors import UnknownClassError
+    from fabricdata.core.errors import UnknownClassError
 
     path = tmp_path / "bad.xml"
     path.write_bytes(_xml(_obj(name=name)))

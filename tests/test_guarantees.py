@@ -1,6 +1,6 @@
 """What a crash, a second writer or a LabelImg save can and cannot do (README "Guarantees").
 
-Crash tests stop a real `fabricdata` process at a named point (fabricdata.faults), SIGKILL it from here, rerun
+Crash tests stop a real `fabricdata` process at a named point (fabricdata.core.faults), SIGKILL it from here, rerun
 the command without --force and compare with an uninterrupted run: same bytes, no duplicates, no temp files,
 no worker left alive.
 """
@@ -23,15 +23,15 @@ import psutil
 import pytest
 from PIL import Image
 
-from fabricdata import fileio
-from fabricdata.annotation import ImageAnnotation, LabeledBox
-from fabricdata.boxes import Box, ImageSize
+from fabricdata.core import fileio
+from fabricdata.core.annotation import ImageAnnotation, LabeledBox
+from fabricdata.core.boxes import Box, ImageSize
 from fabricdata.formats.createml import createml_entry
 from fabricdata.formats.voc import write_voc
 from fabricdata.formats.yolo import write_classes, yolo_to_text
-from fabricdata.importer import import_folder
-from fabricdata.store import GT_FIELD, load_dataset
-from fabricdata.writeback import writeback
+from fabricdata.store.dataset import GT_FIELD, load_dataset
+from fabricdata.store.importer import import_folder
+from fabricdata.store.writeback import writeback
 from tests.helpers import new_name
 
 CLASSES = ("wrinkle", "drop", "broken-weft")

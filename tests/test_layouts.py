@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from fabricdata.boxes import ImageSize, fiftyone_to_box
-from fabricdata.errors import InvalidValueError
-from fabricdata.layouts import read_darknet_data, read_data_yaml
+from fabricdata.core.boxes import ImageSize, fiftyone_to_box
+from fabricdata.core.errors import InvalidValueError
+from fabricdata.formats.layouts import read_darknet_data, read_data_yaml
 from tests.helpers import run
 from tests.layouts import (
     Expected,
@@ -221,8 +221,8 @@ def test_sixteen_bit_png_gets_a_stretched_proxy(tmp_path: Path, name: str, capsy
     import numpy as np
     from PIL import Image
 
-    from fabricdata.annotation import ImageAnnotation, LabeledBox
-    from fabricdata.boxes import Box
+    from fabricdata.core.annotation import ImageAnnotation, LabeledBox
+    from fabricdata.core.boxes import Box
     from fabricdata.formats.voc import write_voc
 
     folder = tmp_path / "deep"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fabricdata.boxes import ImageSize, fiftyone_to_box
-from fabricdata.synth import SynthConfig, generate
+from fabricdata.core.boxes import ImageSize, fiftyone_to_box
+from fabricdata.prepare.synth import SynthConfig, generate
 from tests.helpers import imported_synth, run
 
 
@@ -270,7 +270,7 @@ def test_junk_labels_go_to_other_unsure_boxes_are_not_stored_and_commands_name_t
     assert summary["confusion"]["(background)"]["(other)"] == 3
     assert "stripe<" not in json.dumps(summary["confusion"])
     assert ds.count("pred_j.detections") == summary["predictions"] == summary["ground_truth"] + 3
-    from fabricdata.store import detections_layout_matches
+    from fabricdata.store.dataset import detections_layout_matches
 
     assert detections_layout_matches()  # predictions were written as FiftyOne's own documents, not the fallback
     stored = ds.first()["pred_j"].detections[0]

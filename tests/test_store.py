@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from fabricdata.boxes import ImageSize, box_to_fiftyone, box_to_voc, fiftyone_to_box
+from fabricdata.core.boxes import ImageSize, box_to_fiftyone, box_to_voc, fiftyone_to_box
 from fabricdata.formats import read_folder
 from fabricdata.formats.voc import read_voc
-from fabricdata.synth import SynthConfig, generate
+from fabricdata.prepare.synth import SynthConfig, generate
 from tests.helpers import run
 
 
@@ -64,7 +64,7 @@ def test_the_bulk_reader_gives_every_files_boxes_in_pixels_whatever_the_batch(
     equal to the label files, requested attributes and sample fields in order, the same in batches."""
     import fiftyone as fo
 
-    from fabricdata.columns import read_samples
+    from fabricdata.store.columns import read_samples
 
     assert run(["import", str(synth_folder), "-d", dataset_name], capsys)[0] == 0
     view = fo.load_dataset(dataset_name).sort_by("filepath")
@@ -84,9 +84,9 @@ def test_bulk_import_stores_exactly_what_fiftyones_add_samples_stores(synth_fold
 
     import fiftyone as fo
 
-    from fabricdata.bulk import new_sample
-    from fabricdata.importer import import_folder
-    from fabricdata.store import open_dataset
+    from fabricdata.store.bulk import new_sample
+    from fabricdata.store.dataset import open_dataset
+    from fabricdata.store.importer import import_folder
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the layout check must pass: no fallback warning

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fabricdata.errors import ConfigError
-from fabricdata.synth import SynthConfig, generate
+from fabricdata.core.errors import ConfigError
+from fabricdata.prepare.synth import SynthConfig, generate
 from finetune.sweep import combo_name, parse_axis, plan
 from tests.helpers import new_name, run
 
@@ -104,7 +104,7 @@ def test_a_bad_grid_stops_before_training_naming_the_key(
 def test_two_by_two_sweep_rerun_runs_table_and_plot(
     reviewed_export: tuple[str, Path], tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fabricdata.runs import load_runs, plot_runs
+    from fabricdata.review.runs import load_runs, plot_runs
 
     _, data = reviewed_export
     args = ["sweep", "--name", "grid", "--root", str(tmp_path), *_common(tiny_model_dir, data)]

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from fabricdata.formats import read_folder
-from fabricdata.synth import SynthConfig, generate, render
+from fabricdata.prepare.synth import SynthConfig, generate, render
 
 
 def _digest(folder: Path) -> dict[str, str]:

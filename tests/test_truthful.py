@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageEnhance
 
-from fabricdata.synth import SynthConfig, generate
+from fabricdata.prepare.synth import SynthConfig, generate
 from tests.helpers import run
 
 
@@ -103,7 +103,7 @@ def test_validate_counts_originals_names_files_and_prints_whole_commands(
 ) -> None:
     import fiftyone as fo
 
-    from fabricdata.writeback import writeback
+    from fabricdata.store.writeback import writeback
 
     folder = _synth(tmp_path / "d", 10, seed=3)
     planted = next(p for p in sorted(folder.glob("*.xml")) if "<object>" in p.read_text())
@@ -140,7 +140,7 @@ def test_validate_counts_originals_names_files_and_prints_whole_commands(
 
 
 def test_third_party_warnings_stay_off_the_terminal(capsys: pytest.CaptureFixture[str]) -> None:
-    from fabricdata import cli_common
+    from fabricdata.cli import common as cli_common
 
     with warnings.catch_warnings():
         run(["version"], capsys)  # sets the environment up as every command does

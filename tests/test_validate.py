@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 from PIL import Image, ImageEnhance
 
-from fabricdata.schemas import SCHEMA_DIR
+from fabricdata.cli.schemas import SCHEMA_DIR
 from tests.helpers import imported_synth, run
 
 
@@ -126,6 +126,6 @@ def test_human_output_names_the_views(tmp_path: Path, name: str, capsys: pytest.
 
 
 def test_checked_in_schemas_match_the_models() -> None:
-    from fabricdata.schemas import differences
+    from fabricdata.cli.schemas import differences
 
-    assert differences() == [], "run: python -m fabricdata.schemas"
+    assert differences() == [], "run: python -m fabricdata.cli.schemas"

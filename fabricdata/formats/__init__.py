@@ -1,9 +1,9 @@
 """Annotation formats LabelImg writes, and reading a whole annotation tree.
 
 One module per format, each a reader/writer pair: :mod:`.voc` (Pascal VOC XML), :mod:`.yolo` (YOLO txt +
-``classes.txt``) and :mod:`.createml` (CreateML JSON); :mod:`fabricdata.layouts` reads the files that describe
+``classes.txt``) and :mod:`.createml` (CreateML JSON); :mod:`fabricdata.formats.layouts` reads the files that describe
 published layouts (``data.yaml``, ``obj.data``, list files). :func:`read_folder` finds every annotation at any depth
-(:mod:`fabricdata.discover`), reads it, checks it against the real image size, and collects per-file errors
+(:mod:`fabricdata.formats.discover`), reads it, checks it against the real image size, and collects per-file errors
 instead of stopping.
 """
 
@@ -14,13 +14,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from fabricdata.annotation import ImageAnnotation
-from fabricdata.boxes import ImageSize
-from fabricdata.discover import Discovery, LabelFile, Placement, discover
-from fabricdata.discover import FormatName as FormatName
-from fabricdata.errors import AnnotationError, FormatDetectionError, InvalidValueError
-from fabricdata.fileio import sha256_bytes
-from fabricdata.images import ImageInfo, image_info
+from fabricdata.core.annotation import ImageAnnotation
+from fabricdata.core.boxes import ImageSize
+from fabricdata.core.errors import AnnotationError, FormatDetectionError, InvalidValueError
+from fabricdata.core.fileio import sha256_bytes
+from fabricdata.core.images import ImageInfo, image_info
+from fabricdata.formats.discover import Discovery, LabelFile, Placement, discover
+from fabricdata.formats.discover import FormatName as FormatName
 
 FORMATS: tuple[FormatName, ...] = ("voc", "yolo", "createml")
 #: boxes one image may hold: a sample is one MongoDB document (16 MB at most); 10 000 boxes take about 3 MB

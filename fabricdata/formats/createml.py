@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from fabricdata.annotation import ImageAnnotation, LabeledBox, check_box, check_label
-from fabricdata.boxes import ImageSize, box_to_createml, createml_to_box
-from fabricdata.errors import AnnotationError, InvalidValueError, MissingFieldError
-from fabricdata.fileio import MAX_CREATEML_BYTES, atomic_write_text, read_limited, sha256_bytes
+from fabricdata.core.annotation import ImageAnnotation, LabeledBox, check_box, check_label
+from fabricdata.core.boxes import ImageSize, box_to_createml, createml_to_box
+from fabricdata.core.errors import AnnotationError, InvalidValueError, MissingFieldError
+from fabricdata.core.fileio import MAX_CREATEML_BYTES, atomic_write_text, read_limited, sha256_bytes
 
 
 def load_createml(path: str | Path) -> list[dict[str, Any]]:

@@ -16,10 +16,10 @@ from typing import Any
 
 from lxml import etree
 
-from fabricdata.annotation import ImageAnnotation, LabeledBox, check_box, check_label
-from fabricdata.boxes import ImageSize, box_to_voc, voc_to_box
-from fabricdata.errors import InvalidValueError, MissingFieldError, UnsafeXMLError
-from fabricdata.fileio import MAX_LABEL_BYTES, atomic_write_bytes, read_limited
+from fabricdata.core.annotation import ImageAnnotation, LabeledBox, check_box, check_label
+from fabricdata.core.boxes import ImageSize, box_to_voc, voc_to_box
+from fabricdata.core.errors import InvalidValueError, MissingFieldError, UnsafeXMLError
+from fabricdata.core.fileio import MAX_LABEL_BYTES, atomic_write_bytes, read_limited
 
 MAX_XML_BYTES = MAX_LABEL_BYTES
 _MODELLED_TOP = {"folder", "filename", "path", "source", "size", "segmented", "object"}

@@ -10,10 +10,10 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from fabricdata.annotation import ImageAnnotation, LabeledBox, check_box, check_label
-from fabricdata.boxes import ImageSize, box_to_yolo, clip_box, yolo_to_box
-from fabricdata.errors import InvalidValueError, MissingFieldError, UnknownClassError
-from fabricdata.fileio import atomic_write_text, read_limited
+from fabricdata.core.annotation import ImageAnnotation, LabeledBox, check_box, check_label
+from fabricdata.core.boxes import ImageSize, box_to_yolo, clip_box, yolo_to_box
+from fabricdata.core.errors import InvalidValueError, MissingFieldError, UnknownClassError
+from fabricdata.core.fileio import atomic_write_text, read_limited
 
 CLASSES_FILE = "classes.txt"
 
@@ -21,7 +21,7 @@ CLASSES_FILE = "classes.txt"
 def read_classes(path: str | Path) -> tuple[str, ...]:
     """The class names of a YOLO label folder: ``classes.txt`` / ``*.names`` (one a line, order kept) or the
     ``names`` of a ``data.yaml``."""
-    from fabricdata.layouts import read_data_yaml, read_names
+    from fabricdata.formats.layouts import read_data_yaml, read_names
 
     source = Path(path)
     if not source.is_file():

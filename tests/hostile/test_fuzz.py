@@ -12,9 +12,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fabricdata import florence
-from fabricdata.boxes import ImageSize
-from fabricdata.errors import AnnotationError
+from fabricdata.core import florence
+from fabricdata.core.boxes import ImageSize
+from fabricdata.core.errors import AnnotationError
 from fabricdata.formats.createml import parse_createml, read_createml_entry
 from fabricdata.formats.voc import parse_voc
 from fabricdata.formats.yolo import read_yolo_bytes

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fabricdata.importer import import_folder
+from fabricdata.store.importer import import_folder
 from tests.hostile.corpus import Case, build_case, cases
 
 #: chmod 000 does not stop root: the unreadable-file case only means something for other users

@@ -1,0 +1,239 @@
+"""``fabricdata serve``: the model in a web page (gradio) for annotators and QA.
+
+Upload photos (or pick them from a folder), choose the task, type a phrase to ground, and see the boxes drawn
+with their labels and real confidences, a table of the boxes, the model's raw text and the time it took. The
+model is loaded once per process (bf16 on a CUDA GPU) and the images of one request are generated in batches.
+The confidence slider filters the boxes of the last run without running the model again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from fabricdata.core.errors import ConfigError
+from fabricdata.core.wording import plural
+
+TASK_CHOICES = ("od", "dense", "grounding", "caption")
+TABLE_HEADERS = ["image", "label", "confidence", "xmin", "ymin", "xmax", "ymax", "phrase"]
+DEFAULT_MIN_CONFIDENCE = 0.25
+
+
+@dataclass(slots=True)
+class Photo:
+    """One image of a request: its name, its pixels, and what the model said about it."""
+
+    name: str
+    image: Any
+    results: list[dict[str, Any]]
+
+
+class Detector:
+    """A model loaded once, and everything the page asks of it."""
+
+    def __init__(self, source: str, phrases: tuple[tuple[str, str], ...], batch_size: int, max_new_tokens: int | None,
+                 num_beams: int) -> None:  # fmt: skip
+        from finetune.model import load_for_inference
+        from finetune.predict import PredictOptions, inference_placement
+
+        placement = inference_placement()
+        self.model, self.processor = load_for_inference(source, **placement)
+        self.source = source
+        self.device = f"{placement.get('device', 'cpu')} {'bf16' if placement else 'fp32'}"
+        self.phrases = phrases
+        self.options = PredictOptions(batch_size=batch_size, num_beams=num_beams, max_new_tokens=max_new_tokens)
+
+    def detect(self, images: Sequence[tuple[str, Any]], task: str, phrase: str = "") -> tuple[list[Photo], float]:
+        """Run ``task`` on named PIL images in batches; returns the photos with their results and the seconds."""
+        from finetune.predict import describe, predict_task
+
+        token = predict_task(task)
+        asked = self.phrases
+        if task == "grounding" and phrase.strip():
+            asked = tuple((part.strip(), part.strip()) for part in phrase.split(",") if part.strip())
+        options = replace(self.options, task=token, phrases=asked)
+        started = time.perf_counter()
+        results = describe(self.model, self.processor, [image for _, image in images], options) if images else []
+        seconds = time.perf_counter() - started
+        return [Photo(name, image, found) for (name, image), found in zip(images, results, strict=True)], seconds
+
+
+def load_images(paths: Sequence[str | Path]) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Named RGB images, and one line for each file that is not a readable image."""
+    from finetune.data import UnreadableImageError, read_image
+
+    images, problems = [], []
+    for path in paths:
+        name = Path(path).name
+        try:
+            images.append((name, read_image(path)))
+        except UnreadableImageError as exc:
+            problems.append(f"{name}: not a readable image ({exc.kind})")
+    return images, problems
+
+
+#: well-apart colours for boxes, given to labels in a stable order
+PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212))  # fmt: skip
+
+
+def colours(labels: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    """A colour per label: the known classes first, in their order, then the others sorted."""
+    ordered = list(dict.fromkeys(labels))
+    return {label: PALETTE[index % len(PALETTE)] for index, label in enumerate(ordered)}
+
+
+def draw(photo: Photo, min_confidence: float, palette: dict[str, tuple[int, int, int]] | None = None) -> Any:
+    """The photo with its boxes (at or above ``min_confidence``), labels and confidences drawn."""
+    from PIL import ImageDraw
+
+    boxes = shown(photo, min_confidence)
+    palette = palette or colours(sorted(det["label"] for det in boxes))
+    canvas = photo.image.copy()
+    pen = ImageDraw.Draw(canvas)
+    width = max(2, round(max(canvas.size) / 300))
+    for det in boxes:
+        box = det["bbox"]
+        tint = palette.get(det["label"], PALETTE[-1])
+        pen.rectangle(box, outline=tint, width=width)
+        text = f"{det['label']} {det['confidence']:.2f}"
+        left, top, right, bottom = pen.textbbox((box[0], box[1]), text)
+        lift = bottom - top + 4 if box[1] > bottom - top + 4 else -width  # above the box, inside at the top edge
+        pen.rectangle((left, top - lift, right + 4, bottom - lift + 2), fill=tint)
+        pen.text((box[0] + 2, box[1] - lift), text, fill=(0, 0, 0))
+    return canvas
+
+
+def shown(photo: Photo, min_confidence: float) -> list[dict[str, Any]]:
+    """The photo's boxes at or above ``min_confidence``, each with the phrase it answers (grounding)."""
+    return [
+        {**det, "phrase": result.get("phrase", "")}
+        for result in photo.results
+        for det in result["detections"]
+        if det["confidence"] >= min_confidence
+    ]
+
+
+def table(photos: Sequence[Photo], min_confidence: float) -> list[list[Any]]:
+    rows = []
+    for photo in photos:
+        for det in shown(photo, min_confidence):
+            rows.append([photo.name, det["label"], round(det["confidence"], 3), *det["bbox"], det["phrase"]])
+    return rows
+
+
+def raw_text(photos: Sequence[Photo]) -> str:
+    lines = []
+    for photo in photos:
+        for result in photo.results:
+            asked = f" [{result['phrase']}]" if result.get("phrase") else ""
+            said = result.get("caption") if result.get("caption") is not None else result["text"]
+            lines.append(f"{photo.name}{asked}: {said}")
+    return "\n".join(lines)
+
+
+def status(photos: Sequence[Photo], seconds: float, problems: Sequence[str], device: str) -> str:
+    lines = [f"**error:** {problem}" for problem in problems]
+    if photos:
+        boxes = sum(len(result["detections"]) for photo in photos for result in photo.results)
+        each = seconds / len(photos)
+        lines.append(
+            f"{plural(len(photos), 'image')}, {plural(boxes, 'box', 'boxes')} in {seconds:.2f} s "
+            f"({each:.2f} s per image, {device})"
+        )
+    elif not problems:
+        lines.append("upload one or more photos (or pick them from the folder), then press Detect")
+    return "  \n".join(lines)
+
+
+def build(detector: Detector, folder: Path | None = None, title: str = "fabricdata") -> Any:
+    """The gradio page; ``folder`` adds a picker of its images (any depth)."""
+    import gradio as gr
+
+    from finetune.predict import folder_images
+
+    picks = {ref.image: ref.path for ref in folder_images(folder)} if folder is not None else {}
+    detect, refilter = _handlers(detector, picks)
+    with gr.Blocks(title=title, analytics_enabled=False) as page:
+        gr.Markdown(f"# {title}\nFabric defects found by `{detector.source}`")
+        with gr.Row():
+            with gr.Column(scale=1):
+                files = gr.File(label="photos", file_count="multiple", file_types=["image"])
+                picked = gr.Dropdown(
+                    choices=sorted(picks), multiselect=True, label=f"or pick from {folder}", visible=bool(picks)
+                )
+                task = gr.Radio(list(TASK_CHOICES), value="od", label="task")
+                phrase = gr.Textbox(label="phrase to ground (grounding; several: comma-separated)",
+                                    placeholder="broken weft")  # fmt: skip
+                button = gr.Button("Detect", variant="primary")
+                threshold = gr.Slider(0.0, 1.0, value=DEFAULT_MIN_CONFIDENCE, step=0.01, label="minimum confidence")
+            with gr.Column(scale=2):
+                gallery = gr.Gallery(label="detections", columns=2, height="auto", elem_id="detections")
+                boxes = gr.Dataframe(headers=TABLE_HEADERS, label="boxes", elem_id="boxes", interactive=False)
+                said = gr.Textbox(label="model text", lines=3, elem_id="raw")
+                note = gr.Markdown(elem_id="status")
+        state = gr.State([])
+        button.click(
+            detect,
+            inputs=[files, picked, task, phrase, threshold],
+            outputs=[gallery, boxes, said, note, state],
+            api_name="detect",
+        )
+        threshold.release(refilter, inputs=[state, threshold], outputs=[gallery, boxes], api_name="refilter")
+    return page
+
+
+def _handlers(detector: Detector, picks: dict[str, Path]) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The page's two actions: detect (run the model on uploaded or picked photos) and refilter (the last
+    result at another minimum confidence, without running the model)."""
+    classes = [label for _, label in detector.phrases]
+
+    def drawn(photos: Sequence[Photo], min_confidence: float) -> list[tuple[Any, str]]:
+        found = sorted({det["label"] for photo in photos for det in shown(photo, min_confidence)})
+        palette = colours([*classes, *found])
+        return [(draw(photo, min_confidence, palette), photo.name) for photo in photos]
+
+    def detect(
+        files: list[Any] | None, picked: list[str] | None, task: str, phrase: str, min_confidence: float
+    ) -> tuple[Any, ...]:
+        paths = [getattr(item, "name", item) for item in files or []] + [picks[name] for name in picked or []]
+        images, problems = load_images(paths)
+        if task == "grounding" and not phrase.strip() and not detector.phrases:
+            problems.append("grounding needs a phrase (type one, e.g. 'broken weft')")
+            images = []
+        photos, seconds = detector.detect(images, task, phrase)
+        return (
+            drawn(photos, min_confidence),
+            table(photos, min_confidence),
+            raw_text(photos),
+            status(photos, seconds, problems, detector.device),
+            photos,
+        )
+
+    def refilter(photos: list[Photo] | None, min_confidence: float) -> tuple[Any, Any]:
+        photos = photos or []
+        return drawn(photos, min_confidence), table(photos, min_confidence)
+
+    return detect, refilter
+
+
+def serve(
+    source: str,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    folder: Path | None = None,
+    phrases: tuple[tuple[str, str], ...] = (),
+    batch_size: int = 8,
+    max_new_tokens: int | None = None,
+    num_beams: int = 3,
+) -> None:
+    """Load the model once and serve the page until interrupted."""
+    if folder is not None and not folder.is_dir():
+        raise ConfigError(f"--images {folder}: not a folder")
+    detector = Detector(source, phrases, batch_size, max_new_tokens, num_beams)
+    page = build(detector, folder)
+    page.queue().launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True,
+                        quiet=True)  # fmt: skip

@@ -1,0 +1,195 @@
+"""Shared pieces of the command line: the typer app, consoles, progress bars and small option parsers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, TextIO
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fabricdata.core.annotation import DEFAULT_CLASSES, parse_class_list
+from fabricdata.core.errors import AnnotationError, ConfigError
+
+app = typer.Typer(
+    name="fabricdata",
+    help="The data-centric loop around Florence-2 for fabric-defect detection.\n\n"
+    "Examples:\n\n"
+    "  fabricdata synth data/fabric --images 200 --seed 0\n\n"
+    "  fabricdata tiny-model models/tiny\n\n"
+    "  fabricdata demo",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def setup_environment() -> None:
+    """Environment the project's tools run with (never done at import time of library modules)."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # libtiff's TIFF_Warning lines through OpenCV
+    if not os.environ.get("FABRICDATA_DEBUG"):
+        warnings.showwarning = _quiet_third_party_warning
+        # FiftyOne's "Evaluating detections..." lines on stdout, one per pass: review shows its own status
+        logging.getLogger("fiftyone.utils.eval").setLevel(logging.WARNING)
+
+
+#: the folders of fabricdata's and finetune's modules (side by side, in a checkout or in site-packages)
+_OWN_CODE = tuple(str(Path(__file__).resolve().parents[2] / package) + os.sep for package in ("fabricdata", "finetune"))
+
+
+def _quiet_third_party_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """fabricdata's own warnings reach the terminal; other libraries' (matplotlib glyphs, tight layout,
+    transformers and peft notices) go to the log, shown with FABRICDATA_DEBUG=1."""
+    if filename.startswith(_OWN_CODE):
+        err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        logging.getLogger("fabricdata.third_party").debug("%s:%s: %s: %s", filename, lineno, category.__name__, message)
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+@contextmanager
+def tracked(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar; yields a callable ``advance(n)``."""
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        yield advance
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """The two callbacks a library function reports progress through: ``advance(n)`` and ``total(n)``."""
+
+    advance: Callable[[int], None]
+    total: Callable[[int], None]
+
+
+@contextmanager
+def counted(description: str) -> Iterator[Bar]:
+    """A rich progress bar whose total the library reports once it knows it (``on_total=bar.total``)."""
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=None)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        def total(count: int) -> None:
+            bar.update(task, total=count)
+
+        yield Bar(advance, total)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``1024x768`` -> (1024, 768)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size: expected WIDTHxHEIGHT such as 1024x768, got {text!r}") from None
+    if width < 32 or height < 32:
+        raise ConfigError(f"--size: images must be at least 32x32, got {text!r}")
+    return width, height
+
+
+def classes_option(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return DEFAULT_CLASSES
+    classes = parse_class_list(text)
+    if not classes:
+        raise ConfigError(f"--classes: no class names in {text!r}")
+    for name in classes:
+        if "<" in name or ">" in name:
+            raise ConfigError(f"--classes: class name {name!r} may not contain '<' or '>'")
+    return classes
+
+
+DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help="FiftyOne dataset name.")]
+export_app = typer.Typer(help="Export a dataset: LabelImg folders, Florence-2 JSONL.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+def error_table(title: str, errors: Sequence[AnnotationError]) -> None:
+    """One table at the end (file, element, problem, value); one plain line per error off a terminal."""
+    if not err_console.is_terminal:
+        err_console.print(f"{title}:", highlight=False)
+        for exc in errors:
+            err_console.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        return
+    table = Table(title=title, title_style="bold red", show_lines=False)
+    for column in ("file", "element", "problem", "value"):
+        table.add_column(column, overflow="fold")
+    for exc in errors:
+        value = "" if exc.value is None else repr(exc.value)[:60]
+        table.add_row(exc.path, exc.element, exc.problem, value)
+    err_console.print(table)
+
+
+RUNS_ROOT = Path("runs")
+
+
+def is_run(folder: Path) -> bool:
+    """A run folder holds the config it trained with, or the predictions of a model (a zero-shot run)."""
+    return (folder / "config.yaml").is_file() or (folder / "predictions.jsonl").is_file()
+
+
+def run_dir(run: str, must_exist: bool = True) -> Path:
+    """``--run NAME``: ``runs/NAME`` first; another path only when it is a run folder (see :func:`is_run`), so a
+    data folder that shares a run's name is never taken for it. With ``must_exist=False`` (a new zero-shot run)
+    a name that is no run yet becomes ``runs/NAME`` (a path with a slash stays as given)."""
+    named, path = RUNS_ROOT / run, Path(run)
+    for candidate in (named, path):
+        if is_run(candidate):
+            return candidate
+    if not must_exist:
+        return path if "/" in run else named
+    known = (
+        sorted(
+            folder.relative_to(RUNS_ROOT).as_posix()
+            for folder in RUNS_ROOT.glob("**/")
+            if folder != RUNS_ROOT and is_run(folder) and "checkpoints" not in folder.parts
+        )
+        if RUNS_ROOT.is_dir()
+        else []
+    )
+    listed = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "") or "none"
+    raise ConfigError(f"--run {run}: no such run (runs in {RUNS_ROOT}/: {listed})")
+
+
+def workers_default() -> int:
+    return max(1, os.cpu_count() or 1)

@@ -1,0 +1,70 @@
+"""The ``fabricdata`` command line (typer + rich). Commands stay thin; heavy imports happen inside them.
+
+The commands live in ``store``, ``prepare``, ``model``, ``experiments`` and ``demo`` of this package and share
+``common``; this module only registers them and is the entry point (``fabricdata``, ``python -m fabricdata``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from fabricdata.cli import (  # noqa: F401 - they register the commands
+    demo,
+    experiments,
+    model,
+    prepare,
+    store,
+)
+from fabricdata.cli.common import app, console, err_console, setup_environment
+from fabricdata.core.errors import FabricDataError
+
+#: `fabricdata --help` lists the commands in the order of the loop
+ORDER = (
+    "synth", "import", "stats", "app", "writeback", "augment", "split", "balance", "validate", "export",
+    "tiny-model", "train", "predict", "export-model", "review", "sweep", "runs", "demo", "version",
+)  # fmt: skip
+
+
+def _name(info: Any) -> str:
+    return str(info.name or info.callback.__name__.replace("_", "-"))
+
+
+@app.command()
+def version() -> None:
+    """Print the fabricdata version."""
+    from fabricdata import __version__
+
+    console.print(__version__)
+
+
+app.registered_commands.sort(key=lambda info: ORDER.index(_name(info)) if _name(info) in ORDER else len(ORDER))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: one line and exit code 1 for expected errors, never a bare traceback."""
+    setup_environment()
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="fabricdata")
+    except FabricDataError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("FABRICDATA_DEBUG"):
+            raise
+        err_console.print(
+            f"[red]internal error:[/] {exc.__class__.__name__}: {exc} "
+            "(a bug in fabricdata; FABRICDATA_DEBUG=1 shows the traceback)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

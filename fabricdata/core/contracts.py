@@ -1,0 +1,117 @@
+"""The contracts between fabricdata and the world: typed records that leave the program as JSON (the schemas in
+``schemas/`` are generated from them) and where the files shipped beside the code live.
+
+Shipped files: augmentation recipes and the phrase table (``pipelines/``) and the JSON Schemas (``schemas/``). In a
+source checkout or an editable install they are the top-level folders of the repository. In a wheel (or ``pip
+install .``) the build copies them into the package as ``fabricdata/_data/`` (``setup.py``), found here through
+``importlib.resources``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Severity = Literal["error", "warning", "info"]
+
+
+class Finding(BaseModel):
+    """One problem (or fact) ``fabricdata validate`` found."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    check: str = Field(description="Machine name of the check, e.g. 'degenerate-boxes'.")
+    severity: Severity = Field(description="'error' fails --strict; 'warning' and 'info' do not.")
+    message: str = Field(description="What was found, for people.")
+    count: int = Field(ge=0, description="How many samples, boxes or classes are concerned.")
+    samples: list[str] = Field(default_factory=list, description="Ids of the samples concerned.")
+    labels: list[str] = Field(default_factory=list, description="Ids of the boxes concerned, if box-level.")
+    classes: list[str] = Field(default_factory=list, description="Classes concerned, if class-level.")
+    view: str | None = Field(default=None, description="Saved view that opens these samples in the App.")
+
+
+class ValidationReport(BaseModel):
+    """The output of ``fabricdata validate --json``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    samples: int = Field(ge=0)
+    errors: int = Field(ge=0, description="Number of findings with severity 'error'.")
+    warnings: int = Field(ge=0)
+    findings: list[Finding]
+
+
+class ExportRecord(BaseModel):
+    """One line of an exported ``annotations.jsonl`` (maestro-compatible Florence-2 JSONL)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="Image file name, relative to the annotations.jsonl folder.")
+    prefix: str = Field(description="Task token, plus the caption for <CAPTION_TO_PHRASE_GROUNDING>.")
+    suffix: str = Field(description="Target text: label<loc_x1><loc_y1><loc_x2><loc_y2>... ('' for negatives).")
+
+
+class ExportManifest(BaseModel):
+    """``OUT/manifest.json`` of a Florence-2 export: what was exported, and a hash of every record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["florence2-jsonl"] = "florence2-jsonl"
+    dataset: str
+    view: str | None = Field(default=None, description="Saved view exported, if any.")
+    classes: list[str]
+    tasks: list[str] = Field(description="Florence-2 task tokens exported.")
+    order: Literal["sequential", "interleave", "shuffle"]
+    seed: int
+    negatives: bool = Field(description="Whether defect-free images were exported with an empty suffix.")
+    phrases: dict[str, str] = Field(description="Class -> region caption / grounding phrase.")
+    max_label_tokens: int = Field(description="Label budget: records whose suffix could exceed it are skipped.")
+    images: dict[str, int] = Field(description="Images per split folder (train, valid, test).")
+    records: dict[str, dict[str, int]] = Field(description="Records per split folder and task.")
+    instances: dict[str, dict[str, int]] = Field(description="Boxes per split folder and class.")
+    unassigned: int = Field(description="Samples without a train/val/test tag (not exported).")
+    over_budget: list[str] = Field(description="Images skipped for a task because of the label budget.")
+    content_hash: str = Field(description="sha256 of the annotations.jsonl files, in split order.")
+
+
+class PredictedBox(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str
+    bbox: list[float] = Field(min_length=4, max_length=4, description="xmin, ymin, xmax, ymax in pixels of the image.")
+    confidence: float = Field(
+        ge=0.0, le=1.0, description="Geometric mean probability of the box's label and loc tokens."
+    )
+    text: str | None = Field(
+        default=None, description="The generated label, where the box was labelled with the class its phrase names."
+    )
+
+
+class PredictionRecord(BaseModel):
+    """One line of ``runs/R/predictions.jsonl``: one image and task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="Image name in the export split folder (or relative to the --images folder).")
+    filepath: str | None = Field(default=None, description="Original file of the image (from the export's sources).")
+    task: str = Field(description="Florence-2 task token, e.g. <OD>.")
+    phrase: str | None = Field(default=None, description="<CAPTION_TO_PHRASE_GROUNDING>: the phrase asked for.")
+    text: str = Field(description="Raw generated text.")
+    caption: str | None = Field(default=None, description="<CAPTION>: the caption, special tokens removed.")
+    detections: list[PredictedBox]
+    malformed_boxes: int = Field(default=0, ge=0, description="Generated boxes whose corners were out of order.")
+
+
+SHIPPED = ("pipelines", "schemas")
+
+
+def shipped(name: str) -> Path:
+    """The folder ``name`` (one of :data:`SHIPPED`) of this installation."""
+    packaged = resources.files("fabricdata").joinpath("_data", name)
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / name

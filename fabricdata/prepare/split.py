@@ -1,0 +1,267 @@
+"""Leak-free, stratified, stable train/val/test splits as FiftyOne sample tags.
+
+A *group* is an original sample and all its augmented variants; a group never crosses splits. Groups are
+placed by iterative stratification (Sechidis et al., 2011) over images-per-class, with "defect-free" as one
+more label, so each class and the defect-free images appear in every split in proportion (multi-label images
+included).
+Existing assignments are kept unless ``reshuffle``: new images only fill what the splits still need, so the
+test set does not churn between fine-tunes. Deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabricdata.core.errors import ConfigError
+from fabricdata.store.dataset import F_SOURCE_ID, F_SPLIT_SOURCE, GT_FIELD, SPLITS, labeled, load_dataset
+
+DEFECT_FREE = "(defect-free)"
+#: what ``split_source`` says of splits this module assigned
+SPLIT_BY_US = "fabricdata split"
+SPLIT_BY_VARIANT = "its source's split"
+
+
+@dataclass(slots=True)
+class SplitReport:
+    assigned: int = 0
+    kept: int = 0
+    variants_retagged: int = 0
+    images: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: near-identical originals kept in one split together (pairs found)
+    near_duplicates: int = 0
+    #: one line each: an empty split, a class missing from a split, near-duplicates the kept splits separate
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_ratios(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--ratios: expected three numbers such as 0.8,0.1,0.1, got {text!r}") from None
+    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
+        raise ConfigError(f"--ratios: expected three non-negative numbers such as 0.8,0.1,0.1, got {text!r}")
+    total = sum(values)
+    return (values[0] / total, values[1] / total, values[2] / total)
+
+
+def current_split(tags: Sequence[str] | None) -> str | None:
+    found = [s for s in SPLITS if tags and s in tags]
+    return found[0] if len(found) == 1 else None
+
+
+def stratify(
+    groups: dict[str, set[str]],
+    fixed: dict[str, str],
+    ratios: Sequence[float],
+    seed: int,
+) -> dict[str, str]:
+    """Assign every group id of ``groups`` (its set of labels) to a split; ``fixed`` ones keep theirs."""
+    rng = np.random.default_rng(seed)
+    labels = sorted({label for group in groups.values() for label in group})
+    totals = Counter(label for group in groups.values() for label in group)
+    need = {s: {label: ratios[i] * totals[label] for label in labels} for i, s in enumerate(SPLITS)}
+    size_need = {s: ratios[i] * len(groups) for i, s in enumerate(SPLITS)}
+    assignment: dict[str, str] = {}
+    for gid, split in fixed.items():
+        if gid in groups:
+            _place(gid, split, groups, need, size_need, assignment)
+    order = sorted(gid for gid in groups if gid not in assignment)
+    order = [order[i] for i in rng.permutation(len(order))]
+    while len(assignment) < len(groups):
+        left = Counter(label for gid in order if gid not in assignment for label in groups[gid])
+        rarest = min(left, key=lambda label: (left[label], label))
+        for gid in order:
+            if gid in assignment or rarest not in groups[gid]:
+                continue
+            split = max(SPLITS, key=lambda s: (need[s][rarest], size_need[s], -SPLITS.index(s)))
+            _place(gid, split, groups, need, size_need, assignment)
+    return assignment
+
+
+def _place(
+    gid: str,
+    split: str,
+    groups: dict[str, set[str]],
+    need: dict[str, dict[str, float]],
+    size_need: dict[str, float],
+    assignment: dict[str, str],
+) -> None:
+    assignment[gid] = split
+    size_need[split] -= 1
+    for label in groups[gid]:
+        need[split][label] -= 1
+
+
+def split_dataset(
+    dataset_name: str,
+    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    reshuffle: bool = False,
+    min_per_split: int = 1,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> SplitReport:
+    """Tag every sample ``train``/``val``/``test`` per source group (see the module docstring).
+
+    Near-identical original images (as ``validate`` pairs them) form one group, so a split never creates the
+    leak that validate reports. Every split with a positive ratio gets at least ``min_per_split`` groups where
+    there are enough. ``progress`` advances once per original image read for the near-duplicate check;
+    ``on_total`` is called once with their number.
+    """
+    dataset = load_dataset(dataset_name)
+    ids, paths, tags, sources, labels = labeled(dataset).values(
+        ["id", "filepath", "tags", F_SOURCE_ID, f"{GT_FIELD}.detections.label"]
+    )
+    originals = {sid: path for sid, path, source in zip(ids, paths, sources, strict=True) if not source}
+    if on_total is not None:
+        on_total(len(originals))
+    report = SplitReport()
+    owner = _near_duplicate_groups(originals, progress, report)
+    groups: dict[str, set[str]] = {}
+    fixed: dict[str, str] = {}
+    group_of: dict[str, str] = {}
+    for sid, sample_tags, source, sample_labels in zip(ids, tags, sources, labels, strict=True):
+        if source:
+            continue
+        gid = f"g:{owner.get(sid, sid)}"
+        split = None if reshuffle else current_split(sample_tags)
+        if split is not None and fixed.setdefault(gid, split) != split:
+            report.warnings.append(
+                f"{originals[sid]}: near-identical to an image kept in {fixed[gid]}, but given {split}, where it "
+                "stays; 'fabricdata split --reshuffle' puts them together"
+            )
+            gid = f"g:{sid}:alone"
+            fixed[gid] = split
+        group_of[sid] = gid
+        groups.setdefault(gid, set()).update(set(sample_labels or []) or {DEFECT_FREE})
+    for group_labels in groups.values():
+        if len(group_labels) > 1:
+            group_labels.discard(DEFECT_FREE)
+    groups_split = _with_minimum(stratify(groups, fixed, ratios, seed), groups, fixed, ratios, min_per_split)
+    assignment = {sid: groups_split[gid] for sid, gid in group_of.items()}
+    report.assigned, report.kept = len(groups) - len(fixed), len(fixed)
+    wanted: dict[str, str] = {}
+    for sid, sample_tags, source in zip(ids, tags, sources, strict=True):
+        split = assignment.get(source or sid)
+        if split is None:
+            continue  # a variant whose source is gone: validate reports it
+        if current_split(sample_tags) != split or any(t in SPLITS and t != split for t in sample_tags or []):
+            wanted[sid] = split
+            report.variants_retagged += bool(source)
+    _retag(dataset, wanted, dict(zip(ids, sources, strict=True)))
+    report.images = split_table(dataset)
+    report.warnings += _coverage_warnings(report.images, ratios, min_per_split)
+    return report
+
+
+def _retag(dataset: Any, wanted: dict[str, str], source_of: dict[str, str | None]) -> None:
+    """Give each sample of ``wanted`` its split tag (and no other), and say who decided it."""
+    for split in SPLITS:
+        chosen = [sid for sid, s in wanted.items() if s == split]
+        if chosen:
+            view = dataset.select(chosen)
+            view.untag_samples(list(SPLITS))
+            view.tag_samples(split)
+    if wanted:
+        view = dataset.select(list(wanted))
+        view.set_values(
+            F_SPLIT_SOURCE, [SPLIT_BY_VARIANT if source_of[sid] else SPLIT_BY_US for sid in view.values("id")]
+        )
+
+
+def _near_duplicate_groups(
+    originals: dict[str, str], progress: Callable[[int], None] | None, report: SplitReport
+) -> dict[str, str]:
+    """Sample id -> the id that represents its group of near-identical originals (members only)."""
+    from fabricdata.core.similar import fingerprint, near_duplicate_pairs
+
+    prints = {}
+    for sid, path in originals.items():
+        if Path(path).is_file():
+            with contextlib.suppress(OSError, ValueError):  # validate reports unreadable images
+                prints[sid] = fingerprint(path)
+        if progress:
+            progress(1)
+    pairs = near_duplicate_pairs(prints)
+    report.near_duplicates = len(pairs)
+    parent: dict[str, str] = {}
+
+    def root(sid: str) -> str:
+        while parent.get(sid, sid) != sid:
+            sid = parent[sid]
+        return sid
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {sid: root(sid) for sid in parent}
+
+
+def _with_minimum(
+    assignment: dict[str, str],
+    groups: dict[str, set[str]],
+    fixed: dict[str, str],
+    ratios: Sequence[float],
+    minimum: int,
+) -> dict[str, str]:
+    """Move groups (never fixed ones) from the largest split into splits with a positive ratio and fewer than
+    ``minimum`` groups, fewest labels first, as long as the donor keeps more than the minimum."""
+    wanted = [s for s, r in zip(SPLITS, ratios, strict=True) if r > 0]
+    for split in wanted:
+        while sum(1 for s in assignment.values() if s == split) < minimum:
+            sizes = Counter(assignment.values())
+            donor = max(wanted, key=lambda s: (sizes[s], -SPLITS.index(s)))
+            movable = sorted(
+                (gid for gid, s in assignment.items() if s == donor and gid not in fixed),
+                key=lambda gid: (len(groups[gid]), gid),
+            )
+            if donor == split or sizes[donor] <= minimum or not movable:
+                break
+            assignment[movable[0]] = split
+    return assignment
+
+
+def _coverage_warnings(images: dict[str, dict[str, int]], ratios: Sequence[float], minimum: int) -> list[str]:
+    """One line per empty split and per class missing from a split that should have it, with what to do."""
+    lines = []
+    shares = ",".join(f"{r:g}" for r in ratios)
+    classes = {label for row in images.values() for label in row if label not in ("(images)", DEFECT_FREE)}
+    for split, ratio in zip(SPLITS, ratios, strict=True):
+        if ratio <= 0:
+            continue
+        row = images.get(split, {})
+        if not row.get("(images)"):
+            lines.append(
+                f"split {split} is empty: too few images for --ratios {shares}; add images, change --ratios, "
+                f"or raise --min-per-split (now {minimum})"
+            )
+            continue
+        for label in sorted(classes - set(row)):
+            total = sum(r.get(label, 0) for r in images.values())
+            lines.append(
+                f"class {label!r} ({total} image{'s' if total != 1 else ''}) is in no {split} image: add images of "
+                f"it or raise the {split} share of --ratios {shares} (with --reshuffle)"
+            )
+    return lines
+
+
+def split_table(dataset: Any) -> dict[str, dict[str, int]]:
+    """Original images per split and class (``(defect-free)`` included)."""
+    tags, sources, labels = dataset.values(["tags", F_SOURCE_ID, f"{GT_FIELD}.detections.label"])
+    table: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
+    for sample_tags, source, sample_labels in zip(tags, sources, labels, strict=True):
+        split = current_split(sample_tags)
+        if source or split is None:
+            continue
+        for label in set(sample_labels or []) or {DEFECT_FREE}:
+            table[split][label] = table[split].get(label, 0) + 1
+        table[split]["(images)"] = table[split].get("(images)", 0) + 1
+    return table

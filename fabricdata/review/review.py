@@ -1,0 +1,257 @@
+"""Error review after a fine-tune: predictions into FiftyOne, COCO-style evaluation, misdetection views.
+
+``runs/R/predictions.jsonl`` becomes the field ``pred_R`` (Detections with their real confidences), evaluated with
+FiftyOne's ``evaluate_detections`` under ``eval_R``. The mistakes become saved views the annotators open in the
+App (``R-false-positives``, ``R-missed``, ``R-mislocated``, ``R-confused``; with a previous run,
+``R-regressions`` and ``R-fixed``; label suspects ``R-possible-missing`` (a sure prediction with no box under it:
+the annotator may have missed a defect) and ``R-possible-spurious`` (a box no prediction comes near, in any class
+or place: it may not be a defect), FiftyOne Brain's mistakenness rules computed from the same evaluation), plus
+``runs/R/report.md`` and plots. Reviewing a run again replaces all of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabricdata.core.contracts import PredictionRecord
+from fabricdata.core.errors import DatasetError
+from fabricdata.review.mistakes import (
+    Mistakes,
+    SampleRow,
+    best_f1,
+    cross_matches,
+    evaluated_rows,
+    find_mistakes,
+    view_counts,
+)
+from fabricdata.review.predictions import clear_review, load_predictions, match_samples, slug, store_predictions
+from fabricdata.review.report import previous_summary, write_report
+from fabricdata.store.dataset import GT_FIELD, fiftyone, load_dataset
+
+#: predictions below this confidence are not stored (a random model's junk would swamp evaluation)
+MIN_CONFIDENCE = 0.05
+
+
+@dataclass(slots=True)
+class ReviewSummary:
+    run: str
+    pred_field: str
+    eval_key: str
+    images: int
+    predictions: int
+    ground_truth: int
+    map: float  # mAP@[.5:.95], COCO-style
+    ap50: float
+    ap75: float
+    per_class_ap: dict[str, float]
+    best_f1_threshold: float
+    precision: float
+    recall: float
+    f1: float
+    confusion: dict[str, dict[str, int]]
+    views: dict[str, int] = field(default_factory=dict)
+    unmatched_images: list[str] = field(default_factory=list)
+    compare: str | None = None
+    #: the dataset the run was reviewed in (the App commands of the report name it)
+    dataset: str = ""
+    #: predictions not stored because their confidence was below the floor
+    below_min_confidence: int = 0
+    #: stored predictions whose label is not one of the dataset's classes (the "(other)" row)
+    outside_classes: int = 0
+
+
+def _ap_at(results: Any, thresh: float) -> tuple[float, dict[str, float]]:
+    index = int(np.argmin(np.abs(results.iou_threshs - thresh)))
+    per_class = {}
+    for k, name in enumerate(results.classes):
+        curve = results.precision[index, k, :]
+        if (curve > -1).any():
+            per_class[str(name)] = float(np.mean(curve))
+    return (float(np.mean(list(per_class.values()))) if per_class else 0.0), per_class
+
+
+def review(
+    dataset_name: str,
+    run_folder: str | Path,
+    compare: str | Path | None = None,
+    iou_threshold: float = 0.5,
+    progress: Callable[[str], None] | None = None,
+    name: str | None = None,
+    min_confidence: float = MIN_CONFIDENCE,
+) -> ReviewSummary:
+    """Review a run; ``name`` (default: the run folder's name) names its field, eval key and views. Predictions
+    below ``min_confidence`` are not stored, so review time tracks real detections."""
+    folder = Path(run_folder)
+    name = name or folder.name
+    pred_field, eval_key = f"pred_{slug(name)}", f"eval_{slug(name)}"
+    dataset = load_dataset(dataset_name)
+    say = progress or (lambda _: None)
+    # 1. the run's <OD> predictions, matched to samples, stored as pred_R (an earlier review of R removed)
+    matched, unmatched = _read_run(dataset, folder)
+    clear_review(dataset, name, pred_field, eval_key)
+    say("storing predictions")
+    dropped = store_predictions(dataset, pred_field, matched, min_confidence)
+    classes = list(dataset.default_classes or [])
+    view = dataset.select(list(matched))
+    # 2. FiftyOne's COCO-style evaluation, and the mistakes read back from it
+    say("evaluating (COCO-style)")
+    results = view.evaluate_detections(
+        pred_field, gt_field=GT_FIELD, eval_key=eval_key, compute_mAP=True, iou=iou_threshold, classwise=True,
+        progress=False,
+    )  # fmt: skip
+    rows = evaluated_rows(view, pred_field, eval_key)
+    mistakes = find_mistakes(rows, cross_matches(view, rows, pred_field, iou_threshold), classes)
+    threshold, precision, recall, f1 = best_f1(rows)
+    # 3. one saved view per kind of mistake (and against an earlier run)
+    views, counts = _mistake_views(view, pred_field, eval_key, rows, mistakes)
+    if compare is not None:
+        _add_comparison(dataset, view, (eval_key, pred_field, threshold), compare, views, counts)
+    saved = {}
+    for kind, kind_view in views.items():
+        dataset.save_view(f"{name}-{kind}", kind_view, overwrite=True)
+        saved[f"{name}-{kind}"] = counts[kind]
+    # 4. the summary and the report
+    summary = ReviewSummary(
+        dataset=dataset_name,
+        run=name,
+        pred_field=pred_field,
+        eval_key=eval_key,
+        images=len(matched),
+        **_figures(results, rows, classes),
+        best_f1_threshold=threshold,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        confusion=mistakes.confusion,
+        views=saved,
+        unmatched_images=unmatched,
+        compare=str(compare) if compare is not None else None,
+        below_min_confidence=dropped,
+    )
+    write_report(folder, summary, results, compare)
+    return summary
+
+
+def _figures(results: Any, rows: list[SampleRow], classes: Sequence[str]) -> dict[str, Any]:
+    """What the evaluation measured: box counts, mAP, AP50, AP75 and AP per class (FiftyOne's public API)."""
+    return {
+        "predictions": sum(len(row.guesses) for row in rows),
+        "ground_truth": sum(len(row.truths) for row in rows),
+        "map": float(results.mAP()),
+        "ap50": _ap_at(results, 0.5)[0],
+        "ap75": _ap_at(results, 0.75)[0],
+        "per_class_ap": {str(c): float(results.mAP([c])) for c in results.classes if results.mAP([c]) > -1},
+        "outside_classes": sum(1 for row in rows for p in row.guesses if p.label not in classes),
+    }
+
+
+def _read_run(dataset: Any, folder: Path) -> tuple[dict[str, PredictionRecord], list[str]]:
+    """The run's <OD> predictions by sample id, and the images the dataset does not hold; a run with nothing
+    to review is one clear error."""
+    records = load_predictions(folder / "predictions.jsonl")
+    if not records:
+        raise DatasetError(
+            f"{folder}/predictions.jsonl is empty: the split it predicted had no images (an empty export split)"
+        )
+    tasks = sorted({record.task for record in records} - {"<OD>"})
+    if tasks and all(record.task != "<OD>" for record in records):
+        raise DatasetError(
+            f"{folder}/predictions.jsonl holds {', '.join(tasks)} predictions; review evaluates <OD>: "
+            "run 'fabricdata predict --task od' for this run first"
+        )
+    matched, unmatched = match_samples(dataset, records)
+    if not matched:
+        raise DatasetError(f"{folder}/predictions.jsonl: none of its images is in dataset {dataset.name!r}")
+    return matched, unmatched
+
+
+def _mistake_views(
+    view: Any, pred_field: str, eval_key: str, rows: list[SampleRow], mistakes: Mistakes
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """The view of each kind of mistake, and how many samples each holds."""
+    fo = fiftyone()
+    F = fo.ViewField  # noqa: N806 - FiftyOne's own idiom
+    conf = F(f"{pred_field}.detections.confidence").max()
+
+    def pairs(ids: list[str]) -> Any:  # an empty id list would select every label: an empty view instead
+        return view.select_labels(ids=ids, fields=[GT_FIELD, pred_field]) if ids else view.limit(0)
+
+    views: dict[str, Any] = {
+        "false-positives": view.filter_labels(pred_field, F(eval_key) == "fp").sort_by(conf, reverse=True),
+        "missed": view.filter_labels(GT_FIELD, F(eval_key) == "fn"),
+        "mislocated": pairs(mistakes.mislocated),
+        "confused": pairs(mistakes.confused),
+        "possible-missing": _only(view, pred_field, mistakes.possible_missing).sort_by(conf, reverse=True),
+        "possible-spurious": _only(view, GT_FIELD, mistakes.possible_spurious).sort_by(
+            F(f"{GT_FIELD}.detections").length(), reverse=True
+        ),
+    }
+    return views, view_counts(rows, mistakes)
+
+
+def _add_comparison(
+    dataset: Any,
+    view: Any,
+    new: tuple[str, str, float],
+    compare: str | Path,
+    views: dict[str, Any],
+    counts: dict[str, int],
+) -> None:
+    """The ``regressions`` and ``fixed`` views against the earlier run reviewed from the folder ``compare``."""
+    old = previous_summary(compare) or {}
+    old_name = str(old.get("run") or Path(compare).name)
+    old_key = (f"eval_{slug(old_name)}", f"pred_{slug(old_name)}", float(old.get("best_f1_threshold") or 0.0))
+    worse, better = _comparison(dataset, view, new, old_key)
+    views.update({"regressions": view.select(worse), "fixed": view.select(better)})
+    counts.update({"regressions": len(worse), "fixed": len(better)})
+
+
+def _only(view: Any, field: str, ids: list[str]) -> Any:
+    """Samples with any of the labels ``ids`` in ``field``, showing only those of that field (others stay)."""
+    from bson import ObjectId
+
+    fo = fiftyone()
+    return view.filter_labels(field, fo.ViewField("_id").is_in([ObjectId(i) for i in ids]))
+
+
+def _comparison(
+    dataset: Any, view: Any, new: tuple[str, str, float], old: tuple[str, str, float]
+) -> tuple[list[str], list[str]]:
+    """Per ground-truth box and per confident prediction, against an earlier run (each given as eval key,
+    prediction field, best-F1 confidence). ``fixed``: a box found now and missed before. ``regressions``: a box
+    missed now and found before, or more false positives above the run's best-F1 confidence than the earlier
+    run had above its own. A run that predicts nothing fixes nothing."""
+    (new_key, new_pred, new_conf), (old_key, old_pred, old_conf) = new, old
+    if not dataset.has_evaluation(old_key):
+        raise DatasetError(f"--compare: run {old_key[5:]!r} has not been reviewed on this dataset (no {old_key})")
+    columns = view.values(
+        [
+            "id",
+            f"{GT_FIELD}.detections.{new_key}",
+            f"{GT_FIELD}.detections.{old_key}",
+            f"{new_pred}.detections.{new_key}",
+            f"{new_pred}.detections.confidence",
+            f"{old_pred}.detections.{old_key}",
+            f"{old_pred}.detections.confidence",
+        ]
+    )
+    worse: list[str] = []
+    better: list[str] = []
+    for sid, gt_new, gt_old, p_new, c_new, p_old, c_old in zip(*columns, strict=True):
+        if gt_old is None and p_old is None:
+            continue  # the earlier run did not see this image
+        pairs = list(zip(gt_new or [], gt_old or [], strict=False))
+        fixed = any(n == "tp" and o == "fn" for n, o in pairs)
+        lost = any(n == "fn" and o == "tp" for n, o in pairs)
+        fp_new = sum(e == "fp" and c >= new_conf for e, c in zip(p_new or [], c_new or [], strict=True))
+        fp_old = sum(e == "fp" and c >= old_conf for e, c in zip(p_old or [], c_old or [], strict=True))
+        if lost or fp_new > fp_old:
+            worse.append(sid)
+        if fixed:
+            better.append(sid)
+    return worse, better

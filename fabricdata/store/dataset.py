@@ -1,0 +1,317 @@
+"""The FiftyOne dataset: opening it, its schema, and converting labels between annotations and FiftyOne.
+
+The database is FiftyOne's own: the bundled MongoDB by default, a shared server when
+``FIFTYONE_DATABASE_URI`` is set. fiftyone is imported inside functions, never at module load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fabricdata.core.annotation import LabeledBox
+from fabricdata.core.boxes import ImageSize, box_to_fiftyone, box_to_voc, fiftyone_to_box
+from fabricdata.core.errors import DatasetError
+
+if TYPE_CHECKING:
+    import fiftyone as fo
+
+DEFAULT_DATASET = "fabric"
+GT_FIELD = "ground_truth"
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+# sample fields written by import (names are part of the data model: DESIGN.md)
+F_ANNOTATION_PATH = "annotation_path"
+F_ANNOTATION_FORMAT = "annotation_format"
+F_ANNOTATION_HASH = "annotation_hash"
+F_LABELS_HASH = "labels_hash"
+F_VERIFIED = "verified"
+F_SOURCE_FOLDER = "source_folder"
+#: where the authors' split came from (folder names, a list file, data.yaml, fabricdata split)
+F_SPLIT_SOURCE = "split_source"
+#: the folder an image sits in below the import folder (``stain/``, ``defect_free/``), when it names one
+F_CATEGORY = "category"
+#: a browser-viewable copy for the App (the image itself when browsers can show it)
+F_PROXY = "proxy_filepath"
+#: YOLO: the file its class names came from (classes.txt, *.names, data.yaml), for write-back
+F_CLASS_FILE = "class_file"
+#: prelabel: the run whose model drafted a sample's boxes, and the confidence of its best box (None: no box)
+F_PRELABEL_RUN = "prelabel_run"
+F_PRELABEL_CONFIDENCE = "prelabel_confidence"
+#: sample tags of model-assisted labeling: drafted by a model, and confirmed by an annotator in the App
+TAG_PRELABELED = "prelabeled"
+TAG_VERIFIED = "verified"
+#: detection attribute of a drafted box (with the box's ``confidence``)
+ATTR_PROPOSAL = "proposal"
+#: write-back's journal: set before a file is replaced, cleared once the new hashes are recorded (JSON)
+F_WRITEBACK_PENDING = "writeback_pending"
+#: set on augmented variants: the id of the sample they were made from
+F_SOURCE_ID = "source_id"
+#: the rest of a variant's lineage (DESIGN.md): recipe name and digest, seed, copy index
+F_RECIPE = "aug_recipe"
+F_RECIPE_HASH = "aug_recipe_hash"
+F_SEED = "aug_seed"
+F_COPY = "aug_copy"
+#: recipe digest, seed, copy and source id: what makes a variant unique (re-running augment adds nothing)
+F_KEY = "aug_key"
+VARIANT_FIELDS: dict[str, str] = {
+    F_RECIPE: "string",
+    F_RECIPE_HASH: "string",
+    F_SEED: "int",
+    F_COPY: "int",
+    F_KEY: "string",
+}
+
+
+def fiftyone() -> Any:
+    """Import fiftyone on first use (it takes seconds and starts no database until a dataset is touched)."""
+    import fiftyone as fo
+
+    return fo
+
+
+def dataset_exists(name: str) -> bool:
+    return bool(fiftyone().dataset_exists(name))
+
+
+def load_dataset(name: str = DEFAULT_DATASET) -> fo.Dataset:
+    """An existing dataset, or a clear error naming the datasets there are."""
+    fo = fiftyone()
+    if not fo.dataset_exists(name):
+        known = ", ".join(fo.list_datasets()) or "none"
+        raise DatasetError(f"dataset {name!r} does not exist (datasets: {known}); run 'fabricdata import' first")
+    dataset = fo.load_dataset(name)
+    ensure_schema(dataset, ())  # datasets made by an older fabricdata get the fields they lack
+    return dataset
+
+
+def load_view(name: str, view_name: str | None) -> tuple[fo.Dataset, Any]:
+    """A dataset and one of its saved views (the whole dataset when ``view_name`` is None)."""
+    dataset = load_dataset(name)
+    if view_name is None:
+        return dataset, dataset
+    if not dataset.has_saved_view(view_name):
+        known = ", ".join(dataset.list_saved_views()) or "none"
+        raise DatasetError(f"dataset {name!r} has no saved view {view_name!r} (saved views: {known})")
+    return dataset, dataset.load_saved_view(view_name)
+
+
+def open_dataset(name: str = DEFAULT_DATASET, classes: Sequence[str] | None = None) -> fo.Dataset:
+    """Load or create the persistent dataset ``name`` with the project's fields and label schema."""
+    fo = fiftyone()
+    dataset = fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name, persistent=True)
+    ensure_schema(dataset, classes or ())
+    return dataset
+
+
+def ensure_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
+    """Declare fields and classes; activate a label schema so the App's Annotate tab can edit boxes."""
+    fo = fiftyone()
+    merged = list(dataset.default_classes or [])
+    merged += [name for name in classes if name not in merged]
+    if merged != list(dataset.default_classes or []):
+        dataset.default_classes = merged
+    schema = dataset.get_field_schema(flat=True)
+    wanted: dict[str, Any] = {
+        GT_FIELD: (fo.EmbeddedDocumentField, {"embedded_doc_type": fo.Detections}),
+        f"{GT_FIELD}.detections.difficult": (fo.BooleanField, {}),
+        f"{GT_FIELD}.detections.truncated": (fo.IntField, {}),
+        f"{GT_FIELD}.detections.caption": (fo.StringField, {}),
+        F_ANNOTATION_PATH: (fo.StringField, {}),
+        F_ANNOTATION_FORMAT: (fo.StringField, {}),
+        F_ANNOTATION_HASH: (fo.StringField, {}),
+        F_LABELS_HASH: (fo.StringField, {}),
+        F_VERIFIED: (fo.BooleanField, {}),
+        F_SOURCE_FOLDER: (fo.StringField, {}),
+        F_SOURCE_ID: (fo.StringField, {}),
+        F_SPLIT_SOURCE: (fo.StringField, {}),
+        F_CATEGORY: (fo.StringField, {}),
+        F_PROXY: (fo.StringField, {}),
+        F_CLASS_FILE: (fo.StringField, {}),
+        F_PRELABEL_RUN: (fo.StringField, {}),
+        F_PRELABEL_CONFIDENCE: (fo.FloatField, {}),
+        F_WRITEBACK_PENDING: (fo.StringField, {}),
+        f"{GT_FIELD}.detections.{ATTR_PROPOSAL}": (fo.BooleanField, {}),
+        **{name: (fo.IntField if kind == "int" else fo.StringField, {}) for name, kind in VARIANT_FIELDS.items()},
+    }
+    for path, (ftype, kwargs) in wanted.items():
+        if path not in schema:
+            dataset.add_sample_field(path, ftype, **kwargs)
+    activate_label_schema(dataset, merged)
+
+
+def pending_drafts(samples: Any) -> Any:
+    """The samples whose boxes a model drafted and no annotator has verified yet."""
+    return samples.match_tags(TAG_PRELABELED).match_tags(TAG_VERIFIED, bool=False)
+
+
+def labeled(samples: Any) -> Any:
+    """The samples whose labels are an annotator's: everything but unverified drafts. Statistics, splits,
+    augmentation, validation and exports read these, so a model's guesses never train a model."""
+    fo = fiftyone()
+    tags = fo.ViewField("tags")
+    return samples.match(~(tags.contains(TAG_PRELABELED) & ~tags.contains(TAG_VERIFIED)))
+
+
+def managed_dir(dataset_name: str, kind: str) -> Path:
+    """A folder of files fabricdata makes for a dataset (variants, proxies), under FiftyOne's dataset dir and
+    never beside the user's files."""
+    return Path(fiftyone().config.default_dataset_dir) / "fabricdata" / dataset_name / kind
+
+
+def enable_proxies(dataset: fo.Dataset) -> None:
+    """Show ``proxy_filepath`` in the App's grid and modal (samples without one show their own file)."""
+    config = dataset.app_config
+    if config.grid_media_field == F_PROXY and config.modal_media_field == F_PROXY:
+        return
+    fo = fiftyone()
+    missing = dataset.match(fo.ViewField(F_PROXY) == None)  # noqa: E711 (a MongoDB query, not a comparison)
+    missing.set_values(F_PROXY, missing.values("filepath"))
+    config.media_fields = list(dict.fromkeys([*(config.media_fields or ["filepath"]), F_PROXY]))
+    config.grid_media_field = F_PROXY
+    config.modal_media_field = F_PROXY
+    dataset.save()
+
+
+def activate_label_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
+    """The App's Annotate tab: draw, move and relabel boxes with exactly these classes and attributes."""
+    schema = {
+        GT_FIELD: {
+            "type": "detections",
+            "component": "dropdown",
+            "classes": list(classes),
+            "attributes": [
+                {"name": "difficult", "type": "bool", "component": "checkbox"},
+                {"name": "truncated", "type": "int", "component": "radio", "values": [0, 1]},
+            ],
+        }
+    }
+    if (dataset.label_schemas or {}).get(GT_FIELD) != schema[GT_FIELD]:
+        dataset.set_label_schemas(schema)
+    if GT_FIELD not in (dataset.active_label_schemas or []):
+        dataset.activate_label_schemas(GT_FIELD)
+
+
+# --- labels <-> FiftyOne ---------------------------------------------------------------------------------
+
+
+def detection_extras(obj: LabeledBox) -> dict[str, Any]:
+    """Attributes a detection carries only when they say something (pose, caption, unknown VOC elements)."""
+    extra: dict[str, Any] = {}
+    if obj.pose != "Unspecified":
+        extra["pose"] = obj.pose
+    if obj.caption is not None:
+        extra["caption"] = obj.caption
+    if obj.extra_xml:
+        extra["extra_xml"] = list(obj.extra_xml)
+    return extra
+
+
+def objects_to_detections(objects: Iterable[LabeledBox], size: ImageSize) -> fo.Detections:
+    fo = fiftyone()
+    detections = []
+    for obj in objects:
+        detections.append(
+            fo.Detection(
+                label=obj.label,
+                bounding_box=box_to_fiftyone(obj.box, size),
+                difficult=obj.difficult,
+                truncated=int(obj.truncated),
+                **detection_extras(obj),
+            )
+        )
+    return fo.Detections(detections=detections)
+
+
+def detections_to_objects(detections: Any, size: ImageSize) -> list[LabeledBox]:
+    """FiftyOne Detections (or None) to labelled boxes in pixels, keeping the VOC attributes."""
+    if detections is None:
+        return []
+    objects = []
+    for det in detections.detections:
+        objects.append(
+            LabeledBox(
+                label=det.label,
+                box=fiftyone_to_box(det.bounding_box, size),
+                difficult=bool(_attr(det, "difficult", False)),
+                truncated=bool(_attr(det, "truncated", 0)),
+                pose=str(_attr(det, "pose", "Unspecified") or "Unspecified"),
+                caption=_attr(det, "caption", None),
+                extra_xml=tuple(_attr(det, "extra_xml", None) or ()),
+            )
+        )
+    return objects
+
+
+def _attr(det: Any, name: str, default: Any) -> Any:
+    value = det.get_field(name) if det.has_field(name) else None
+    return default if value is None else value
+
+
+def document_shape(value: Any) -> Any:
+    """Keys and value types of a MongoDB document, recursively (lists by their first element): the layout check
+    behind every place that writes FiftyOne's documents directly (a FiftyOne upgrade that changes the layout
+    then falls back to FiftyOne's own objects instead of writing something else)."""
+    if isinstance(value, dict):
+        return {key: document_shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [document_shape(value[0])] if value else []
+    return type(value).__name__
+
+
+def detections_document(rows: Iterable[tuple[str, list[float], float]]) -> dict[str, Any]:
+    """The stored form of a ``Detections`` of (label, relative box, confidence) rows, as ``to_mongo`` writes it."""
+    from bson import ObjectId
+
+    detections = [
+        {
+            "_id": ObjectId(),
+            "_cls": "Detection",
+            "attributes": {},
+            "tags": [],
+            "label": label,
+            "bounding_box": box,
+            "confidence": confidence,
+        }
+        for label, box, confidence in rows
+    ]
+    return {"_cls": "Detections", "detections": detections}
+
+
+def detections_layout_matches() -> bool:
+    """True when :func:`detections_document` writes exactly what FiftyOne's own objects store."""
+    fo = fiftyone()
+    own = fo.Detections(detections=[fo.Detection(label="a", bounding_box=[0.0, 0.0, 1.0, 1.0], confidence=0.5)])
+    return bool(
+        document_shape(dict(own.to_mongo())) == document_shape(detections_document([("a", [0.0, 0.0, 1.0, 1.0], 0.5)]))
+    )
+
+
+def labels_digest(objects: Iterable[LabeledBox]) -> str:
+    """A hash of what a LabelImg file would store for these labels (order-independent, VOC-rounded)."""
+    rows = sorted(
+        [obj.label, list(box_to_voc(obj.box)), obj.difficult, obj.truncated, obj.pose, obj.caption or ""]
+        for obj in objects
+    )
+    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def sample_size(sample: Any) -> ImageSize:
+    """The stored image size of a sample (set by import from the image header)."""
+    metadata = sample.metadata
+    return stored_size(sample.filepath, *((metadata.width, metadata.height) if metadata is not None else (0, 0)))
+
+
+def stored_size(filepath: str, width: Any, height: Any) -> ImageSize:
+    """The image size a sample stores (``metadata.width``/``height``, read in bulk by the caller); a sample
+    without one is one DatasetError naming its file, wherever it is read."""
+    if not width or not height:
+        raise DatasetError(f"{filepath}: sample has no image size metadata; re-import its folder")
+    return ImageSize(int(width), int(height))
+
+
+def sample_objects(sample: Any, field: str = GT_FIELD) -> list[LabeledBox]:
+    return detections_to_objects(sample[field], sample_size(sample))
