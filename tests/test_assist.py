@@ -95,6 +95,7 @@ def _matches(found: list[tuple[str, tuple[float, ...]]], expected: list[tuple[st
     )
 
 
+@pytest.mark.slow
 def test_predict_od_and_dense_on_a_folder_of_new_photos(
     taught: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -118,6 +119,7 @@ def test_predict_od_and_dense_on_a_folder_of_new_photos(
                 assert all(d["text"] == phrases[d["label"]] for d in record["detections"]), record
 
 
+@pytest.mark.slow
 def test_grounding_asks_each_class_phrase_or_the_phrase_given(
     taught: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -151,6 +153,7 @@ def test_grounding_asks_each_class_phrase_or_the_phrase_given(
     assert all(d["label"] == caption for d in record["detections"])
 
 
+@pytest.mark.slow
 def test_caption_task_and_unreadable_images(
     taught: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -181,6 +184,7 @@ def _edit(sample, moved: Box | None) -> None:  # type: ignore[no-untyped-def]
     sample.save()
 
 
+@pytest.mark.slow
 def test_prelabel_verify_and_write_back(
     taught: dict[str, Path], tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -287,6 +291,7 @@ def page_server(taught: dict[str, Path]) -> Iterator[str]:
         pytest.fail("fabricdata serve did not stop on Ctrl-C")
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_serve_page_boxes_uploaded_photos_in_chromium(taught: dict[str, Path], page_server: str) -> None:
     from playwright.sync_api import sync_playwright
@@ -322,6 +327,7 @@ def test_serve_page_boxes_uploaded_photos_in_chromium(taught: dict[str, Path], p
     assert (np.abs(shown - original).max(axis=2) > 80).sum() > 300
 
 
+@pytest.mark.slow
 def test_serve_grounds_a_phrase_through_gradio_client(taught: dict[str, Path], page_server: str) -> None:
     from gradio_client import Client, handle_file
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from fabricdata.cli.common import ORDER, app
+from fabricdata.cli.main import main as _registered  # noqa: F401 - registers every command
 from fabricdata.formats import read_folder
 from tests.helpers import run
 
@@ -15,8 +17,10 @@ from tests.helpers import run
 def test_help_lists_commands_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["--help"], capsys)
     assert code == 0 and "synth" in out and "Examples" in out
-    order = [out.index(f"│ {name} ") for name in ("synth", "import", "augment", "train", "review", "demo")]
-    assert order == sorted(order)  # the order of the loop
+    order = [out.index(f"│ {name} ") for name in ORDER]
+    assert order == sorted(order)  # the order of the loop, every command listed (prelabel and serve before sweep)
+    commands = {info.name or info.callback.__name__.replace("_", "-") for info in app.registered_commands}
+    assert commands | {"export"} == set(ORDER)
     code, out, _ = run(["synth", "--help"], capsys)
     assert code == 0 and "fabricdata synth data/fabric" in out
 

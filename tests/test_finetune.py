@@ -52,6 +52,7 @@ class _NoCapture:
         return "", ""
 
 
+@pytest.mark.slow
 def test_lora_overfits_8_images_and_predicts_them_back_with_confidence(
     exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -89,6 +90,7 @@ def test_lora_overfits_8_images_and_predicts_them_back_with_confidence(
     assert not unseen_conf or sum(seen_conf) / len(seen_conf) > sum(unseen_conf) / len(unseen_conf)
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_with_the_same_adapter(
     exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -110,6 +112,7 @@ def test_resumed_run_ends_with_the_same_adapter(
     assert steps == ["1", "2", "3", "4", "5", "6"]
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_agree(exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path) -> None:
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "FABRICDATA_DEBUG": "1"}
     torchrun = Path(sys.executable).parent / "torchrun"
@@ -126,6 +129,7 @@ def test_two_cpu_processes_agree(exports: dict[str, Path], tiny_model_dir: Path,
     assert "4 optimizer steps" in done.stdout
 
 
+@pytest.mark.slow
 def test_merged_model_loads_standalone_and_predicts_like_the_adapter(
     exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -201,6 +205,7 @@ def test_the_model_side_never_imports_fiftyone() -> None:
     assert done.stdout.split() == ["False", "False"]
 
 
+@pytest.mark.slow
 def test_training_killed_between_checkpoint_renames_resumes_to_the_same_adapter(
     exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -82,6 +82,7 @@ _FRAGMENTS = st.sampled_from(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_FRAGMENTS, max_size=40))
 def test_parser_never_raises_and_only_returns_complete_boxes(fragments: list[str]) -> None:

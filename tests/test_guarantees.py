@@ -133,6 +133,7 @@ WRITEBACK_CRASHES = [
 @pytest.mark.parametrize(
     ("fmt", "point"), WRITEBACK_CRASHES, ids=[f"{f}-{p.split('.')[1]}" for f, p in WRITEBACK_CRASHES]
 )
+@pytest.mark.slow
 def test_writeback_killed_mid_way_finishes_on_rerun_byte_identical(
     fmt: str, point: str, tmp_path: Path, names: Callable[[], str]
 ) -> None:
@@ -243,6 +244,7 @@ def _signature(dataset_name: str) -> list[tuple[str, str]]:
     return sorted(zip(dataset.values("filepath"), dataset.values("labels_hash"), strict=True))
 
 
+@pytest.mark.slow
 def test_import_killed_after_its_first_insert_completes_on_rerun_without_duplicates(
     tmp_path: Path, names: Callable[[], str]
 ) -> None:
@@ -256,6 +258,7 @@ def test_import_killed_after_its_first_insert_completes_on_rerun_without_duplica
     assert len(set(load_dataset(crashed).values("filepath"))) == 12
 
 
+@pytest.mark.slow
 def test_augment_killed_leaves_no_workers_and_completes_on_rerun(tmp_path: Path, names: Callable[[], str]) -> None:
     folder = make_tree(tmp_path / "voc", "voc", 10)
     crashed, straight = names(), names()
@@ -278,6 +281,7 @@ def test_augment_killed_leaves_no_workers_and_completes_on_rerun(tmp_path: Path,
     assert len(set(load_dataset(crashed).exists("source_id").values("aug_key"))) == 20
 
 
+@pytest.mark.slow
 def test_export_killed_keeps_the_old_export_and_the_rerun_replaces_it_whole(
     tmp_path: Path, names: Callable[[], str]
 ) -> None:

@@ -332,6 +332,7 @@ def test_import_into_a_shared_mongodb_server(synth_folder: Path, tmp_path: Path)
         server.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_demo_generates_imports_and_prints_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import fiftyone as fo
 

@@ -101,6 +101,7 @@ def test_a_bad_grid_stops_before_training_naming_the_key(
 # --- running ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_by_two_sweep_rerun_runs_table_and_plot(
     reviewed_export: tuple[str, Path], tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -156,6 +157,7 @@ def _sweep_cmd(root: Path, model: Path, data: Path) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_in_its_second_run_resumes_it(
     reviewed_export: tuple[str, Path], tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -185,6 +187,7 @@ def test_a_sweep_killed_in_its_second_run_resumes_it(
         assert a.keys() == b.keys() and all((a[key] == b[key]).all() for key in a), combo
 
 
+@pytest.mark.slow
 def test_sweep_review_puts_map_beside_the_losses(
     reviewed_export: tuple[str, Path], tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,18 +9,36 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from fabricdata.core.annotation import DEFAULT_CLASSES, parse_class_list
 from fabricdata.core.errors import AnnotationError, ConfigError
 
+#: `fabricdata --help` lists the commands in the order of the loop (tests/test_cli.py checks every command is here)
+ORDER = (
+    "synth", "import", "stats", "app", "writeback", "split", "augment", "balance", "validate", "export",
+    "tiny-model", "train", "predict", "export-model", "review", "prelabel", "serve", "sweep", "runs", "demo",
+    "version",
+)  # fmt: skip
+
+
+class LoopOrder(TyperGroup):
+    """The command group that lists its commands (and the ``export`` group) in :data:`ORDER`."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda name: ORDER.index(name) if name in ORDER else len(ORDER))
+
+
 app = typer.Typer(
     name="fabricdata",
+    cls=LoopOrder,
     help="The data-centric loop around Florence-2 for fabric-defect detection.\n\n"
     "Examples:\n\n"
     "  fabricdata synth data/fabric --images 200 --seed 0\n\n"

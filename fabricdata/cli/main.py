@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from fabricdata.cli import (  # noqa: F401 - they register the commands
     demo,
@@ -21,16 +20,6 @@ from fabricdata.cli import (  # noqa: F401 - they register the commands
 from fabricdata.cli.common import app, console, err_console, setup_environment
 from fabricdata.core.errors import FabricDataError
 
-#: `fabricdata --help` lists the commands in the order of the loop
-ORDER = (
-    "synth", "import", "stats", "app", "writeback", "augment", "split", "balance", "validate", "export",
-    "tiny-model", "train", "predict", "export-model", "review", "sweep", "runs", "demo", "version",
-)  # fmt: skip
-
-
-def _name(info: Any) -> str:
-    return str(info.name or info.callback.__name__.replace("_", "-"))
-
 
 @app.command()
 def version() -> None:
@@ -38,9 +27,6 @@ def version() -> None:
     from fabricdata import __version__
 
     console.print(__version__)
-
-
-app.registered_commands.sort(key=lambda info: ORDER.index(_name(info)) if _name(info) in ORDER else len(ORDER))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
