@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fabricdata.core.contracts import ExportFolder
 from fabricdata.core.errors import FabricDataError, InvalidValueError
 from fabricdata.core.jsonl import LineError, read_jsonl
 
 if TYPE_CHECKING:
     from finetune.config import TrainConfig
-
-SPLIT_FOLDERS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +33,7 @@ def read_records(folder: str | Path, tasks: Sequence[str] | None = None) -> list
     A malformed line is an error naming the file and line: lines are never skipped silently.
     """
     root = Path(folder)
-    path = root / "annotations.jsonl"
+    path = root / ExportFolder.ANNOTATIONS
     if not path.is_file():
         raise InvalidValueError(path, "file", "missing: is this a 'fabricdata export florence' folder?")
 

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from fabricdata.core.contracts import RunFolder
 from fabricdata.core.errors import ConfigError
 from finetune.config import TARGET_PRESETS, LoraSettings
 
@@ -51,7 +52,7 @@ def load_for_inference(source: str | Path, dtype: Any = None, device: Any = None
 
 
 def _adapter_dir(path: Path) -> Path | None:
-    for candidate in (path, path / "checkpoints" / "best", path / "checkpoints" / "last"):
+    for candidate in (path, RunFolder(path).checkpoint("best"), RunFolder(path).checkpoint("last")):
         if (candidate / ADAPTER_FILE).is_file():
             return candidate
     return None

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fabricdata.core.boxes import ImageSize, corners_ordered
-from fabricdata.core.contracts import shipped
+from fabricdata.core.contracts import ExportFolder, RunFolder, shipped
 from fabricdata.core.errors import ConfigError
 from fabricdata.core.fileio import atomic_write_text
 from fabricdata.core.florence import (
@@ -74,13 +74,13 @@ class ImageRef:
 
 def export_images(data: str | Path, split: str) -> list[ImageRef]:
     """The images of one split folder of an export, with their original paths when the export recorded them."""
-    folder = Path(data) / split
-    annotations = folder / "annotations.jsonl"
+    export = ExportFolder(Path(data))
+    folder, annotations, listed = export.split(split), export.annotations(split), export.sources(split)
     if not annotations.is_file():
         raise ConfigError(f"{annotations}: not found (is {data} a 'fabricdata export florence' folder?)")
     sources: dict[str, str] = {}
-    if (folder / "sources.jsonl").is_file():
-        pairs = read_jsonl(folder / "sources.jsonl", "a sources record", lambda e: (str(e["image"]), e["filepath"]))
+    if listed.is_file():
+        pairs = read_jsonl(listed, "a sources record", lambda e: (str(e["image"]), e["filepath"]))
         sources = dict(pairs)
     names = dict.fromkeys(read_jsonl(annotations, "an export record", lambda e: str(e["image"])))
     return [ImageRef(folder / name, name, sources.get(name)) for name in names]
@@ -235,9 +235,9 @@ def run_data(folder: Path) -> Path:
     """The export a run trained on (its ``config.yaml``'s ``data``)."""
     import yaml
 
-    config = folder / "config.yaml"
+    config = RunFolder(folder).config
     if not config.is_file():
-        raise ConfigError(f"{folder}: no config.yaml to take the export folder from; give --data")
+        raise ConfigError(f"{folder}: no {RunFolder.CONFIG} to take the export folder from; give --data")
     data = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data")
     if not data:
         raise ConfigError(f"{config}: has no 'data' key; give --data")
@@ -247,13 +247,13 @@ def run_data(folder: Path) -> Path:
 def run_export(folder: Path | None) -> Path | None:
     """The export a training run learned from; None for a folder that is no training run (a merged model, a
     base model) or no folder, which can still predict any images."""
-    return run_data(folder) if folder is not None and (folder / "config.yaml").is_file() else None
+    return run_data(folder) if folder is not None and RunFolder(folder).config.is_file() else None
 
 
 def label_budget(data: Path | None) -> int:
     """The export's label budget in tokens (manifest ``max_label_tokens``), else (no export, or none recorded)
     the model's maximum."""
-    manifest = data / "manifest.json" if data is not None else None
+    manifest = ExportFolder(data).manifest if data is not None else None
     if manifest is None or not manifest.is_file():
         return DEFAULT_MAX_NEW_TOKENS
     try:
@@ -268,7 +268,7 @@ def run_phrases(data: Path | None) -> tuple[tuple[str, str], ...]:
     import yaml
 
     table: dict[str, str] = {}
-    manifest = data / "manifest.json" if data is not None else None
+    manifest = ExportFolder(data).manifest if data is not None else None
     if manifest is not None and manifest.is_file():
         try:
             table = dict(json.loads(manifest.read_text(encoding="utf-8")).get("phrases") or {})
@@ -334,7 +334,7 @@ def predict_run(
         on_total(len(images))
     loaded, processor = load_for_inference(model or str(folder), **inference_placement())
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "predictions.jsonl"
+    target = RunFolder(folder).predictions
     result = predict(loaded, processor, images, target, chosen, progress)
     return RunPrediction(result.records, len(images), source, target, result.unreadable)
 

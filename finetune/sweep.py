@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 import yaml
 
+from fabricdata.core.contracts import RunFolder
 from fabricdata.core.errors import ConfigError
 from finetune.config import TrainConfig, dump_config, load_config
 
-SUMMARY_FILE = "summary.json"
 State = Literal["done", "resume", "new"]
 
 
@@ -184,7 +184,7 @@ def run_state(config: TrainConfig) -> State:
     from finetune import checkpoint
 
     out = Path(config.out)
-    saved = out / "config.yaml"
+    saved = RunFolder(out).config
     if saved.is_file() and saved.read_text(encoding="utf-8") != dump_config(config):
         raise ConfigError(
             f"{out}: trained with another config than this sweep asks for; use another --name or remove the folder"
@@ -192,13 +192,13 @@ def run_state(config: TrainConfig) -> State:
     summary = read_summary(out)
     if summary is not None and summary.get("finished"):
         return "done"
-    if checkpoint.resumable(out / "checkpoints" / "last"):
+    if checkpoint.resumable(RunFolder(out).checkpoint("last")):
         return "resume"
     return "new"
 
 
 def read_summary(run: Path) -> dict[str, Any] | None:
-    path = run / SUMMARY_FILE
+    path = RunFolder(run).summary
     if not path.is_file():
         return None
     try:

@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from fabricdata.core.contracts import ExportFolder, RunFolder
 from fabricdata.core.errors import ConfigError, FabricDataError
 from fabricdata.core.fileio import atomic_write_text
 from finetune import checkpoint
@@ -152,15 +153,16 @@ def _setup(config: TrainConfig, resume: bool, log: Log, on_step: OnStep | None) 
     accelerator = _accelerator(config)
     main = accelerator.is_main_process
     out = Path(config.out)
-    last = out / "checkpoints" / "last"
+    last = RunFolder(out).checkpoint("last")
     if resume and not checkpoint.resumable(last):
         raise ConfigError(f"--resume: {last} has no resumable checkpoint")
     set_seed(config.seed)
     # data
-    train_records = read_records(Path(config.data) / "train", config.tasks)
-    val_records = read_records(Path(config.data) / "valid", config.tasks)
+    export = ExportFolder(Path(config.data))
+    train_records = read_records(export.split("train"), config.tasks)
+    val_records = read_records(export.split("val"), config.tasks)
     if not train_records:
-        raise ConfigError(f"{config.data}/train/annotations.jsonl has no records to train on")
+        raise ConfigError(f"{export.annotations('train')} has no records to train on")
     # model, optimizer, schedule
     model, processor = load_base(config.model)
     model = add_adapter(model, config.lora)
@@ -179,7 +181,7 @@ def _setup(config: TrainConfig, resume: bool, log: Log, on_step: OnStep | None) 
     # the run folder
     if main:
         _start_folder(out, config, processor)
-    metrics = MetricsLog(out / "metrics.csv", progress.global_step if resume else None) if main else None
+    metrics = MetricsLog(RunFolder(out).metrics, progress.global_step if resume else None) if main else None
     # loaders: training in a seeded order per epoch, validation sharded across processes without loss or repeat
     collate = Collator(processor)
     sampler = EpochSampler(len(train_records), config.seed, rank, world)
@@ -205,12 +207,13 @@ def _setup(config: TrainConfig, resume: bool, log: Log, on_step: OnStep | None) 
 
 def _start_folder(out: Path, config: TrainConfig, processor: Any) -> None:
     """config.yaml, the processor (copied into every checkpoint) and the export's manifest."""
+    run = RunFolder(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_config(config), encoding="utf-8")
-    processor.save_pretrained(out / "processor")
-    manifest = Path(config.data) / "manifest.json"
+    run.config.write_text(dump_config(config), encoding="utf-8")
+    processor.save_pretrained(run.processor)
+    manifest = ExportFolder(Path(config.data)).manifest
     if manifest.is_file():
-        shutil.copyfile(manifest, out / "export_manifest.json")
+        shutil.copyfile(manifest, run.export_manifest)
 
 
 def _run(run: Run) -> RunSummary:
@@ -234,8 +237,9 @@ def _run(run: Run) -> RunSummary:
         _save(run, "last")
     elif run.val_loader is None:
         _save(run, "best")  # without validation, 'best' is the final adapter
-    if run.metrics and (run.out / "metrics.csv").is_file():
-        plot(run.out / "metrics.csv", run.out / "loss_curve.png")
+    folder = RunFolder(run.out)
+    if run.metrics and folder.metrics.is_file():
+        plot(folder.metrics, folder.loss_curve)
     run.accelerator.wait_for_everyone()
     if os.environ.get("FABRICDATA_DEBUG"):  # every rank's adapter checksum: they must agree
         checksum = sum(float(p.detach().double().sum()) for p in run.trainable)
@@ -323,17 +327,17 @@ def _end_epoch(run: Run) -> None:
     _save(run, "last")
 
 
-def _save(run: Run, which: str) -> None:
+def _save(run: Run, which: Literal["last", "best"]) -> None:
     """Save the ``last`` (resumable: optimizer, scheduler, RNG, data position) or ``best`` checkpoint."""
     run.accelerator.wait_for_everyone()
     if not run.main:
         return
-    folder = run.out / "checkpoints" / which
+    folder, processor = RunFolder(run.out).checkpoint(which), RunFolder(run.out).processor
     model = run.accelerator.unwrap_model(run.model)
     if which == "last":
-        checkpoint.save(folder, model, run.out / "processor", run.config, run.progress, run.optimizer, run.scheduler)
+        checkpoint.save(folder, model, processor, run.config, run.progress, run.optimizer, run.scheduler)
     else:
-        checkpoint.save(folder, model, run.out / "processor", run.config)
+        checkpoint.save(folder, model, processor, run.config)
 
 
 def _write_summary(summary: RunSummary, seconds: float) -> None:
@@ -347,7 +351,7 @@ def _write_summary(summary: RunSummary, seconds: float) -> None:
         "samples_per_s": summary.samples_per_s,
         "train_seconds": seconds,
     }
-    atomic_write_text(summary.out / "summary.json", json.dumps(data, indent=1) + "\n")
+    atomic_write_text(RunFolder(summary.out).summary, json.dumps(data, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

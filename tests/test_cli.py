@@ -39,7 +39,7 @@ def test_synth_writes_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str
     ("args", "fragment"),
     [
         (["synth", "x", "--size", "big"], "--size: expected WIDTHxHEIGHT"),
-        (["synth", "x", "--classes", "a<b"], "may not contain"),
+        (["synth", "x", "--classes", "a<b"], "Florence-2 labels cannot hold"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_1(

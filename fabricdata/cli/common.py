@@ -17,7 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typer.core import TyperGroup
 
-from fabricdata.core.annotation import DEFAULT_CLASSES, parse_class_list
+from fabricdata.core.annotation import DEFAULT_CLASSES, class_name_problem, parse_class_list
+from fabricdata.core.contracts import RunFolder
 from fabricdata.core.errors import AnnotationError, ConfigError
 
 #: `fabricdata --help` lists the commands in the order of the loop (tests/test_cli.py checks every command is here)
@@ -152,8 +153,9 @@ def classes_option(text: str | None) -> tuple[str, ...]:
     if not classes:
         raise ConfigError(f"--classes: no class names in {text!r}")
     for name in classes:
-        if "<" in name or ">" in name:
-            raise ConfigError(f"--classes: class name {name!r} may not contain '<' or '>'")
+        problem = class_name_problem(name)
+        if problem is not None:
+            raise ConfigError(f"--classes: {name!r}: {problem}")
     return classes
 
 
@@ -183,7 +185,7 @@ RUNS_ROOT = Path("runs")
 
 def is_run(folder: Path) -> bool:
     """A run folder holds the config it trained with, or the predictions of a model (a zero-shot run)."""
-    return (folder / "config.yaml").is_file() or (folder / "predictions.jsonl").is_file()
+    return RunFolder(folder).is_run()
 
 
 def run_dir(run: str, must_exist: bool = True) -> Path:
@@ -200,7 +202,7 @@ def run_dir(run: str, must_exist: bool = True) -> Path:
         sorted(
             folder.relative_to(RUNS_ROOT).as_posix()
             for folder in RUNS_ROOT.glob("**/")
-            if folder != RUNS_ROOT and is_run(folder) and "checkpoints" not in folder.parts
+            if folder != RUNS_ROOT and is_run(folder) and not RunFolder.inside_checkpoints(folder)
         )
         if RUNS_ROOT.is_dir()
         else []

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from fabricdata.cli.common import DatasetOption, app, console, err_console, progress_bar
+from fabricdata.core.contracts import RunFolder
 from fabricdata.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def _reviewer(sweep_name: str, dataset: str, split: str) -> Any:
         from finetune.predict import predict_run
 
         folder = Path(run.config.out)
-        if (folder / "review.json").is_file():
+        if RunFolder(folder).review.is_file():
             return
         with err_console.status(f"{run.name}: predicting {split}"):
             predict_run(folder, split=split)

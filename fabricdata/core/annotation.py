@@ -62,17 +62,25 @@ def parse_class_list(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def class_name_problem(name: str) -> str | None:
+    """The one rule for class names and phrases (import, ``--classes``, the Florence-2 export): None when ``name``
+    (stripped) can be a label, else what is wrong. Florence-2 text is ``label<loc_..>``, so ``<``, ``>`` and
+    control characters (line breaks) would break every record that holds the name."""
+    if not name.strip():
+        return "class name is empty"
+    unfit = next((char for char in name.strip() if char in "<>" or unicodedata.category(char) == "Cc"), None)
+    if unfit is None:
+        return None
+    shown = "a line break or control character" if unicodedata.category(unfit) == "Cc" else repr(unfit)
+    return f"class name contains {shown}, which Florence-2 labels cannot hold"
+
+
 def check_label(path: str | Path | None, element: str, label: str, classes: Sequence[str] | None) -> str:
     """Return the label stripped, or raise UnknownClassError naming the file and element."""
     name = label.strip()
-    if not name:
-        raise UnknownClassError(path, element, "class name is empty", label)
-    unfit = next((char for char in name if char in "<>" or unicodedata.category(char) == "Cc"), None)
-    if unfit is not None:  # Florence-2 text is label<loc_..>: such a name would break every export
-        shown = "a line break or control character" if unicodedata.category(unfit) == "Cc" else repr(unfit)
-        raise UnknownClassError(
-            path, element, f"class name contains {shown}, which Florence-2 labels cannot hold", name
-        )
+    problem = class_name_problem(label)
+    if problem is not None:
+        raise UnknownClassError(path, element, problem, name or label)
     if classes is not None and name not in classes:
         raise UnknownClassError(path, element, f"class is not one of {', '.join(classes)}", name)
     return name

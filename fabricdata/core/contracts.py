@@ -9,9 +9,10 @@ install .``) the build copies them into the package as ``fabricdata/_data/`` (``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -115,3 +116,119 @@ def shipped(name: str) -> Path:
     if packaged.is_dir():
         return Path(str(packaged))
     return Path(__file__).resolve().parents[2] / name
+
+
+# --- the folders that pass between the commands ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportFolder:
+    """A Florence-2 export (``fabricdata export florence OUT``), maestro's layout::
+
+        OUT/manifest.json                       ExportManifest
+        OUT/{train,valid,test}/annotations.jsonl ExportRecord per line
+        OUT/{train,valid,test}/sources.jsonl     {"image", "filepath", "sample_id"} per exported image
+        OUT/{train,valid,test}/<images>          hard links (or copies) of the dataset's images
+
+    The dataset's split tags are ``train``/``val``/``test`` (FiftyOne's convention); maestro's folder for ``val``
+    is ``valid``. :data:`SPLIT_FOLDERS` is the one place that maps them.
+    """
+
+    root: Path
+
+    #: dataset split tag -> export folder name
+    SPLIT_FOLDERS: ClassVar[dict[str, str]] = {"train": "train", "val": "valid", "test": "test"}
+    MANIFEST: ClassVar[str] = "manifest.json"
+    ANNOTATIONS: ClassVar[str] = "annotations.jsonl"
+    SOURCES: ClassVar[str] = "sources.jsonl"
+
+    @classmethod
+    def folder_name(cls, split: str) -> str:
+        """``val`` -> ``valid``; a folder name (``valid``) is returned as it is."""
+        return cls.SPLIT_FOLDERS.get(split, split)
+
+    def split(self, split: str) -> Path:
+        """The folder of a split, given as a tag (``val``) or a folder name (``valid``)."""
+        return self.root / self.folder_name(split)
+
+    def annotations(self, split: str) -> Path:
+        return self.split(split) / self.ANNOTATIONS
+
+    def sources(self, split: str) -> Path:
+        return self.split(split) / self.SOURCES
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / self.MANIFEST
+
+    def is_export(self) -> bool:
+        """Whether the folder holds an export (its manifest is written last)."""
+        return self.manifest.is_file()
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A fine-tune run (``fabricdata train``, ``predict``, ``review``)::
+
+    R/config.yaml            the resolved TrainConfig (its ``data`` names the ExportFolder trained on)
+    R/export_manifest.json   a copy of that export's manifest
+    R/processor/             the Florence-2 processor
+    R/checkpoints/{last,best}/ adapter checkpoints (``last`` also holds the trainer state)
+    R/metrics.csv, R/loss_curve.png, R/summary.json
+    R/predictions.jsonl      PredictionRecord per line
+    R/review.json, R/report.md, R/*.png   the review of the predictions
+    """
+
+    root: Path
+
+    CONFIG: ClassVar[str] = "config.yaml"
+    PREDICTIONS: ClassVar[str] = "predictions.jsonl"
+    CHECKPOINTS: ClassVar[str] = "checkpoints"
+
+    @property
+    def config(self) -> Path:
+        return self.root / self.CONFIG
+
+    @property
+    def export_manifest(self) -> Path:
+        return self.root / "export_manifest.json"
+
+    @property
+    def processor(self) -> Path:
+        return self.root / "processor"
+
+    def checkpoint(self, which: Literal["last", "best"]) -> Path:
+        return self.root / self.CHECKPOINTS / which
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def loss_curve(self) -> Path:
+        return self.root / "loss_curve.png"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / self.PREDICTIONS
+
+    @property
+    def review(self) -> Path:
+        return self.root / "review.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    def is_run(self) -> bool:
+        """A folder that trained (``config.yaml``) or predicted (``predictions.jsonl``)."""
+        return self.config.is_file() or self.predictions.is_file()
+
+    @classmethod
+    def inside_checkpoints(cls, path: Path) -> bool:
+        """Whether ``path`` lies in some run's checkpoints folder (a checkpoint holds a config.yaml too)."""
+        return cls.CHECKPOINTS in path.parts

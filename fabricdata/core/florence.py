@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from fabricdata.core.annotation import class_name_problem
 from fabricdata.core.boxes import LOC_BINS, Box, ImageSize, box_to_florence, florence_to_box, reading_order_key
 from fabricdata.core.errors import ConfigError
 
@@ -33,11 +34,12 @@ def loc_token(index: int) -> str:
 
 
 def check_label_text(label: str) -> str:
-    """A label must be non-empty and free of ``<``/``>``, which would break the suffix grammar."""
-    text = label.strip()
-    if not text or "<" in text or ">" in text:
-        raise ConfigError(f"label {label!r} cannot be written to Florence-2 text (empty or contains '<' or '>')")
-    return text
+    """A label must pass :func:`fabricdata.core.annotation.class_name_problem` (non-empty, no ``<``/``>`` or control
+    characters), which would break the suffix grammar."""
+    problem = class_name_problem(label)
+    if problem is not None:
+        raise ConfigError(f"label {label!r} cannot be written to Florence-2 text ({problem})")
+    return label.strip()
 
 
 def encode_box(box: Box, size: ImageSize) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 from fabricdata.core import faults
 from fabricdata.core.annotation import LabeledBox
 from fabricdata.core.boxes import Box, ImageSize, reading_order_key
-from fabricdata.core.contracts import ExportManifest
+from fabricdata.core.contracts import ExportFolder, ExportManifest
 from fabricdata.core.errors import ConfigError
 from fabricdata.core.fileio import link_or_copy, new_stage, swap_in, unique_name
 from fabricdata.core.florence import (
@@ -44,9 +44,7 @@ from fabricdata.store.dataset import GT_FIELD, labeled, load_view
 
 Order = Literal["sequential", "interleave", "shuffle"]
 #: dataset split tag -> export folder (maestro's names)
-FOLDERS = {"train": "train", "val": "valid", "test": "test"}
 #: per split folder: exported image name -> original file path and sample id (for review)
-SOURCES_FILE = "sources.jsonl"
 DEFAULT_MAX_LABEL_TOKENS = MAX_TEXT_TOKENS
 
 
@@ -157,7 +155,8 @@ def _samples(view: Any, batch: int = 500) -> Iterator[tuple[str, str, list[str],
 
 def _refuse_empty_splits(view: Any) -> None:
     counts = view.count_sample_tags()
-    empty = [FOLDERS[tag] + (f" ({tag})" if FOLDERS[tag] != tag else "") for tag in FOLDERS if not counts.get(tag)]
+    folders = ExportFolder.SPLIT_FOLDERS
+    empty = [folders[tag] + (f" ({tag})" if folders[tag] != tag else "") for tag in folders if not counts.get(tag)]
     if empty:
         raise ConfigError(
             f"split {', '.join(empty)} would be empty: Florence-2 trainers such as maestro refuse an export "
@@ -201,7 +200,7 @@ def export_florence(
 
 def _check_target(target: Path) -> None:
     """An export replaces its folder whole: refuse a folder that holds anything but an earlier export."""
-    if target.is_dir() and any(target.iterdir()) and not (target / "manifest.json").is_file():
+    if target.is_dir() and any(target.iterdir()) and not ExportFolder(target).is_export():
         raise ConfigError(f"{target}: exists and is not a fabricdata export (no manifest.json); choose a new folder")
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{target}: exists and is not a folder")
@@ -220,7 +219,7 @@ def _write_export(
     it needs an atomic write of its own)."""
     scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=root))
     writers: dict[str, _SplitWriter] = {}
-    for tag, folder in FOLDERS.items():
+    for tag, folder in ExportFolder.SPLIT_FOLDERS.items():
         (root / folder).mkdir(exist_ok=True)
         files = {task: (scratch / f"{folder}-{i}.jsonl").open("w+b") for i, task in enumerate(options.tasks)}
         writers[tag] = _SplitWriter(root / folder, files, (scratch / f"{folder}-sources.jsonl").open("w+b"))
@@ -255,14 +254,14 @@ def _write_export(
         negatives=options.negatives,
         phrases={name: options.phrases.get(name, name) for name in dataset.default_classes or []},
         max_label_tokens=options.max_label_tokens,
-        images={FOLDERS[s]: w.images for s, w in writers.items()},
-        records={FOLDERS[s]: {t: w.records[t] for t in options.tasks} for s, w in writers.items()},
-        instances={FOLDERS[s]: dict(sorted(w.instances.items())) for s, w in writers.items()},
+        images={ExportFolder.folder_name(s): w.images for s, w in writers.items()},
+        records={ExportFolder.folder_name(s): {t: w.records[t] for t in options.tasks} for s, w in writers.items()},
+        instances={ExportFolder.folder_name(s): dict(sorted(w.instances.items())) for s, w in writers.items()},
         unassigned=unassigned,
         over_budget=over_budget,
         content_hash=digest.hexdigest(),
     )
-    (root / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    ExportFolder(root).manifest.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return manifest
 
 
@@ -299,7 +298,7 @@ def _assemble(writer: _SplitWriter, options: ExportOptions) -> bytes:
     """Write ``annotations.jsonl`` of a split from its per-task files in the requested order, and its
     ``sources.jsonl``; returns the digest of the annotations."""
     digest = hashlib.sha256()
-    with (writer.folder / "annotations.jsonl").open("wb") as out:
+    with (writer.folder / ExportFolder.ANNOTATIONS).open("wb") as out:
         for chunk in _ordered_lines(writer, options):
             out.write(chunk)
             digest.update(chunk)
@@ -307,7 +306,7 @@ def _assemble(writer: _SplitWriter, options: ExportOptions) -> bytes:
         os.fsync(out.fileno())
     writer.sources.flush()
     writer.sources.seek(0)
-    with (writer.folder / SOURCES_FILE).open("wb") as sources:
+    with (writer.folder / ExportFolder.SOURCES).open("wb") as sources:
         shutil.copyfileobj(writer.sources, sources)
     return digest.digest()
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fabricdata.core.contracts import RunFolder
 from fabricdata.core.fileio import atomic_write_text
 
 if TYPE_CHECKING:
@@ -27,19 +28,19 @@ def write_report(folder: Path, summary: ReviewSummary, results: Any, compare: st
     import matplotlib.pyplot as plt
 
     previous = previous_summary(compare)
-    atomic_write_text(folder / "review.json", json.dumps(asdict(summary), indent=2) + "\n")
+    atomic_write_text(RunFolder(folder).review, json.dumps(asdict(summary), indent=2) + "\n")
     _pr_plot(plt, results, folder / "pr_curves.png")
     _confusion_plot(plt, summary.confusion, folder / "confusion_matrix.png")
     if previous is not None:
         _ap_plot(plt, summary, previous, folder / "ap_per_class.png")
-    atomic_write_text(folder / "report.md", _markdown(summary, previous))
+    atomic_write_text(RunFolder(folder).report, _markdown(summary, previous))
 
 
 def previous_summary(compare: str | Path | None) -> dict[str, Any] | None:
     """The ``review.json`` of an earlier run folder (None: no folder given, or never reviewed)."""
     if compare is None:
         return None
-    path = Path(compare) / "review.json"
+    path = RunFolder(Path(compare)).review
     return json.loads(path.read_text()) if path.is_file() else None
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fabricdata.core.contracts import PredictionRecord
+from fabricdata.core.contracts import PredictionRecord, RunFolder
 from fabricdata.core.errors import DatasetError
 from fabricdata.review.mistakes import (
     Mistakes,
@@ -153,10 +153,10 @@ def _figures(results: Any, rows: list[SampleRow], classes: Sequence[str]) -> dic
 def _read_run(dataset: Any, folder: Path) -> tuple[dict[str, PredictionRecord], list[str]]:
     """The run's <OD> predictions by sample id, and the images the dataset does not hold; a run with nothing
     to review is one clear error."""
-    records = load_predictions(folder / "predictions.jsonl")
+    records = load_predictions(RunFolder(folder).predictions)
     if not records:
         raise DatasetError(
-            f"{folder}/predictions.jsonl is empty: the split it predicted had no images (an empty export split)"
+            f"{RunFolder(folder).predictions} is empty: the split it predicted had no images (an empty export split)"
         )
     tasks = sorted({record.task for record in records} - {"<OD>"})
     if tasks and all(record.task != "<OD>" for record in records):

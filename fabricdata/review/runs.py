@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
+from fabricdata.core.contracts import RunFolder
 from fabricdata.core.errors import ConfigError
 
 SortKey = Literal["map", "val_loss", "name"]
@@ -48,9 +49,9 @@ def find_runs(root: Path, max_depth: int = 3) -> list[Path]:
     if not root.is_dir():
         raise ConfigError(f"{root}: no such runs folder")
     found = []
-    for config in sorted(root.rglob("config.yaml")):
+    for config in sorted(root.rglob(RunFolder.CONFIG)):
         relative = config.parent.relative_to(root)
-        if len(relative.parts) <= max_depth and "checkpoints" not in relative.parts:
+        if len(relative.parts) <= max_depth and not RunFolder.inside_checkpoints(relative):
             found.append(config.parent)
     return found
 
@@ -63,15 +64,16 @@ def load_runs(root: Path) -> list[RunRow]:
 
 
 def load_run(folder: Path, root: Path) -> RunRow:
+    run = RunFolder(folder)
     try:
-        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+        config = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{folder / 'config.yaml'}: unreadable ({exc.__class__.__name__})") from None
+        raise ConfigError(f"{run.config}: unreadable ({exc.__class__.__name__})") from None
     name = folder.relative_to(root).as_posix() if folder != root else folder.name
     row = RunRow(name=name, folder=folder, config=_flatten(config))
-    _read_metrics(folder / "metrics.csv", row)
-    _read_json(folder / "summary.json", row, _from_summary)
-    _read_json(folder / "review.json", row, _from_review)
+    _read_metrics(run.metrics, row)
+    _read_json(run.summary, row, _from_summary)
+    _read_json(run.review, row, _from_review)
     return row
 
 
