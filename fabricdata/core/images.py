@@ -146,12 +146,15 @@ def image_size(path: str | Path) -> ImageSize:
     return image_info(path).size
 
 
-def write_proxy(source: str | Path, target: Path) -> None:
-    """A browser-viewable copy of ``source`` (8-bit, RGB or grey, at most BROWSER_MAX_SIDE) at ``target``."""
+def load_pixels(source: str | Path) -> Any:
+    """The stored pixels of an image as an 8-bit PIL image in mode ``L`` or ``RGB`` (EXIF orientation ignored, as
+    LabelImg does). 16-bit, 32-bit integer and float frames are stretched from their own minimum to maximum.
+
+    Raises:
+        OSError, ValueError, PIL.Image.DecompressionBombError: the file cannot be decoded.
+    """
     import numpy as np
     from PIL import Image
-
-    from fabricdata.core.fileio import atomic_write_bytes
 
     with Image.open(source) as opened:
         opened.load()
@@ -159,12 +162,29 @@ def write_proxy(source: str | Path, target: Path) -> None:
             pixels = np.asarray(opened, dtype=np.float64)
             low, high = float(pixels.min()), float(pixels.max())
             scaled = (pixels - low) * (255.0 / (high - low)) if high > low else np.zeros_like(pixels)
-            image = Image.fromarray(scaled.round().astype(np.uint8))
-        else:
-            image = opened if opened.mode in ("L", "RGB") else opened.convert("RGB")
-        image.thumbnail((BROWSER_MAX_SIDE, BROWSER_MAX_SIDE))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG" if target.suffix.lower() == ".png" else "JPEG", quality=90)
+            return Image.fromarray(scaled.round().astype(np.uint8))
+        return opened.copy() if opened.mode in ("L", "RGB") else opened.convert("RGB")
+
+
+def load_rgb(source: str | Path) -> Any:
+    """The one decode of an image for every consumer (training records, prediction, augmentation, fingerprints):
+    :func:`load_pixels` as an 8-bit ``RGB`` PIL image.
+
+    Raises:
+        OSError, ValueError, PIL.Image.DecompressionBombError: the file cannot be decoded.
+    """
+    image = load_pixels(source)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def write_proxy(source: str | Path, target: Path) -> None:
+    """A browser-viewable copy of ``source`` (8-bit, RGB or grey, at most BROWSER_MAX_SIDE) at ``target``."""
+    from fabricdata.core.fileio import atomic_write_bytes
+
+    image = load_pixels(source)
+    image.thumbnail((BROWSER_MAX_SIDE, BROWSER_MAX_SIDE))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG" if target.suffix.lower() == ".png" else "JPEG", quality=90)
     atomic_write_bytes(target, buffer.getvalue())
 
 
