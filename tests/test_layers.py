@@ -1,6 +1,7 @@
 """The house's plan, enforced: each concept package imports only the layers below it.
 
-core <- formats <- store <- prepare | review | assist <- cli (and the package face); finetune, the model side,
+core <- formats <- store <- prepare | review | assist <- loop <- app <- cli (and the package face: ``fabricdata``,
+``fabricdata.api``); finetune, the model side,
 imports only ``fabricdata.core`` so that it runs on a CUDA box without FiftyOne. Every import statement counts,
 also those inside functions (the CLI's lazy imports).
 """
@@ -22,8 +23,12 @@ ALLOWED: dict[str, set[str]] = {
     "prepare": {"core", "formats", "store"},
     "review": {"core", "formats", "store"},
     "assist": {"core", "formats", "store", "finetune"},
-    "cli": {"core", "formats", "store", "prepare", "review", "assist", "finetune", "face"},
-    "face": {"core", "formats", "store", "prepare", "review", "assist", "finetune"},
+    # the loop: workflows that compose several stages and the model side (audit's out-of-fold runs)
+    "loop": {"core", "formats", "store", "prepare", "review", "assist", "finetune"},
+    # the FiftyOne App plugin: operators and panels over the same library functions as the CLI
+    "app": {"core", "formats", "store", "prepare", "review", "assist", "loop", "finetune", "face"},
+    "cli": {"core", "formats", "store", "prepare", "review", "assist", "loop", "app", "finetune", "face"},
+    "face": {"core", "formats", "store", "prepare", "review", "assist", "loop", "finetune"},
     "finetune": {"core"},
 }
 
