@@ -23,7 +23,7 @@ DEFAULT_DATASET = "fabric"
 GT_FIELD = "ground_truth"
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
-# sample fields written by import (names are part of the data model: DESIGN.md)
+# the data model: every name below has a row in docs/ARCHITECTURE.md (tests/test_architecture.py checks it)
 F_ANNOTATION_PATH = "annotation_path"
 F_ANNOTATION_FORMAT = "annotation_format"
 F_ANNOTATION_HASH = "annotation_hash"
@@ -50,7 +50,7 @@ ATTR_PROPOSAL = "proposal"
 F_WRITEBACK_PENDING = "writeback_pending"
 #: set on augmented variants: the id of the sample they were made from
 F_SOURCE_ID = "source_id"
-#: the rest of a variant's lineage (DESIGN.md): recipe name and digest, seed, copy index
+#: the rest of a variant's lineage (docs/ARCHITECTURE.md): recipe name and digest, seed, copy index
 F_RECIPE = "aug_recipe"
 F_RECIPE_HASH = "aug_recipe_hash"
 F_SEED = "aug_seed"
