@@ -158,11 +158,17 @@ def _detection(piece: Piece) -> dict[str, Any]:
 
 def merge_pieces(pieces: Sequence[Piece], tolerance: float) -> list[Piece]:
     """Pieces cut by tile borders joined, then duplicates merged (SAHI's greedy NMM, intersection over the
-    smaller box, per class); in reading order."""
+    smaller box, per class) until no two boxes of a class match; in reading order.
+
+    One greedy pass is not enough: with equal confidences a half of a defect may claim its whole copy first,
+    leaving the other half (which matches the whole, not the first half) on its own.
+    """
     joined = join_cut(pieces, tolerance)
     solid = [piece for piece in joined if piece.box.area > 0]
     flat = [piece for piece in joined if piece.box.area <= 0]  # no area: nothing to merge with, kept as found
-    return sorted(greedy_merge(solid) + flat, key=lambda piece: (reading_order_key(piece.box), piece.label))
+    while len(merged := greedy_merge(solid)) < len(solid):
+        solid = merged
+    return sorted(solid + flat, key=lambda piece: (reading_order_key(piece.box), piece.label))
 
 
 def join_cut(pieces: Sequence[Piece], tolerance: float) -> list[Piece]:
