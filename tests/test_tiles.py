@@ -135,6 +135,16 @@ def test_neighbours_are_not_merged() -> None:
     assert sorted((m.label, m.box.as_tuple()) for m in merged) == sorted((lab, b.as_tuple()) for lab, b in truth)
 
 
+def test_sahi_is_installed_beside_one_opencv_only() -> None:
+    """make setup installs sahi without its dependencies: its opencv-python would overwrite the cv2 of
+    opencv-python-headless (FiftyOne and albumentations)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    assert version("sahi") and version("opencv-python-headless")
+    with pytest.raises(PackageNotFoundError):
+        version("opencv-python")
+
+
 def test_tiling_options_are_checked() -> None:
     from fabricdata.core.errors import ConfigError
 
