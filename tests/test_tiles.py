@@ -516,10 +516,15 @@ def test_prelabel_and_serve_slice_photos_the_same_way(
         got = [(d.label, fiftyone_to_box(d.bounding_box, size)) for d in sample.ground_truth.detections]
         _assert_planned(got, PLANNED[Path(sample.filepath).stem])
     tiling = Tiling(width=256, height=256, overlap=0.25)
-    detector = Detector("oracle", (), batch_size=16, max_new_tokens=None, num_beams=1, tiling=tiling)
-    found, _ = detector.detect([(stem, read_image(photos / f"{stem}.jpg")) for stem in PLANNED], "od")
+    detector = Detector("oracle", (), batch_size=16, max_new_tokens=None, num_beams=1, tiling=tiling,
+                        tile_and_full=True)  # fmt: skip
+    images = [(stem, read_image(photos / f"{stem}.jpg")) for stem in PLANNED]
+    found, _ = detector.detect(images, "od")
     for photo in found:
         _assert_planned([(d["label"], Box(*d["bbox"])) for d in photo.results[0]["detections"]], PLANNED[photo.name])
+        assert photo.results[0]["sliced"]["full_frame"] is True  # the whole photo asked too (the oracle: nothing)
+    grounded, _ = detector.detect(images[:1], "grounding", "broken thread, dropped stitch")
+    assert [r["phrase"] for r in grounded[0].results] == ["broken thread", "dropped stitch"]  # merged per phrase
 
 
 def _assert_planned(got: list[tuple[str, Box]], planned: list[tuple[str, Box]]) -> None:

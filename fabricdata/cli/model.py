@@ -236,11 +236,14 @@ def prelabel(
     'prelabeled', with the model's boxes (proposal=True, with their confidences) in ground_truth. The saved view
     RUN-to-verify lists them most uncertain first. Fix the boxes in the App, tag the sample 'verified', then
     'fabricdata writeback' writes its label file. Until verified, drafts stay out of stats, split, augment,
-    validate and export. Running it again adds only new images and never touches an edit.
+    validate and export. Running it again adds only new images and never touches an edit. A run trained on a
+    tiled export drafts tile by tile and merges the boxes onto each whole photo (as 'fabricdata predict' does).
 
     Examples:
 
       fabricdata prelabel incoming/2026-11-28 --run r1
+
+      fabricdata prelabel incoming/line-scan --run strips --tile 256 --overlap 0.2
 
       fabricdata app --view r1-to-verify
 
@@ -305,13 +308,16 @@ def serve(
 
     Tasks: od (defects), dense (region captions), grounding (type a phrase such as 'broken weft'; without one,
     every class phrase of the run's export) and caption. The confidence slider filters boxes without running
-    the model again. The model is loaded once, in bf16 on a CUDA GPU.
+    the model again. The model is loaded once, in bf16 on a CUDA GPU. A run trained on a tiled export finds the
+    boxes tile by tile, merged onto each whole photo (--tile to choose another tiling, --tile none).
 
     Examples:
 
       fabricdata serve --run r1
 
       fabricdata serve --run r1 --images incoming --host 0.0.0.0 --port 8080
+
+      fabricdata serve --run strips --tile-and-full
 
       fabricdata serve --model models/fabric-r1
     """
