@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fabricdata.core.boxes import (
+    SAHI_MISSING,
     Box,
     ImageSize,
     box_union,
@@ -41,11 +42,6 @@ from fabricdata.core.errors import ConfigError
 CUT_TOLERANCE = 0.01
 #: same-class boxes whose intersection covers this share of the smaller one are one defect
 MATCH_THRESHOLD = 0.5
-SAHI_MISSING = (
-    "tiling needs sahi (SAHI's slicing and merging): 'make setup' installs it, or "
-    "pip install --no-deps sahi==0.12.8 'shapely>=2.0' (its other needs come with fabricdata; "
-    "--no-deps keeps its opencv-python off the opencv-python-headless that FiftyOne and albumentations use)"
-)
 
 
 @dataclass(frozen=True, slots=True)

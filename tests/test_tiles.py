@@ -145,6 +145,24 @@ def test_sahi_is_installed_beside_one_opencv_only() -> None:
         version("opencv-python")
 
 
+def test_without_sahi_tiling_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """finetune runs without sahi until a tiling is asked for; then the error says how to install it."""
+    import subprocess
+    import sys
+
+    from fabricdata.core.errors import ConfigError
+    from finetune.tiles import require_sahi
+
+    probe = "import sys, finetune.predict, finetune.tiles, fabricdata.core.boxes; print('sahi' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "False"  # imported inside the functions only
+    monkeypatch.setitem(sys.modules, "sahi.slicing", None)  # as if it were not installed
+    with pytest.raises(ConfigError, match=r"pip install --no-deps sahi==0\.12\.8"):
+        tile_grid(STRIP, ImageSize(256, 256), 0.2)
+    with pytest.raises(ConfigError, match="make setup"):
+        require_sahi()
+
+
 def test_tiling_options_are_checked() -> None:
     from fabricdata.core.errors import ConfigError
 

@@ -247,6 +247,11 @@ def florence_bin_width(size: ImageSize) -> tuple[float, float]:
 
 #: sides of a box, as :func:`cut_sides` names them
 SIDES = ("left", "top", "right", "bottom")
+SAHI_MISSING = (
+    "tiling needs sahi (SAHI's slicing and merging): 'make setup' installs it, or "
+    "pip install --no-deps sahi==0.12.8 'shapely>=2.0' (--no-deps keeps its opencv-python off the "
+    "opencv-python-headless that FiftyOne and albumentations use; what else it imports comes with them)"
+)
 
 
 def tile_grid(size: ImageSize, tile: ImageSize, overlap: float) -> list[Box]:
@@ -255,9 +260,14 @@ def tile_grid(size: ImageSize, tile: ImageSize, overlap: float) -> list[Box]:
     the frame's edge (no padding). SAHI's ``get_slice_bboxes`` computes it.
 
     Raises:
-        ImportError: sahi is not installed (``make setup`` installs it).
+        ConfigError: sahi is not installed (``make setup`` installs it).
     """
-    from sahi.slicing import get_slice_bboxes
+    try:
+        from sahi.slicing import get_slice_bboxes
+    except ImportError:
+        from fabricdata.core.errors import ConfigError
+
+        raise ConfigError(SAHI_MISSING) from None
 
     corners = get_slice_bboxes(
         size.height,
