@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from fabricdata.cli.common import (
     DatasetOption,
+    OverlapOption,
+    TileAndFullOption,
+    TileOption,
     app,
     classes_option,
     console,
@@ -17,12 +20,10 @@ from fabricdata.cli.common import (
     err_console,
     progress_bar,
     run_dir,
+    tiling_choice,
 )
 from fabricdata.core.errors import ConfigError
 from fabricdata.core.wording import plural
-
-if TYPE_CHECKING:
-    from fabricdata.core.contracts import Tiling
 
 
 @app.command("tiny-model")
@@ -94,35 +95,6 @@ def train(
         f"[green]{state}:[/] {summary.global_step} steps, {summary.epochs_done} epoch(s), "
         f"train loss {summary.train_loss:.4f}{val}, {summary.samples_per_s:.1f} samples/s -> {summary.out}"
     )
-
-
-TileOption = Annotated[
-    str | None,
-    typer.Option(
-        help="Slice each image into tiles of SIZE or WIDTHxHEIGHT px and merge their boxes back ('none': whole "
-        "images). Default: the tiling of the run's export."
-    ),
-]
-OverlapOption = Annotated[
-    float | None, typer.Option(help="--tile: overlap of neighbouring tiles, a share of the tile side (default 0.2).")
-]
-TileAndFullOption = Annotated[
-    bool, typer.Option(help="With a tiling: also predict each whole image and merge its boxes in.")
-]
-
-
-def tiling_choice(tile: str | None, overlap: float | None, tile_and_full: bool) -> Tiling | Literal["export"] | None:
-    """``--tile``/``--overlap`` as asked: a tiling, None (whole images) or "export" (the run's export's tiling)."""
-    from fabricdata.core.contracts import Tiling
-
-    if tile is None:
-        if overlap is not None:
-            raise ConfigError("--overlap needs --tile (the tile size); without it the run's export tiling is used")
-        return "export"
-    tiling = Tiling.parse(tile, 0.2 if overlap is None else overlap)
-    if tiling is None and tile_and_full:
-        raise ConfigError("--tile-and-full needs a tiling (--tile SIZE)")
-    return tiling
 
 
 @app.command()

@@ -39,7 +39,7 @@ from fabricdata.core.florence import (
     task_token,
 )
 from fabricdata.prepare.split import current_split
-from fabricdata.prepare.tiling import TileOptions, Tiler, decode_frame, tile_name, tile_png
+from fabricdata.prepare.tiling import TileOptions, Tiler, decode_frame, plan_tiles, tile_name, tile_png
 from fabricdata.store.columns import read_samples
 from fabricdata.store.dataset import GT_FIELD, labeled, load_view
 
@@ -228,7 +228,7 @@ def _write_export(
         writers[tag] = _SplitWriter(root / folder, files, (scratch / f"{folder}-sources.jsonl").open("w+b"))
     unassigned = 0
     over_budget: list[str] = []
-    tiler = _plan_tiles(view, options)
+    tiler = plan_tiles(options.tiles, options.negatives, options.seed, _samples(view)) if options.tiles else None
     try:
         for index, (sample_id, path, tags, size, objects) in enumerate(_samples(view)):
             if progress:
@@ -316,18 +316,6 @@ def _write_records(
 
 
 # --- tiled export (fabricdata.prepare.tiling) -----------------------------------------------------------------
-
-
-def _plan_tiles(view: Any, options: ExportOptions) -> Tiler | None:
-    """The tiler of a tiled export, its negatives chosen in a first pass over the labels; None: whole frames."""
-    if options.tiles is None:
-        return None
-    frames = (
-        (ExportFolder.folder_name(split), size, objects)
-        for _, _, tags, size, objects in _samples(view)
-        if (split := current_split(tags)) is not None
-    )
-    return Tiler(options.tiles, options.negatives, options.seed).plan(frames)
 
 
 def _write_tiles(

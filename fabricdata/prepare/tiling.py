@@ -28,6 +28,7 @@ from fabricdata.core.boxes import Box, ImageSize, box_to_tile, tile_grid, tile_s
 from fabricdata.core.contracts import ExportFolder, ExportTiling, Tiling
 from fabricdata.core.errors import DatasetError
 from fabricdata.core.fileio import link_or_copy, unique_name
+from fabricdata.prepare.split import current_split
 
 #: Florence-2's input side: every image is resized to it
 MODEL_INPUT = 768
@@ -227,6 +228,22 @@ class Tiler:
             tiles={name: {kind: split.kinds[kind] for kind in kinds} for name, split in self.splits.items()},
             pieces={kind: self.pieces[kind] for kind in ("whole", "clipped", "dropped")},
         )
+
+
+def plan_tiles(
+    options: TileOptions,
+    negatives: bool,
+    seed: int,
+    samples: Iterable[tuple[str, str, list[str], ImageSize, list[LabeledBox]]],
+) -> Tiler:
+    """The tiler of an export, its negatives chosen in a first pass over ``(id, path, tags, size, boxes)`` of the
+    samples in export order (labels only; samples without a split are not exported)."""
+    frames = (
+        (ExportFolder.folder_name(split), size, objects)
+        for _, _, tags, size, objects in samples
+        if (split := current_split(tags)) is not None
+    )
+    return Tiler(options, negatives, seed).plan(frames)
 
 
 # --- advice: when to tile, and how ---------------------------------------------------------------------------
