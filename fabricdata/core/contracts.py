@@ -98,7 +98,8 @@ class ExportTiling(Tiling):
     frames: dict[str, int] = Field(default_factory=dict, description="Frames cut, per split folder.")
     tiles: dict[str, dict[str, int]] = Field(
         default_factory=dict,
-        description="Tiles per split folder: 'boxes' (exported with boxes), 'negatives' (exported without), "
+        description="Tiles per split folder: 'boxes' (with boxes, exported unless over the label budget), "
+        "'negatives' (without boxes, exported), "
         "'negatives_left' (without boxes, over the ratio), 'partial' (only boxes under min_visibility: not "
         "exported, neither a defect nor a clean example).",
     )
@@ -200,7 +201,8 @@ class ExportFolder:
                                                  (tiled: also "offset" [x, y], "tile" [w, h], "frame" [W, H])
         OUT/{train,valid,test}/frames.jsonl      tiled: {"image", "filepath", "sample_id", "width", "height"} per
                                                  frame of the split (frames/<name>), what sliced prediction reads
-        OUT/{train,valid,test}/<images>          hard links (or copies) of the dataset's images
+        OUT/{train,valid,test}/<images>          hard links (or copies) of the dataset's images; tiled: PNG tiles
+                                                 (<stem>_x<left>_y<top>.png) and the frames under frames/
 
     The dataset's split tags are ``train``/``val``/``test`` (FiftyOne's convention); maestro's folder for ``val``
     is ``valid``. :data:`SPLIT_FOLDERS` is the one place that maps them.
