@@ -14,10 +14,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fabricdata.core.boxes import ImageSize, corners_ordered
-from fabricdata.core.contracts import ExportFolder, RunFolder, shipped
+from fabricdata.core.contracts import ExportFolder, RunFolder, Tiling, shipped
 from fabricdata.core.errors import ConfigError
 from fabricdata.core.fileio import atomic_write_text
 from fabricdata.core.florence import (
@@ -61,6 +61,10 @@ class PredictOptions:
     #: (phrase, label) pairs: grounding asks every image for each phrase and labels its boxes with the label;
     #: dense captions equal to a phrase are labelled with its label (the class it stands for)
     phrases: tuple[tuple[str, str], ...] = ()
+    #: slice every image into tiles and merge their boxes back (finetune.tiles); None: whole images
+    tiling: Tiling | None = None
+    #: with a tiling: also predict the whole image and merge its boxes in
+    tile_and_full: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +77,15 @@ class ImageRef:
 
 
 def export_images(data: str | Path, split: str) -> list[ImageRef]:
-    """The images of one split folder of an export, with their original paths when the export recorded them."""
+    """The images of one split folder of an export, with their original paths when the export recorded them;
+    for a tiled export, the whole frames (``frames.jsonl``), never the tiles."""
     export = ExportFolder(Path(data))
     folder, annotations, listed = export.split(split), export.annotations(split), export.sources(split)
     if not annotations.is_file():
         raise ConfigError(f"{annotations}: not found (is {data} a 'fabricdata export florence' folder?)")
+    if export.frames(split).is_file():
+        frames = read_jsonl(export.frames(split), "a frames record", lambda e: (str(e["image"]), e["filepath"]))
+        return [ImageRef(folder / name, name, filepath) for name, filepath in frames]
     sources: dict[str, str] = {}
     if listed.is_file():
         pairs = read_jsonl(listed, "a sources record", lambda e: (str(e["image"]), e["filepath"]))
@@ -169,7 +177,12 @@ def describe(model: Any, processor: Any, images: Sequence[Any], options: Predict
     """Everything the task asks of each PIL image, in batches of ``options.batch_size`` generations: per image
     one result per prompt (one per phrase for grounding), each with ``task``, ``text``, ``detections``,
     ``malformed_boxes`` and ``phrase`` or ``caption`` where they apply. Box labels are the classes phrases
-    stand for; a relabelled box keeps its generated ``text``."""
+    stand for; a relabelled box keeps its generated ``text``. With ``options.tiling`` (box tasks), each image
+    is sliced and its boxes merged back (:func:`finetune.tiles.describe_tiled`)."""
+    if options.tiling is not None and options.task in BOX_TASKS:
+        from finetune.tiles import describe_tiled
+
+        return describe_tiled(model, processor, images, options)
     asks = _ask(options)
     jobs = [(index, ask) for index in range(len(images)) for ask in asks]
     known = {phrase.casefold(): label for phrase, label in options.phrases}
@@ -288,6 +301,8 @@ class RunPrediction:
     source: Path
     target: Path
     unreadable: list[str]
+    #: the tiling the images were sliced by (None: whole images)
+    tiling: Tiling | None = None
 
 
 def predict_run(
@@ -300,19 +315,25 @@ def predict_run(
     on_total: Callable[[int], None] | None = None,
     images_dir: Path | None = None,
     phrases: Sequence[str] = (),
+    tiling: Tiling | Literal["export"] | None = "export",
 ) -> RunPrediction:
     """Predict one split of an export (or every image of ``images_dir``) with a run's adapter (or ``model``)
     into ``folder/predictions.jsonl``.
 
     The label budget and the grounding phrases come from the run's export unless given: ``phrases`` are asked
     as they are; without them, grounding asks for every class phrase of the export (or of
-    ``pipelines/phrases.yaml``) and labels the boxes with the class.
+    ``pipelines/phrases.yaml``) and labels the boxes with the class. ``tiling`` slices the images (``"export"``:
+    the tiling the run trained on, if any; None: whole images). A tiled export's split is predicted on its
+    whole frames.
     """
     from finetune.model import load_for_inference
+    from finetune.tiles import chosen_tiling
 
     if data is None:  # an export split needs the run's export; any images only use it where there is one
         data = run_data(folder) if images_dir is None else run_export(folder)
     chosen = options or PredictOptions()
+    if not isinstance(tiling, str) or chosen.tiling is None:
+        chosen = replace(chosen, tiling=chosen_tiling(tiling, folder, data, chosen.tile_and_full))
     if chosen.max_new_tokens is None:
         chosen = replace(chosen, max_new_tokens=label_budget(data))
     if chosen.task in (TASK_DENSE, TASK_GROUNDING) and not chosen.phrases:
@@ -336,7 +357,7 @@ def predict_run(
     folder.mkdir(parents=True, exist_ok=True)
     target = RunFolder(folder).predictions
     result = predict(loaded, processor, images, target, chosen, progress)
-    return RunPrediction(result.records, len(images), source, target, result.unreadable)
+    return RunPrediction(result.records, len(images), source, target, result.unreadable, chosen.tiling)
 
 
 def inference_placement() -> dict[str, Any]:

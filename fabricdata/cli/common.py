@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any, Literal, TextIO
 
 import typer
 from rich.console import Console
@@ -18,7 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from fabricdata.core.annotation import DEFAULT_CLASSES, class_name_problem, parse_class_list
-from fabricdata.core.contracts import RunFolder
+from fabricdata.core.contracts import RunFolder, Tiling
 from fabricdata.core.errors import AnnotationError, ConfigError
 
 #: `fabricdata --help` lists the commands in the order of the loop (tests/test_cli.py checks every command is here)
@@ -213,3 +213,32 @@ def run_dir(run: str, must_exist: bool = True) -> Path:
 
 def workers_default() -> int:
     return max(1, os.cpu_count() or 1)
+
+
+# --- tiles: the options of predict, prelabel and serve ------------------------------------------------------------
+
+TileOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Slice each image into tiles of SIZE or WIDTHxHEIGHT px and merge their boxes back ('none': whole "
+        "images). Default: the tiling of the run's export."
+    ),
+]
+OverlapOption = Annotated[
+    float | None, typer.Option(help="--tile: overlap of neighbouring tiles, a share of the tile side (default 0.2).")
+]
+TileAndFullOption = Annotated[
+    bool, typer.Option(help="With a tiling: also predict each whole image and merge its boxes in.")
+]
+
+
+def tiling_choice(tile: str | None, overlap: float | None, tile_and_full: bool) -> Tiling | Literal["export"] | None:
+    """``--tile``/``--overlap`` as asked: a tiling, None (whole images) or "export" (the run's export's tiling)."""
+    if tile is None:
+        if overlap is not None:
+            raise ConfigError("--overlap needs --tile (the tile size); without it the run's export tiling is used")
+        return "export"
+    tiling = Tiling.parse(tile, 0.2 if overlap is None else overlap)
+    if tiling is None and tile_and_full:
+        raise ConfigError("--tile-and-full needs a tiling (--tile SIZE)")
+    return tiling

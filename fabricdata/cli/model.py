@@ -10,6 +10,9 @@ from rich.table import Table
 
 from fabricdata.cli.common import (
     DatasetOption,
+    OverlapOption,
+    TileAndFullOption,
+    TileOption,
     app,
     classes_option,
     console,
@@ -17,6 +20,7 @@ from fabricdata.cli.common import (
     err_console,
     progress_bar,
     run_dir,
+    tiling_choice,
 )
 from fabricdata.core.errors import ConfigError
 from fabricdata.core.wording import plural
@@ -116,12 +120,20 @@ def predict(
     batch_size: Annotated[int, typer.Option(min=1, help="Generations per generate call.")] = 8,
     num_beams: Annotated[int, typer.Option(min=1, help="Beam width.")] = 3,
     max_new_tokens: Annotated[int | None, typer.Option(help="Default: the export's label budget.")] = None,
+    tile: TileOption = None,
+    overlap: OverlapOption = None,
+    tile_and_full: TileAndFullOption = False,
 ) -> None:
     """Batched prediction with a real confidence per box; writes runs/NAME/predictions.jsonl.
 
     Every box task (od, dense, grounding) gives each box the same confidence: the geometric mean probability of
     its tokens. Grounding boxes are labelled with the class their phrase stands for (or the phrase given).
     Runs in bf16 on a CUDA GPU, float32 on the CPU.
+
+    A run trained on a tiled export predicts tile by tile (--tile to choose another tiling, --tile none for whole
+    frames): every frame is sliced as the export was, the tiles batched through the model, their boxes mapped
+    back, boxes cut by tile borders joined and duplicates merged; one record per whole frame, which 'fabricdata
+    review' evaluates against the frame's boxes.
 
     Examples:
 
@@ -134,11 +146,18 @@ def predict(
       fabricdata predict --run r1 --images incoming --task caption
 
       fabricdata predict --run base --model florence-community/Florence-2-base --data exports/v1
+
+      fabricdata predict --run strips --tile 256 --overlap 0.25 --tile-and-full
     """
     from finetune.predict import PredictOptions, predict_run, predict_task
 
+    tiling = tiling_choice(tile, overlap, tile_and_full)
     options = PredictOptions(
-        batch_size=batch_size, num_beams=num_beams, max_new_tokens=max_new_tokens, task=predict_task(task)
+        batch_size=batch_size,
+        num_beams=num_beams,
+        max_new_tokens=max_new_tokens,
+        task=predict_task(task),
+        tile_and_full=tile_and_full,
     )
     with counted("predict") as bar:
         done = predict_run(
@@ -151,11 +170,13 @@ def predict(
             on_total=bar.total,
             images_dir=images,
             phrases=phrase or (),
+            tiling=tiling,
         )
     for line in done.unreadable:
         err_console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+    sliced = f", sliced {done.tiling.describe()}" if done.tiling is not None else ""
     console.print(
-        f"{plural(done.records, 'prediction')} ({options.task}) of {model or run} on "
+        f"{plural(done.records, 'prediction')} ({options.task}{sliced}) of {model or run} on "
         f"{plural(done.images - len(done.unreadable), 'image')} of {done.source} -> {done.target}",
         highlight=False,
         soft_wrap=True,
@@ -177,6 +198,9 @@ def prelabel(
     ] = 0.25,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per generate call.")] = 8,
     max_new_tokens: Annotated[int | None, typer.Option(help="Default: the run's label budget.")] = None,
+    tile: TileOption = None,
+    overlap: OverlapOption = None,
+    tile_and_full: TileAndFullOption = False,
 ) -> None:
     """Import new, unlabeled photos with the model's boxes as drafts for the annotators to verify.
 
@@ -184,11 +208,14 @@ def prelabel(
     'prelabeled', with the model's boxes (proposal=True, with their confidences) in ground_truth. The saved view
     RUN-to-verify lists them most uncertain first. Fix the boxes in the App, tag the sample 'verified', then
     'fabricdata writeback' writes its label file. Until verified, drafts stay out of stats, split, augment,
-    validate and export. Running it again adds only new images and never touches an edit.
+    validate and export. Running it again adds only new images and never touches an edit. A run trained on a
+    tiled export drafts tile by tile and merges the boxes onto each whole photo (as 'fabricdata predict' does).
 
     Examples:
 
       fabricdata prelabel incoming/2026-11-28 --run r1
+
+      fabricdata prelabel incoming/line-scan --run strips --tile 256 --overlap 0.2
 
       fabricdata app --view r1-to-verify
 
@@ -208,6 +235,8 @@ def prelabel(
             progress=bar.advance,
             on_total=bar.total,
             max_new_tokens=max_new_tokens,
+            tiling=tiling_choice(tile, overlap, tile_and_full),
+            tile_and_full=tile_and_full,
         )
     for line in report.unreadable:
         err_console.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
@@ -243,12 +272,16 @@ def serve(
     batch_size: Annotated[int, typer.Option(min=1, help="Generations per generate call.")] = 8,
     num_beams: Annotated[int, typer.Option(min=1, help="Beam width.")] = 3,
     max_new_tokens: Annotated[int | None, typer.Option(help="Default: the run's label budget.")] = None,
+    tile: TileOption = None,
+    overlap: OverlapOption = None,
+    tile_and_full: TileAndFullOption = False,
 ) -> None:
     """Serve the model in a web page: upload photos, pick a task, see the defects boxed with their confidences.
 
     Tasks: od (defects), dense (region captions), grounding (type a phrase such as 'broken weft'; without one,
     every class phrase of the run's export) and caption. The confidence slider filters boxes without running
-    the model again. The model is loaded once, in bf16 on a CUDA GPU.
+    the model again. The model is loaded once, in bf16 on a CUDA GPU. A run trained on a tiled export finds the
+    boxes tile by tile, merged onto each whole photo (--tile to choose another tiling, --tile none).
 
     Examples:
 
@@ -256,22 +289,28 @@ def serve(
 
       fabricdata serve --run r1 --images incoming --host 0.0.0.0 --port 8080
 
+      fabricdata serve --run strips --tile-and-full
+
       fabricdata serve --model models/fabric-r1
     """
     import os
 
     from fabricdata.assist.serve import serve as run_server
     from finetune.predict import label_budget, run_export, run_phrases
+    from finetune.tiles import chosen_tiling
 
     if (run is None) == (model is None):
         raise ConfigError("give exactly one of --run and --model")
     folder = run_dir(run) if run is not None else None
     data = run_export(folder)
     max_new_tokens = max_new_tokens or label_budget(data)
+    tiling = chosen_tiling(tiling_choice(tile, overlap, tile_and_full), folder, data, tile_and_full)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     source = str(folder) if folder is not None else str(model)
     console.print(f"serving {source} on http://{host}:{port} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
-    run_server(source, host, port, images, run_phrases(data), batch_size, max_new_tokens, num_beams)
+    run_server(
+        source, host, port, images, run_phrases(data), batch_size, max_new_tokens, num_beams, tiling, tile_and_full
+    )
     console.print("stopped")
 
 
@@ -310,7 +349,10 @@ def review_(
         summary = run_review(
             dataset, folder, previous, iou, progress=lambda text: status.update(text), min_confidence=min_confidence
         )
-    table = Table(title=f"review of {summary.run}: {summary.images} images, {summary.ground_truth} boxes")
+    table = Table(
+        title=f"review of {summary.run}: {summary.images} images, {summary.ground_truth} boxes "
+        f"(predicted on {summary.tiling})"
+    )
     for column in ("mAP@[.5:.95]", "AP50", "AP75", "precision", "recall", "F1", "at confidence"):
         table.add_column(column, justify="right", overflow="fold")
     values = (summary.map, summary.ap50, summary.ap75, summary.precision, summary.recall, summary.f1)

@@ -21,7 +21,7 @@ from fabricdata.core.florence import MAX_TEXT_TOKENS
 from fabricdata.core.wording import plural
 
 if TYPE_CHECKING:
-    from fabricdata.core.contracts import ValidationReport
+    from fabricdata.core.contracts import ExportTiling, ValidationReport
 
 
 @export_app.command("florence")
@@ -42,6 +42,18 @@ def export_florence_(
     allow_empty_split: Annotated[
         bool, typer.Option(help="Write splits with no images (maestro and similar trainers refuse them).")
     ] = False,
+    tile: Annotated[
+        str, typer.Option(help="Cut every frame into tiles of SIZE or WIDTHxHEIGHT px ('fabricdata validate' advises).")
+    ] = "none",
+    overlap: Annotated[
+        float, typer.Option(help="--tile: overlap of neighbouring tiles, a share of the tile side.")
+    ] = 0.2,
+    min_visibility: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="--tile: keep a cut box where this share of its area is inside.")
+    ] = 0.5,
+    tile_negatives: Annotated[
+        float, typer.Option(min=0.0, help="--tile: tiles without defects kept per tile with defects (seeded).")
+    ] = 1.0,
 ) -> None:
     """Export Florence-2 JSONL (maestro layout): <OD>, <DENSE_REGION_CAPTION>, <CAPTION_TO_PHRASE_GROUNDING>.
 
@@ -49,13 +61,23 @@ def export_florence_(
     Samples are exported by their split tag (train -> train/, val -> valid/, test -> test/); images are hard
     linked where possible. Records that could exceed the label budget are reported, never truncated.
 
+    With --tile, every frame is cut into tiles (the last row and column aligned to the frame's edge), each box
+    clipped into each tile it overlaps; a tile never leaves its frame's split. The frames are linked under
+    SPLIT/frames/ for 'fabricdata predict', which slices them the same way and merges the boxes back.
+
     Examples:
 
       fabricdata export florence exports/v1
 
       fabricdata export florence exports/od --tasks od --order shuffle --seed 3 --phrases phrases.yaml
+
+      fabricdata export florence exports/strips --tile 256 --overlap 0.2 --tile-negatives 0.5
     """
+    from fabricdata.core.contracts import Tiling
     from fabricdata.prepare.export import ExportOptions, export_florence, load_phrases, parse_tasks
+    from fabricdata.prepare.tiling import TileOptions
+
+    tiling = Tiling.parse(tile, overlap)
 
     options = ExportOptions(
         tasks=parse_tasks(tasks),
@@ -65,6 +87,7 @@ def export_florence_(
         seed=seed,
         max_label_tokens=max_label_tokens,
         allow_empty_split=allow_empty_split,
+        tiles=TileOptions(tiling, min_visibility, tile_negatives) if tiling is not None else None,
     )
     with counted("export florence") as bar:
         manifest = export_florence(
@@ -84,10 +107,28 @@ def export_florence_(
         table.add_row(folder, str(count), *(str(manifest.records[folder][t]) for t in manifest.tasks))
     console.print(table)
     console.print(f"manifest {Path(out) / 'manifest.json'} (content hash {manifest.content_hash[:16]})")
+    if manifest.tiling is not None:
+        show_tiling(manifest.tiling)
     if manifest.unassigned:
         console.print(f"[yellow]{manifest.unassigned} sample(s) without a split tag not exported[/] (fabricdata split)")
     for item in manifest.over_budget:
         console.print(f"[yellow]over the label budget, not exported:[/] {item}")
+
+
+def show_tiling(tiling: ExportTiling) -> None:
+    """What a tiled export made of its frames: tiles per split and kind, box pieces clipped and dropped."""
+    table = Table(title=f"tiles {tiling.describe()}, min visibility {tiling.min_visibility:g}")
+    kinds = ("boxes", "negatives", "negatives_left", "partial")
+    for column in ("split", "frames", *kinds):
+        table.add_column(column, justify="right", overflow="fold")
+    for folder, count in tiling.frames.items():
+        table.add_row(folder, str(count), *(str(tiling.tiles.get(folder, {}).get(kind, 0)) for kind in kinds))
+    console.print(table)
+    pieces = tiling.pieces
+    console.print(
+        f"box pieces: {pieces.get('whole', 0)} whole, {pieces.get('clipped', 0)} clipped by a tile border, "
+        f"{pieces.get('dropped', 0)} dropped (under {tiling.min_visibility:g} of their box)"
+    )
 
 
 @app.command()

@@ -241,3 +241,118 @@ def florence_to_box(bins: Sequence[int], size: ImageSize) -> Box:
 def florence_bin_width(size: ImageSize) -> tuple[float, float]:
     """Width and height in pixels of one Florence-2 bin for an image of ``size``."""
     return size.width / LOC_BINS, size.height / LOC_BINS
+
+
+# --- tiles: a frame cut into overlapping tiles, boxes clipped into them and mapped back -------------------------
+
+#: sides of a box, as :func:`cut_sides` names them
+SIDES = ("left", "top", "right", "bottom")
+SAHI_MISSING = (
+    "tiling needs sahi (SAHI's slicing and merging): 'make setup' installs it, or "
+    "pip install --no-deps sahi==0.12.8 'shapely>=2.0' (--no-deps keeps its opencv-python off the "
+    "opencv-python-headless that FiftyOne and albumentations use; what else it imports comes with them)"
+)
+
+
+def tile_grid(size: ImageSize, tile: ImageSize, overlap: float) -> list[Box]:
+    """The tiles that cover a frame of ``size``, in frame pixels, row by row: ``tile`` sized (smaller only where
+    the frame is), neighbours overlapping by ``int(overlap * tile side)`` px, the last row and column aligned to
+    the frame's edge (no padding). SAHI's ``get_slice_bboxes`` computes it.
+
+    Raises:
+        ConfigError: sahi is not installed (``make setup`` installs it).
+    """
+    try:
+        from sahi.slicing import get_slice_bboxes
+    except ImportError:
+        from fabricdata.core.errors import ConfigError
+
+        raise ConfigError(SAHI_MISSING) from None
+
+    corners = get_slice_bboxes(
+        size.height,
+        size.width,
+        slice_height=min(tile.height, size.height),
+        slice_width=min(tile.width, size.width),
+        auto_slice_resolution=False,
+        overlap_height_ratio=overlap,
+        overlap_width_ratio=overlap,
+    )
+    return [Box(float(x0), float(y0), float(x1), float(y1)) for x0, y0, x1, y1 in corners]
+
+
+def box_to_tile(box: Box, tile: Box) -> Box:
+    """The part of a frame box inside ``tile``, in the tile's pixels (degenerate when it lies outside)."""
+    shifted = Box(box.xmin - tile.xmin, box.ymin - tile.ymin, box.xmax - tile.xmin, box.ymax - tile.ymin)
+    return clip_box(shifted, tile_size(tile))
+
+
+def tile_to_frame(box: Box, tile: Box) -> Box:
+    """A box in a tile's pixels to the frame's pixels."""
+    return Box(box.xmin + tile.xmin, box.ymin + tile.ymin, box.xmax + tile.xmin, box.ymax + tile.ymin)
+
+
+def visibility(box: Box, tile: Box) -> float:
+    """The share of a frame box's area that lies inside ``tile`` (0 for a box of no area)."""
+    return box_to_tile(box, tile).area / box.area if box.area > 0 else 0.0
+
+
+def tile_size(tile: Box) -> ImageSize:
+    """The size in pixels of a tile of :func:`tile_grid`."""
+    return ImageSize(round(tile.width), round(tile.height))
+
+
+def cut_sides(box: Box, tile: Box, frame: ImageSize, tolerance: float) -> frozenset[str]:
+    """The sides of ``box`` (frame pixels, found in ``tile``) lying within ``tolerance`` px of a border of the tile
+    that is not the frame's edge: where the tile may have cut an object that goes on in the next tile."""
+    inner = {
+        "left": tile.xmin > 0,
+        "top": tile.ymin > 0,
+        "right": tile.xmax < frame.width,
+        "bottom": tile.ymax < frame.height,
+    }
+    gaps = {
+        "left": box.xmin - tile.xmin,
+        "top": box.ymin - tile.ymin,
+        "right": tile.xmax - box.xmax,
+        "bottom": tile.ymax - box.ymax,
+    }
+    return frozenset(side for side in SIDES if inner[side] and gaps[side] <= tolerance)
+
+
+def _interval_iou(a0: float, a1: float, b0: float, b1: float) -> float:
+    inter = min(a1, b1) - max(a0, b0)
+    union = max(a1, b1) - min(a0, b0)
+    return inter / union if inter > 0 and union > 0 else 0.0
+
+
+def continues_into(
+    a: Box, a_cut: frozenset[str], b: Box, b_cut: frozenset[str], tolerance: float, agreement: float = 0.5
+) -> bool:
+    """Whether ``b`` goes on where a tile border cut ``a``: ``a`` cut on its right (bottom), ``b`` cut on its left
+    (top) and starting at or before ``a``'s end (+ ``tolerance``), reaching further, and the two agreeing across
+    the cut (their extents on the other axis overlap by ``agreement`` IoU or more): two pieces of one object."""
+    if "right" in a_cut and "left" in b_cut and a.xmin < b.xmin <= a.xmax + tolerance and b.xmax > a.xmax:
+        return _interval_iou(a.ymin, a.ymax, b.ymin, b.ymax) >= agreement
+    if "bottom" in a_cut and "top" in b_cut and a.ymin < b.ymin <= a.ymax + tolerance and b.ymax > a.ymax:
+        return _interval_iou(a.xmin, a.xmax, b.xmin, b.xmax) >= agreement
+    return False
+
+
+def box_union(a: Box, b: Box) -> Box:
+    """The smallest box holding both."""
+    return Box(min(a.xmin, b.xmin), min(a.ymin, b.ymin), max(a.xmax, b.xmax), max(a.ymax, b.ymax))
+
+
+def union_cut(a: Box, a_cut: frozenset[str], b: Box, b_cut: frozenset[str]) -> frozenset[str]:
+    """The cut sides of ``box_union(a, b)``: each side is cut where the piece that reaches furthest there was."""
+    sides = set()
+    for side, a_edge, b_edge in (
+        ("left", -a.xmin, -b.xmin),
+        ("top", -a.ymin, -b.ymin),
+        ("right", a.xmax, b.xmax),
+        ("bottom", a.ymax, b.ymax),
+    ):
+        if (a_edge >= b_edge and side in a_cut) or (b_edge >= a_edge and side in b_cut):
+            sides.add(side)
+    return frozenset(sides)

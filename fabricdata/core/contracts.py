@@ -56,6 +56,60 @@ class ExportRecord(BaseModel):
     suffix: str = Field(description="Target text: label<loc_x1><loc_y1><loc_x2><loc_y2>... ('' for negatives).")
 
 
+class Tiling(BaseModel):
+    """How frames are cut into tiles: the tile size and the overlap of neighbouring tiles (SAHI's slicing)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    width: int = Field(gt=0, description="Tile width in pixels (a frame narrower than it gives narrower tiles).")
+    height: int = Field(gt=0, description="Tile height in pixels (a frame lower than it gives lower tiles).")
+    overlap: float = Field(ge=0.0, le=0.9, description="Overlap of neighbouring tiles, a share of the tile side.")
+
+    @classmethod
+    def parse(cls, text: str, overlap: float) -> Tiling | None:
+        """``256`` or ``512x256`` (WIDTHxHEIGHT) and an overlap; ``none``/``off``/``0`` give None (whole frames).
+
+        Raises:
+            ConfigError: the text is no tile size, or the overlap is outside 0..0.9.
+        """
+        from fabricdata.core.errors import ConfigError
+
+        spec = text.strip().lower()
+        if spec in ("none", "off", "0", ""):
+            return None
+        parts = spec.split("x")
+        if len(parts) > 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+            raise ConfigError(f"--tile: expected SIZE or WIDTHxHEIGHT in pixels (e.g. 256 or 512x256), got {text!r}")
+        if not 0.0 <= overlap <= 0.9:
+            raise ConfigError(f"--overlap: expected a share of the tile side in 0..0.9, got {overlap:g}")
+        return cls(width=int(parts[0]), height=int(parts[-1]), overlap=overlap)
+
+    def describe(self) -> str:
+        """``256x256, overlap 0.2``."""
+        return f"{self.width}x{self.height}, overlap {self.overlap:g}"
+
+
+class ExportTiling(Tiling):
+    """The tiling of a tiled export: how the frames were cut and what became of their tiles and boxes."""
+
+    min_visibility: float = Field(ge=0.0, le=1.0, description="A clipped box is kept in a tile where at least this "
+                                  "share of its area lies inside it.")  # fmt: skip
+    negative_ratio: float = Field(ge=0.0, description="Tiles without boxes kept per tile with boxes (seeded choice).")
+    frames: dict[str, int] = Field(default_factory=dict, description="Frames cut, per split folder.")
+    tiles: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="Tiles per split folder: 'boxes' (with boxes, exported unless over the label budget), "
+        "'negatives' (without boxes, exported), "
+        "'negatives_left' (without boxes, over the ratio), 'partial' (only boxes under min_visibility: not "
+        "exported, neither a defect nor a clean example).",
+    )
+    pieces: dict[str, int] = Field(
+        default_factory=dict,
+        description="Box pieces over all tiles: 'whole' (box inside the tile), 'clipped' (cut by the tile, kept), "
+        "'dropped' (cut, under min_visibility).",
+    )
+
+
 class ExportManifest(BaseModel):
     """``OUT/manifest.json`` of a Florence-2 export: what was exported, and a hash of every record."""
 
@@ -77,6 +131,9 @@ class ExportManifest(BaseModel):
     unassigned: int = Field(description="Samples without a train/val/test tag (not exported).")
     over_budget: list[str] = Field(description="Images skipped for a task because of the label budget.")
     content_hash: str = Field(description="sha256 of the annotations.jsonl files, in split order.")
+    tiling: ExportTiling | None = Field(
+        default=None, description="The tiling of a tiled export (images are tiles of the frames); None: whole frames."
+    )
 
 
 class PredictedBox(BaseModel):
@@ -92,6 +149,16 @@ class PredictedBox(BaseModel):
     )
 
 
+class SlicedPrediction(BaseModel):
+    """A prediction made tile by tile: the tiling, the tiles, and whether a whole-frame pass was added."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tiling: Tiling
+    tiles: int = Field(ge=1, description="Tiles the frame was cut into.")
+    full_frame: bool = Field(default=False, description="Whether the whole frame was predicted too and merged in.")
+
+
 class PredictionRecord(BaseModel):
     """One line of ``runs/R/predictions.jsonl``: one image and task."""
 
@@ -105,6 +172,9 @@ class PredictionRecord(BaseModel):
     caption: str | None = Field(default=None, description="<CAPTION>: the caption, special tokens removed.")
     detections: list[PredictedBox]
     malformed_boxes: int = Field(default=0, ge=0, description="Generated boxes whose corners were out of order.")
+    sliced: SlicedPrediction | None = Field(
+        default=None, description="How the frame was sliced for a tiled prediction; None: the whole frame at once."
+    )
 
 
 SHIPPED = ("pipelines", "schemas")
@@ -128,7 +198,11 @@ class ExportFolder:
         OUT/manifest.json                       ExportManifest
         OUT/{train,valid,test}/annotations.jsonl ExportRecord per line
         OUT/{train,valid,test}/sources.jsonl     {"image", "filepath", "sample_id"} per exported image
-        OUT/{train,valid,test}/<images>          hard links (or copies) of the dataset's images
+                                                 (tiled: also "offset" [x, y], "tile" [w, h], "frame" [W, H])
+        OUT/{train,valid,test}/frames.jsonl      tiled: {"image", "filepath", "sample_id", "width", "height"} per
+                                                 frame of the split (frames/<name>), what sliced prediction reads
+        OUT/{train,valid,test}/<images>          hard links (or copies) of the dataset's images; tiled: PNG tiles
+                                                 (<stem>_x<left>_y<top>.png) and the frames under frames/
 
     The dataset's split tags are ``train``/``val``/``test`` (FiftyOne's convention); maestro's folder for ``val``
     is ``valid``. :data:`SPLIT_FOLDERS` is the one place that maps them.
@@ -141,6 +215,8 @@ class ExportFolder:
     MANIFEST: ClassVar[str] = "manifest.json"
     ANNOTATIONS: ClassVar[str] = "annotations.jsonl"
     SOURCES: ClassVar[str] = "sources.jsonl"
+    FRAMES: ClassVar[str] = "frames.jsonl"
+    FRAMES_FOLDER: ClassVar[str] = "frames"
 
     @classmethod
     def folder_name(cls, split: str) -> str:
@@ -156,6 +232,10 @@ class ExportFolder:
 
     def sources(self, split: str) -> Path:
         return self.split(split) / self.SOURCES
+
+    def frames(self, split: str) -> Path:
+        """A tiled export's list of the split's whole frames (absent from an export of whole frames)."""
+        return self.split(split) / self.FRAMES
 
     @property
     def manifest(self) -> Path:

@@ -39,6 +39,7 @@ from fabricdata.core.florence import (
     task_token,
 )
 from fabricdata.prepare.split import current_split
+from fabricdata.prepare.tiling import TileOptions, Tiler, decode_frame, plan_tiles, tile_name, tile_png
 from fabricdata.store.columns import read_samples
 from fabricdata.store.dataset import GT_FIELD, labeled, load_view
 
@@ -58,6 +59,8 @@ class ExportOptions:
     #: write a split with no images (maestro and similar trainers refuse that export)
     allow_empty_split: bool = False
     max_label_tokens: int = DEFAULT_MAX_LABEL_TOKENS
+    #: cut every frame into tiles (fabricdata.prepare.tiling); None: whole frames
+    tiles: TileOptions | None = None
 
 
 def parse_tasks(text: str) -> tuple[str, ...]:
@@ -225,6 +228,7 @@ def _write_export(
         writers[tag] = _SplitWriter(root / folder, files, (scratch / f"{folder}-sources.jsonl").open("w+b"))
     unassigned = 0
     over_budget: list[str] = []
+    tiler = plan_tiles(options.tiles, options.negatives, options.seed, _samples(view)) if options.tiles else None
     try:
         for index, (sample_id, path, tags, size, objects) in enumerate(_samples(view)):
             if progress:
@@ -232,6 +236,8 @@ def _write_export(
             split = current_split(tags)
             if split is None:
                 unassigned += 1
+            elif tiler is not None:
+                _write_tiles(writers[split], tiler, index, (sample_id, path, size, objects), options, over_budget)
             else:
                 _write_sample(writers[split], index, (sample_id, path, size, objects), options, over_budget)
             faults.point("export.written")
@@ -243,6 +249,8 @@ def _write_export(
             for handle in writer.files.values():
                 handle.close()
             writer.sources.close()
+        if tiler is not None:
+            tiler.close()
         shutil.rmtree(scratch, ignore_errors=True)
     manifest = ExportManifest(
         dataset=dataset_name,
@@ -260,6 +268,7 @@ def _write_export(
         unassigned=unassigned,
         over_budget=over_budget,
         content_hash=digest.hexdigest(),
+        tiling=tiler.manifest() if tiler is not None else None,
     )
     ExportFolder(root).manifest.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return manifest
@@ -275,6 +284,24 @@ def _write_sample(
     """One sample's records (one per task, each within the label budget) and its image, into its split."""
     sample_id, path, size, objects = sample
     name = unique_name(Path(path).name, writer.names)
+    if not _write_records(writer, index, (path, name, size, objects), options, over_budget):
+        return
+    writer.names.add(name)
+    link_or_copy(path, writer.folder / name)
+    writer.sources.write(_line({"image": name, "filepath": path, "sample_id": sample_id}))
+    writer.images += 1
+    writer.instances.update(obj.label for obj in objects)
+
+
+def _write_records(
+    writer: _SplitWriter,
+    index: int,
+    image: tuple[str, str, ImageSize, Sequence[LabeledBox]],
+    options: ExportOptions,
+    over_budget: list[str],
+) -> bool:
+    """The records of one exported image (``path`` names it in the over-budget list); whether any was written."""
+    path, name, size, objects = image
     wrote = False
     for task, record in records_for(objects, size, name, options).items():
         if record is None:
@@ -285,13 +312,35 @@ def _write_sample(
         writer.files[task].write(b"%d\t" % index + _line(record))
         writer.records[task] += 1
         wrote = True
-    if not wrote:
-        return
-    writer.names.add(name)
-    link_or_copy(path, writer.folder / name)
-    writer.sources.write(_line({"image": name, "filepath": path, "sample_id": sample_id}))
-    writer.images += 1
-    writer.instances.update(obj.label for obj in objects)
+    return wrote
+
+
+# --- tiled export (fabricdata.prepare.tiling) -----------------------------------------------------------------
+
+
+def _write_tiles(
+    writer: _SplitWriter,
+    tiler: Tiler,
+    index: int,
+    sample: tuple[str, str, ImageSize, list[LabeledBox]],
+    options: ExportOptions,
+    over_budget: list[str],
+) -> None:
+    """One frame's tiles (PNG crops of its one decode) with their records and sources lines, and the frame."""
+    sample_id, path, size, objects = sample
+    frame = None
+    for cut in tiler.tiles(writer.folder.name, size, objects):
+        name = tile_name(path, cut.tile, writer.names)
+        image = (f"{path} tile {cut.where()}", name, cut.size, cut.objects)
+        if not _write_records(writer, index, image, options, over_budget):
+            continue
+        frame = frame if frame is not None else decode_frame(path)
+        writer.names.add(name)
+        (writer.folder / name).write_bytes(tile_png(frame, cut.tile))
+        writer.sources.write(_line(cut.source(name, sample_id, path, size)))
+        writer.images += 1
+        writer.instances.update(obj.label for obj in cut.objects)
+    tiler.add_frame(writer.folder, sample_id, path, size)
 
 
 def _assemble(writer: _SplitWriter, options: ExportOptions) -> bytes:

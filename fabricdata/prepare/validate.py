@@ -64,6 +64,7 @@ def validate(
     findings += _box_checks(rows, sigma, duplicate_iou)
     findings += _image_checks(rows, near_duplicate_bits, progress)
     findings += _lineage_checks(rows)
+    findings += _tiling_checks(rows)
     variants = [sid for sid, _, _, source in rows.samples if source]
     if variants:
         message = (
@@ -312,6 +313,22 @@ def _lineage_checks(rows: _Rows) -> list[Finding]:
             )
         )
     return found
+
+
+def _tiling_checks(rows: _Rows) -> list[Finding]:
+    """Advice (original images): defects small for the model's 768x768 input, or frames too elongated for its
+    square resize; names the ``export florence --tile`` to use (fabricdata.prepare.tiling)."""
+    from fabricdata.prepare.tiling import tiling_advice
+
+    originals = [sid for sid, _, _, source in rows.samples if not source]
+    boxes: dict[str, list[Box]] = defaultdict(list)
+    for sid, _, _, box in rows.boxes:
+        boxes[sid].append(box)
+    advice = tiling_advice([(rows.sizes[sid], boxes[sid]) for sid in originals])
+    if advice is None:
+        return []
+    message = f"{'; '.join(advice.reasons)}: export tiles, 'fabricdata export florence OUT {advice.option()}'"
+    return [_finding("small-defects", "warning", message, [originals[i] for i in advice.frames])]
 
 
 def _save_views(dataset: Any, findings: list[Finding]) -> None:

@@ -94,6 +94,7 @@ def _markdown(summary: ReviewSummary, previous: dict[str, Any] | None) -> str:
         f"# Review of run `{summary.run}`",
         "",
         f"{summary.images} images, {summary.ground_truth} ground-truth boxes, {summary.predictions} predictions.",
+        f"Predicted on {summary.tiling} (evaluated on the whole frames).",
         "",
         "| metric | value |" + (f" {previous['run']} |" if previous else ""),
         "|---|---|" + ("---|" if previous else ""),

@@ -11,7 +11,7 @@ or place: it may not be a defect), FiftyOne Brain's mistakenness rules computed 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,8 @@ class ReviewSummary:
     below_min_confidence: int = 0
     #: stored predictions whose label is not one of the dataset's classes (the "(other)" row)
     outside_classes: int = 0
+    #: how the frames were predicted: "whole frames", or the tiling of a sliced prediction (merged onto the frame)
+    tiling: str = "whole frames"
 
 
 def _ap_at(results: Any, thresh: float) -> tuple[float, dict[str, float]]:
@@ -132,9 +134,23 @@ def review(
         unmatched_images=unmatched,
         compare=str(compare) if compare is not None else None,
         below_min_confidence=dropped,
+        tiling=predicted_tiling(matched.values()),
     )
     write_report(folder, summary, results, compare)
     return summary
+
+
+def predicted_tiling(records: Iterable[PredictionRecord]) -> str:
+    """How a run's frames were predicted: "whole frames", or its sliced predictions' tiling(s), merged back
+    onto the whole frame before evaluation (``+ whole frame`` where a whole-frame pass was merged in)."""
+    kinds = set()
+    for record in records:
+        sliced = record.sliced
+        if sliced is None:
+            kinds.add("whole frames")
+        else:
+            kinds.add(f"tiles {sliced.tiling.describe()}" + (" + whole frame" if sliced.full_frame else ""))
+    return "; ".join(sorted(kinds)) or "whole frames"
 
 
 def _figures(results: Any, rows: list[SampleRow], classes: Sequence[str]) -> dict[str, Any]:

@@ -42,6 +42,10 @@ class RunRow:
     finished: bool = False
     train_curve: list[tuple[int, float]] = field(default_factory=list)
     val_curve: list[tuple[int, float]] = field(default_factory=list)
+    #: the tiling of the export trained on ("tiles 256x256, overlap 0.2"; None: whole frames, or unknown)
+    tiling: str | None = None
+    #: how the reviewed predictions were made (review.json's "tiling"; None: not reviewed)
+    predicted_on: str | None = None
 
 
 def find_runs(root: Path, max_depth: int = 3) -> list[Path]:
@@ -74,6 +78,7 @@ def load_run(folder: Path, root: Path) -> RunRow:
     _read_metrics(run.metrics, row)
     _read_json(run.summary, row, _from_summary)
     _read_json(run.review, row, _from_review)
+    _read_json(run.export_manifest, row, _from_export_manifest)
     return row
 
 
@@ -134,7 +139,23 @@ def _from_summary(data: dict[str, Any], row: RunRow) -> None:
 
 def _from_review(data: dict[str, Any], row: RunRow) -> None:
     row.map, row.ap50 = _float(data.get("map")), _float(data.get("ap50"))
+    row.predicted_on = str(data["tiling"]) if data.get("tiling") else None
     row.per_class_ap = {str(k): float(v) for k, v in (data.get("per_class_ap") or {}).items()}
+
+
+def _from_export_manifest(data: dict[str, Any], row: RunRow) -> None:
+    tiling = data.get("tiling")
+    if isinstance(tiling, dict):
+        row.tiling = f"tiles {tiling.get('width')}x{tiling.get('height')}, overlap {_show(tiling.get('overlap'))}"
+
+
+def tiling_cell(row: RunRow) -> str:
+    """What the run trained on (``tiles 256x256, overlap 0.2`` or ``whole frames``), and how its reviewed
+    predictions were made where that differs."""
+    trained = row.tiling or "whole frames"
+    if row.predicted_on is None or row.predicted_on == trained:
+        return trained
+    return f"{trained}; predicted on {row.predicted_on}"
 
 
 def differing_keys(rows: Sequence[RunRow]) -> list[str]:
@@ -162,12 +183,13 @@ def table(rows: Sequence[RunRow]) -> tuple[list[str], list[list[str]]]:
     keys = differing_keys(rows)
     reviewed = any(row.map is not None for row in rows)
     classes = sorted({name for row in rows for name in row.per_class_ap})
-    header = ["run", *keys, "best val loss", "epoch"]
+    tiled = any(row.tiling or (row.predicted_on or "whole frames") != "whole frames" for row in rows)
+    header = ["run", *keys, *(["tiling"] if tiled else []), "best val loss", "epoch"]
     header += ["mAP", "AP50", *(f"AP {c}" for c in classes)] if reviewed else []
     header += ["train s", "samples/s"]
     cells = []
     for row in rows:
-        values = [row.name, *(_show(row.config.get(key)) for key in keys)]
+        values = [row.name, *(_show(row.config.get(key)) for key in keys), *([tiling_cell(row)] if tiled else [])]
         values += [_num(row.best_val_loss, 4), _show(row.best_epoch)]
         if reviewed:
             values += [_num(row.map, 3), _num(row.ap50, 3), *(_num(row.per_class_ap.get(c), 3) for c in classes)]
