@@ -84,6 +84,7 @@ def export_florence_(
         table.add_row(folder, str(count), *(str(manifest.records[folder][t]) for t in manifest.tasks))
     console.print(table)
     console.print(f"manifest {Path(out) / 'manifest.json'} (content hash {manifest.content_hash[:16]})")
+    console.print(f"labels: version {manifest.labels_version_name} ({(manifest.labels_version or '')[:12]})")
     if manifest.unassigned:
         console.print(f"[yellow]{manifest.unassigned} sample(s) without a split tag not exported[/] (fabricdata split)")
     for item in manifest.over_budget:

@@ -41,6 +41,7 @@ from fabricdata.core.florence import (
 from fabricdata.prepare.split import current_split
 from fabricdata.store.columns import read_samples
 from fabricdata.store.dataset import GT_FIELD, labeled, load_view
+from fabricdata.store.versions import export_version
 
 Order = Literal["sequential", "interleave", "shuffle"]
 #: dataset split tag -> export folder (maestro's names)
@@ -217,6 +218,7 @@ def _write_export(
 ) -> ExportManifest:
     """Write the whole export into the fresh stage folder ``root`` (swapped in whole afterwards, so no file of
     it needs an atomic write of its own)."""
+    labels = export_version(dataset)  # the label version read below (a new one when the labels changed)
     scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=root))
     writers: dict[str, _SplitWriter] = {}
     for tag, folder in ExportFolder.SPLIT_FOLDERS.items():
@@ -260,6 +262,8 @@ def _write_export(
         unassigned=unassigned,
         over_budget=over_budget,
         content_hash=digest.hexdigest(),
+        labels_version=labels.id,
+        labels_version_name=labels.name,
     )
     ExportFolder(root).manifest.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return manifest
