@@ -184,10 +184,12 @@ def _count(a: _Boxes, b: _Boxes, pairs: list[tuple[int, int]]) -> _Counts:
         moved = bool(np.abs(a.xyxy[i] - b.xyxy[j]).max() > MOVE_TOLERANCE_PX)
         other = a.labels[i] != b.labels[j]
         attributes = a.extras[i] != b.extras[j]
-        counts.of(b.labels[j]).moved += moved
-        counts.of(b.labels[j]).attributes += attributes
-        counts.of(a.labels[i]).relabelled += other
+        if moved:
+            counts.of(b.labels[j]).moved += 1
+        if attributes:
+            counts.of(b.labels[j]).attributes += 1
         if other:
+            counts.of(a.labels[i]).relabelled += 1
             counts.relabelled[f"{a.labels[i]} -> {b.labels[j]}"] += 1
         if moved or other or attributes:
             counts.pairs += 1

@@ -69,9 +69,8 @@ SAMPLE_FIELDS = (
 METADATA = ("width", "height", "num_channels", "size_bytes", "mime_type")
 #: every box has these; its attributes follow
 BOX = ("id", "label", "bounding_box", "tags")
-#: attributes of the data model (DESIGN.md); attributes declared on the dataset (the App's) are kept too
+#: attributes of the data model (DESIGN.md); those of the App's label schema are kept too
 KNOWN_ATTRIBUTES = ("difficult", "truncated", "pose", "caption", "extra_xml", "proposal", "confidence")
-_NOT_ATTRIBUTES = {"id", "_id", "_cls", "tags", "label", "bounding_box", "attributes", "mask", "mask_path", "index"}
 _SAMPLE_COLUMNS = ("id", "filepath", "tags", *METADATA, *SAMPLE_FIELDS)
 
 
@@ -141,11 +140,13 @@ def originals(samples: Any) -> Any:
 
 
 def box_attributes(dataset: Any) -> list[str]:
-    """The data model's box attributes and any other the dataset declares on its ground truth."""
-    prefix = f"{GT_FIELD}.detections."
-    declared = [path[len(prefix) :] for path in dataset.get_field_schema(flat=True) if path.startswith(prefix)]
-    extra = [name for name in declared if "." not in name and name not in _NOT_ATTRIBUTES]
-    return list(dict.fromkeys([*KNOWN_ATTRIBUTES, *extra]))
+    """The data model's box attributes and those the App's label schema lets annotators edit; never what an
+    evaluation or a brain run writes on the boxes (``eval_r1``, ``eval_r1_iou``, ``mistakenness_r1``)."""
+    schema = (dataset.label_schemas or {}).get(GT_FIELD) or {}
+    editable = [
+        str(item["name"]) for item in schema.get("attributes") or () if isinstance(item, dict) and "name" in item
+    ]
+    return list(dict.fromkeys([*KNOWN_ATTRIBUTES, *editable]))
 
 
 def read_labels(dataset: Any) -> LabelTable:
