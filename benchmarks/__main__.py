@@ -14,10 +14,20 @@ from benchmarks import (
     bench_foundation,
     bench_review,
     bench_store,
+    bench_versions,
 )
 from benchmarks.harness import Figure, render
 
-MODULES = [bench_foundation, bench_store, bench_augment, bench_export, bench_finetune, bench_review, bench_assist]
+MODULES = [
+    bench_foundation,
+    bench_store,
+    bench_augment,
+    bench_export,
+    bench_finetune,
+    bench_review,
+    bench_assist,
+    bench_versions,
+]
 
 
 def main() -> int:

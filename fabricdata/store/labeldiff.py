@@ -22,8 +22,16 @@ import numpy as np
 from fabricdata.core.boxes import fiftyone_to_boxes, iou_pairs
 from fabricdata.core.contracts import BoxChanges, LabelDiff
 from fabricdata.core.wording import plural
-from fabricdata.store.dataset import F_VERIFIED, GT_FIELD, SPLITS, fiftyone, load_dataset
-from fabricdata.store.versions import NOW, LabelTable, load_version, originals, read_labels
+from fabricdata.store.dataset import F_VERIFIED, GT_FIELD, SPLITS, detections_layout_matches, fiftyone, load_dataset
+from fabricdata.store.versions import (
+    NOW,
+    LabelTable,
+    detection_document,
+    image_boxes,
+    load_version,
+    originals,
+    read_labels,
+)
 
 #: corners that moved less than this (pixels) did not move (float noise of the relative coordinates)
 MOVE_TOLERANCE_PX = 0.01
@@ -253,29 +261,30 @@ def save_diff_view(dataset_name: str, diff: LabelDiff, a: Side, b: Side) -> Labe
 
 
 def _write_field(dataset: Any, field: str, table: LabelTable, ids_by_path: dict[str, str]) -> None:
-    """``field`` holds the boxes of ``table`` on the images ``ids_by_path`` names (and nothing elsewhere)."""
+    """``field`` holds the boxes of ``table`` on the images ``ids_by_path`` names (new box ids, so the App never
+    takes them for the ground truth's), and nothing elsewhere. Written as stored documents in one bulk update."""
     fo = fiftyone()
     if dataset.has_sample_field(field):
-        dataset.exists(field).set_field(field, None).save()
+        dataset.clear_sample_field(field)
     else:
         dataset.add_sample_field(field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
-    rows = {path: row for row, path in enumerate(table.samples["filepath"]) if path in ids_by_path}
-    boxes: dict[int, list[Any]] = {row: [] for row in rows.values()}
-    attributes = table.attributes
-    for index, sample in enumerate(table.boxes["sample"]):
-        if sample in boxes:
-            extra = {n: table.boxes[n][index] for n in attributes if table.boxes[n][index] is not None}
-            boxes[sample].append(
-                fo.Detection(
-                    label=table.boxes["label"][index],
-                    bounding_box=table.boxes["bounding_box"][index],
-                    tags=list(table.boxes["tags"][index] or []),
-                    **extra,
-                )
-            )
-    values = {ids_by_path[path]: fo.Detections(detections=boxes[row]) for path, row in rows.items()}
-    if values:
-        dataset.set_values(field, values, key_field="id")
+    per_image = image_boxes(table)
+    rows = {
+        ids_by_path[path]: per_image[row] for row, path in enumerate(table.samples["filepath"]) if path in ids_by_path
+    }
+    if not rows:
+        return
+    if detections_layout_matches():
+        values: dict[str, Any] = {
+            sid: {"_cls": "Detections", "detections": [detection_document(box, new_id=True) for box in boxes]}
+            for sid, boxes in rows.items()
+        }
+    else:
+        values = {
+            sid: fo.Detections(detections=[fo.Detection(**{k: v for k, v in b.items() if k != "id"}) for b in boxes])
+            for sid, boxes in rows.items()
+        }
+    dataset.set_values(field, values, key_field="id", validate=False)
 
 
 def statement(diff: LabelDiff) -> str:
