@@ -37,7 +37,7 @@ def _dataset(name: str, images: int, boxes_per_image: int, seed: int = 0) -> tup
     from bson import ObjectId
 
     from fabricdata.store.dataset import open_dataset
-    from fabricdata.store.versions import SAMPLE_FIELDS, LabelTable, insert_labels
+    from fabricdata.store.labeltable import SAMPLE_FIELDS, LabelTable, insert_labels
 
     folder = _images(images)
     rng = random.Random(seed)

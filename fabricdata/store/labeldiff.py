@@ -23,15 +23,8 @@ from fabricdata.core.boxes import fiftyone_to_boxes, iou_pairs
 from fabricdata.core.contracts import BoxChanges, LabelDiff
 from fabricdata.core.wording import plural
 from fabricdata.store.dataset import F_VERIFIED, GT_FIELD, SPLITS, detections_layout_matches, fiftyone, load_dataset
-from fabricdata.store.versions import (
-    NOW,
-    LabelTable,
-    detection_document,
-    image_boxes,
-    load_version,
-    originals,
-    read_labels,
-)
+from fabricdata.store.labeltable import LabelTable, detection_document, image_boxes, originals, read_labels
+from fabricdata.store.versions import NOW, load_version
 
 #: corners that moved less than this (pixels) did not move (float noise of the relative coordinates)
 MOVE_TOLERANCE_PX = 0.01
