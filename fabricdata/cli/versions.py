@@ -65,13 +65,13 @@ def versions_(dataset: DatasetOption = "fabric", json_out: JsonOption = False) -
     if json_out:
         console.print_json(data=[version.model_dump() for version in versions])
         return
-    table = Table(title=f"label versions of {dataset}")
-    for column in ("name", "id", "created", "taken by", "images", "boxes", "stored", "message"):
-        table.add_column(column, overflow="fold", justify="right" if column in ("images", "boxes") else "left")
-    for v in versions:
-        stored = f"{v.stored_bytes / 1024:.1f} KiB"
-        table.add_row(v.name, v.id[:12], v.created, v.taken_by, str(v.samples), str(v.boxes), stored, v.message)
-    console.print(table)
+    header = ["name", "id", "created (UTC)", "taken by", "images", "boxes", "stored", "message"]
+    rows = [
+        [v.name, v.id[:12], v.created[:16].replace("T", " "), v.taken_by, str(v.samples), str(v.boxes),
+         f"{v.stored_bytes / 1024:.1f} KiB", v.message]
+        for v in versions
+    ]  # fmt: skip
+    _table(f"label versions of {dataset}", header, rows)
     if not versions:
         console.print("no versions yet: 'fabricdata snapshot' takes one (every export does too)")
 
@@ -141,6 +141,21 @@ def _side(dataset: str, ref: str) -> Side:
     return Side(version.name, version.id, VersionStore(version.dataset).read_labels(version))
 
 
+def _table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """A rich table on a terminal (cells fold, a ``total`` row in bold); elsewhere a Markdown table."""
+    if not console.is_terminal:
+        lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+        console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
+        return
+    table = Table(title=title)
+    for index, column in enumerate(header):
+        table.add_column(column, overflow="fold", justify="left" if index == 0 else "right")
+    for row in rows:
+        table.add_row(*row, style="bold" if row[0] == "total" else None)
+    console.print(table)
+
+
 def show_diff(result: LabelDiff) -> None:
     """The per-class table, then relabels, images, and the view to open. Off a terminal, a Markdown table."""
     from fabricdata.store.labeldiff import statement
@@ -148,17 +163,7 @@ def show_diff(result: LabelDiff) -> None:
     header = ["class", "added", "removed", "moved", "relabelled", "attributes"]
     rows = [[name, *(str(v) for v in change.model_dump().values())] for name, change in result.per_class.items()]
     rows.append(["total", *(str(v) for v in result.total.model_dump().values())])
-    title = f"{result.a} ({result.a_id[:8]}) -> {result.b} ({result.b_id[:8]})"
-    if console.is_terminal:
-        table = Table(title=title)
-        for index, column in enumerate(header):
-            table.add_column(column, overflow="fold", justify="left" if index == 0 else "right")
-        for row in rows:
-            table.add_row(*row, style="bold" if row[0] == "total" else None)
-        console.print(table)
-    else:
-        lines = [f"{title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        console.print("\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)]), highlight=False)
+    _table(f"{result.a} ({result.a_id[:8]}) -> {result.b} ({result.b_id[:8]})", header, rows)
     console.print(statement(result), highlight=False)
     for pair, count in result.relabelled.items():
         console.print(f"relabelled {pair}: {count}", highlight=False)
