@@ -25,9 +25,12 @@ def _images(count: int) -> Path:
     from PIL import Image
 
     folder = Path(tempfile.mkdtemp(prefix="fabricdata-bench-versions-"))
-    Image.new("RGB", (64, 48), (120, 110, 100)).save(folder / "fabric_000000.jpg")
-    for index in range(1, count):
-        os.link(folder / "fabric_000000.jpg", folder / f"fabric_{index:06d}.jpg")
+    for index in range(count):
+        base = folder / f"fabric_{index - index % 50_000:06d}.jpg"  # a file takes 65,000 links at most (ext4)
+        if index % 50_000 == 0:
+            Image.new("RGB", (64, 48), (120, 110, 100)).save(base)
+        else:
+            os.link(base, folder / f"fabric_{index:06d}.jpg")
     return folder
 
 

@@ -91,7 +91,7 @@ class LabelTable:
         ):
             extra = tuple((name, column[index]) for name, column in zip(attributes, columns, strict=True))
             rows[sample].append(
-                (label, tuple(box), tuple(sorted(tags or ())), repr(tuple(e for e in extra if e[1] is not None)))
+                (label, tuple(box or ()), tuple(sorted(tags or ())), repr(tuple(e for e in extra if e[1] is not None)))
             )
         for row in rows:
             row.sort()
