@@ -15,6 +15,7 @@ from benchmarks import (
     bench_review,
     bench_store,
     bench_tiles,
+    bench_versions,
 )
 from benchmarks.harness import Figure, render
 
@@ -27,6 +28,7 @@ MODULES = [
     bench_review,
     bench_assist,
     bench_tiles,
+    bench_versions,
 ]
 
 

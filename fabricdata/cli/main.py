@@ -1,7 +1,7 @@
 """The ``fabricdata`` command line (typer + rich). Commands stay thin; heavy imports happen inside them.
 
-The commands live in ``store``, ``prepare``, ``model``, ``experiments`` and ``demo`` of this package and share
-``common``; this module only registers them and is the entry point (``fabricdata``, ``python -m fabricdata``).
+The commands live in ``store``, ``versions``, ``prepare``, ``model``, ``experiments`` and ``demo`` of this package
+and share ``common``; this module only registers them and is the entry point (``fabricdata``, ``python -m fabricdata``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from fabricdata.cli import (  # noqa: F401 - they register the commands
     model,
     prepare,
     store,
+    versions,
 )
 from fabricdata.cli.common import app, console, err_console, setup_environment
 from fabricdata.core.errors import FabricDataError

@@ -358,6 +358,8 @@ def review_(
     values = (summary.map, summary.ap50, summary.ap75, summary.precision, summary.recall, summary.f1)
     table.add_row(*(f"{v:.3f}" for v in values), f"{summary.best_f1_threshold:.3f}")
     console.print(table)
+    if summary.label_change:
+        console.print(f"labels: {summary.label_change}", highlight=False, soft_wrap=True)
     if summary.below_min_confidence:
         console.print(
             f"{plural(summary.below_min_confidence, 'prediction')} below confidence {min_confidence:g} not stored"

@@ -109,6 +109,7 @@ def export_florence_(
     console.print(f"manifest {Path(out) / 'manifest.json'} (content hash {manifest.content_hash[:16]})")
     if manifest.tiling is not None:
         show_tiling(manifest.tiling)
+    console.print(f"labels: version {manifest.labels_version_name} ({(manifest.labels_version or '')[:12]})")
     if manifest.unassigned:
         console.print(f"[yellow]{manifest.unassigned} sample(s) without a split tag not exported[/] (fabricdata split)")
     for item in manifest.over_budget:

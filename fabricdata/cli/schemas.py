@@ -18,7 +18,14 @@ SCHEMA_DIR = shipped("schemas")
 
 
 def models() -> dict[str, type[BaseModel]]:
-    from fabricdata.core.contracts import ExportManifest, ExportRecord, PredictionRecord, ValidationReport
+    from fabricdata.core.contracts import (
+        ExportManifest,
+        ExportRecord,
+        LabelDiff,
+        LabelVersion,
+        PredictionRecord,
+        ValidationReport,
+    )
     from finetune.config import TrainConfig
 
     return {
@@ -26,6 +33,8 @@ def models() -> dict[str, type[BaseModel]]:
         "export-record": ExportRecord,
         "export-manifest": ExportManifest,
         "prediction-record": PredictionRecord,
+        "label-version": LabelVersion,
+        "label-diff": LabelDiff,
         "train-config": TrainConfig,
     }
 

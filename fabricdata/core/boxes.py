@@ -98,6 +98,19 @@ def iou(a: Box, b: Box) -> float:
     return inter / (a.area + b.area - inter)
 
 
+def iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`iou` of row ``i`` of ``a`` with row ``i`` of ``b``, for many boxes at once: both ``(n, 4)`` arrays of
+    ``xmin, ymin, xmax, ymax``; returns ``(n,)`` floats (0 where they do not overlap)."""
+    inter_w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0.0, None)
+    inter_h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0.0, None)
+    inter = inter_w * inter_h
+    area_a = np.clip(a[:, 2] - a[:, 0], 0.0, None) * np.clip(a[:, 3] - a[:, 1], 0.0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0.0, None) * np.clip(b[:, 3] - b[:, 1], 0.0, None)
+    union = area_a + area_b - inter
+    result: np.ndarray = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return result
+
+
 def reading_order_key(box: Box) -> tuple[float, float, float, float]:
     """Sort key that orders boxes top-to-bottom, then left-to-right."""
     return (box.ymin, box.xmin, box.ymax, box.xmax)
@@ -144,6 +157,14 @@ def fiftyone_to_box(rel: Sequence[float], size: ImageSize) -> Box:
 
 
 # --- albumentations: pascal_voc pixel format -----------------------------------------------------------
+
+
+def fiftyone_to_boxes(rel: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """:func:`fiftyone_to_box` for many boxes at once: ``(n, 4)`` relative ``[x, y, w, h]`` and ``(n, 2)`` image
+    ``width, height`` to ``(n, 4)`` pixel ``xmin, ymin, xmax, ymax`` (float64)."""
+    rel = np.asarray(rel, dtype=np.float64).reshape(-1, 4)
+    w, h = (np.asarray(sizes, dtype=np.float64).reshape(-1, 2)[:, k] for k in (0, 1))
+    return np.stack([rel[:, 0] * w, rel[:, 1] * h, (rel[:, 0] + rel[:, 2]) * w, (rel[:, 1] + rel[:, 3]) * h], axis=1)
 
 
 def box_to_albumentations(box: Box) -> tuple[float, float, float, float]:

@@ -134,6 +134,69 @@ class ExportManifest(BaseModel):
     tiling: ExportTiling | None = Field(
         default=None, description="The tiling of a tiled export (images are tiles of the frames); None: whole frames."
     )
+    labels_version: str | None = Field(
+        default=None, description="Id of the dataset's label version exported (fabricdata versions); None: older."
+    )
+    labels_version_name: str | None = Field(default=None, description="Name of that label version (v3).")
+
+
+class LabelVersion(BaseModel):
+    """One frozen version of a dataset's labels (``fabricdata snapshot``; ``fabricdata versions --json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="sha256 of the labels (content address): the same labels give the same id.")
+    name: str = Field(description="Unique name within the dataset (v1, v2, ... unless named).")
+    message: str = Field(default="", description="Why it was taken, for people.")
+    created: str = Field(description="When it was taken (ISO 8601, UTC).")
+    dataset: str
+    taken_by: Literal["snapshot", "export"] = Field(description="The command that took it.")
+    samples: int = Field(ge=0, description="Original images (no augmented variants, no unverified drafts).")
+    boxes: int = Field(ge=0)
+    classes: list[str] = Field(description="The dataset's classes at the time.")
+    stored_bytes: int = Field(ge=0, description="Size of the compressed label file.")
+
+
+class BoxChanges(BaseModel):
+    """Boxes that changed between two label versions, of one class or in total."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    added: int = Field(default=0, ge=0, description="Boxes only in the second version (counted by their class).")
+    removed: int = Field(default=0, ge=0, description="Boxes only in the first version (by their class there).")
+    moved: int = Field(default=0, ge=0, description="Matched boxes whose corners changed (by their new class).")
+    relabelled: int = Field(default=0, ge=0, description="Matched boxes whose class changed (by their old class).")
+    attributes: int = Field(
+        default=0, ge=0, description="Matched boxes whose attributes or label tags changed (difficult, truncated...)."
+    )
+
+
+class LabelDiff(BaseModel):
+    """``fabricdata diff A B --json``: box-level changes from version A to version B."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    a: str = Field(description="The first side: a version name, or 'now' (the dataset's current labels).")
+    a_id: str = Field(description="Content id of the first side.")
+    b: str
+    b_id: str
+    iou: float = Field(description="IoU at which a removed and an added box are taken for one box that changed.")
+    boxes_changed: int = Field(ge=0, description="Boxes added, removed or changed (each box counted once).")
+    total: BoxChanges
+    per_class: dict[str, BoxChanges]
+    relabelled: dict[str, int] = Field(description="'old -> new' class pairs of relabelled boxes.")
+    samples_added: int = Field(ge=0)
+    samples_removed: int = Field(ge=0)
+    samples_changed: int = Field(ge=0, description="Images present on both sides whose boxes changed.")
+    split_changed: int = Field(ge=0, description="Images whose train/val/test tag changed.")
+    tags_changed: int = Field(ge=0, description="Images whose other tags or LabelImg 'verified' flag changed.")
+    images_changed: int = Field(ge=0, description="Images whose stored size (bytes, width, height) changed.")
+    changed: list[str] = Field(description="File paths of the images with box changes (added images included).")
+    view: str | None = Field(default=None, description="Saved view of the changed images (before/after fields).")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="Side ('a', 'b') -> the label field that shows it in that view."
+    )
 
 
 class PredictedBox(BaseModel):

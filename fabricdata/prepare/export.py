@@ -42,6 +42,7 @@ from fabricdata.prepare.split import current_split
 from fabricdata.prepare.tiling import TileOptions, Tiler, decode_frame, plan_tiles, tile_name, tile_png
 from fabricdata.store.columns import read_samples
 from fabricdata.store.dataset import GT_FIELD, labeled, load_view
+from fabricdata.store.versions import export_version
 
 Order = Literal["sequential", "interleave", "shuffle"]
 #: dataset split tag -> export folder (maestro's names)
@@ -220,6 +221,7 @@ def _write_export(
 ) -> ExportManifest:
     """Write the whole export into the fresh stage folder ``root`` (swapped in whole afterwards, so no file of
     it needs an atomic write of its own)."""
+    labels = export_version(dataset)  # the label version read below (a new one when the labels changed)
     scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=root))
     writers: dict[str, _SplitWriter] = {}
     for tag, folder in ExportFolder.SPLIT_FOLDERS.items():
@@ -269,6 +271,8 @@ def _write_export(
         over_budget=over_budget,
         content_hash=digest.hexdigest(),
         tiling=tiler.manifest() if tiler is not None else None,
+        labels_version=labels.id,
+        labels_version_name=labels.name,
     )
     ExportFolder(root).manifest.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return manifest

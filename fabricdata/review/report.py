@@ -102,6 +102,8 @@ def _markdown(summary: ReviewSummary, previous: dict[str, Any] | None) -> str:
     for key in ("map", "ap50", "ap75", "precision", "recall", "f1", "best_f1_threshold"):
         old = f" {previous[key]:.3f} |" if previous else ""
         lines.append(f"| {key} | {getattr(summary, key):.3f} |{old}")
+    if summary.label_change:
+        lines += ["", f"Labels: {summary.label_change}."]
     lines += ["", "## AP@[.5:.95] per class", "", "| class | AP |", "|---|---|"]
     lines += [f"| {name} | {ap:.3f} |" for name, ap in sorted(summary.per_class_ap.items())]
     lines += ["", "## Views to open in the App", "", "| view | samples | open |", "|---|---|---|"]

@@ -1,7 +1,8 @@
-"""Runs side by side: the config keys that differ, losses, mAP, speed; overlaid loss curves; a Markdown report.
+"""Runs side by side: the config keys that differ, the label version trained on, losses, mAP, speed; overlaid loss
+curves; a Markdown report.
 
-Reads run folders only (``config.yaml``, ``metrics.csv``, ``summary.json``, ``review.json``): no FiftyOne, no
-torch. A run is any folder below the root that holds a ``config.yaml``.
+Reads run folders only (``config.yaml``, ``export_manifest.json``, ``metrics.csv``, ``summary.json``,
+``review.json``): no FiftyOne, no torch. A run is any folder below the root that holds a ``config.yaml``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class RunRow:
     name: str
     folder: Path
     config: dict[str, Any]
+    #: the label version of the export it trained on, ``v3 (1a2b3c4d)`` (None: not recorded)
+    labels: str | None = None
     best_val_loss: float | None = None
     best_epoch: int | None = None
     train_loss: float | None = None
@@ -76,6 +79,7 @@ def load_run(folder: Path, root: Path) -> RunRow:
     name = folder.relative_to(root).as_posix() if folder != root else folder.name
     row = RunRow(name=name, folder=folder, config=_flatten(config))
     _read_metrics(run.metrics, row)
+    _read_json(run.export_manifest, row, _from_manifest)
     _read_json(run.summary, row, _from_summary)
     _read_json(run.review, row, _from_review)
     _read_json(run.export_manifest, row, _from_export_manifest)
@@ -131,6 +135,11 @@ def _read_json(path: Path, row: RunRow, apply: Any) -> None:
         apply(data, row)
 
 
+def _from_manifest(data: dict[str, Any], row: RunRow) -> None:
+    if data.get("labels_version"):
+        row.labels = f"{data.get('labels_version_name') or '?'} ({str(data['labels_version'])[:8]})"
+
+
 def _from_summary(data: dict[str, Any], row: RunRow) -> None:
     row.finished = bool(data.get("finished"))
     row.train_seconds = _float(data.get("train_seconds"))
@@ -184,12 +193,25 @@ def table(rows: Sequence[RunRow]) -> tuple[list[str], list[list[str]]]:
     reviewed = any(row.map is not None for row in rows)
     classes = sorted({name for row in rows for name in row.per_class_ap})
     tiled = any(row.tiling or (row.predicted_on or "whole frames") != "whole frames" for row in rows)
-    header = ["run", *keys, *(["tiling"] if tiled else []), "best val loss", "epoch"]
+    versioned = any(row.labels for row in rows)
+    header = [
+        "run",
+        *(["labels"] if versioned else []),
+        *keys,
+        *(["tiling"] if tiled else []),
+        "best val loss",
+        "epoch",
+    ]
     header += ["mAP", "AP50", *(f"AP {c}" for c in classes)] if reviewed else []
     header += ["train s", "samples/s"]
     cells = []
     for row in rows:
-        values = [row.name, *(_show(row.config.get(key)) for key in keys), *([tiling_cell(row)] if tiled else [])]
+        values = [
+            row.name,
+            *([_show(row.labels)] if versioned else []),
+            *(_show(row.config.get(key)) for key in keys),
+            *([tiling_cell(row)] if tiled else []),
+        ]
         values += [_num(row.best_val_loss, 4), _show(row.best_epoch)]
         if reviewed:
             values += [_num(row.map, 3), _num(row.ap50, 3), *(_num(row.per_class_ap.get(c), 3) for c in classes)]
