@@ -41,6 +41,7 @@ from fabricdata.core.florence import (
 from fabricdata.prepare.split import current_split
 from fabricdata.store.columns import read_samples
 from fabricdata.store.dataset import GT_FIELD, labeled, load_view
+from fabricdata.store.locks import holds_dataset
 
 Order = Literal["sequential", "interleave", "shuffle"]
 #: dataset split tag -> export folder (maestro's names)
@@ -165,6 +166,7 @@ def _refuse_empty_splits(view: Any) -> None:
         )
 
 
+@holds_dataset("export florence")
 def export_florence(
     dataset_name: str,
     out: str | Path,

@@ -21,6 +21,7 @@ import numpy as np
 
 from fabricdata.core.errors import ConfigError
 from fabricdata.store.dataset import F_SOURCE_ID, F_SPLIT_SOURCE, GT_FIELD, SPLITS, labeled, load_dataset
+from fabricdata.store.locks import holds_dataset
 
 DEFECT_FREE = "(defect-free)"
 #: what ``split_source`` says of splits this module assigned
@@ -99,6 +100,7 @@ def _place(
         need[split][label] -= 1
 
 
+@holds_dataset("split")
 def split_dataset(
     dataset_name: str,
     ratios: Sequence[float] = (0.8, 0.1, 0.1),

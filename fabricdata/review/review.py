@@ -32,6 +32,7 @@ from fabricdata.review.mistakes import (
 from fabricdata.review.predictions import clear_review, load_predictions, match_samples, slug, store_predictions
 from fabricdata.review.report import previous_summary, write_report
 from fabricdata.store.dataset import GT_FIELD, fiftyone, load_dataset
+from fabricdata.store.locks import holds_dataset
 
 #: predictions below this confidence are not stored (a random model's junk would swamp evaluation)
 MIN_CONFIDENCE = 0.05
@@ -75,6 +76,7 @@ def _ap_at(results: Any, thresh: float) -> tuple[float, dict[str, float]]:
     return (float(np.mean(list(per_class.values()))) if per_class else 0.0), per_class
 
 
+@holds_dataset("review")
 def review(
     dataset_name: str,
     run_folder: str | Path,

@@ -64,10 +64,10 @@ def import_folder(
     truncated). Every refusal is one error naming the file; the rest of the folder is imported.
     """
     root = Path(folder).resolve()
-    with pixel_limit(DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels):
+    # the lease before the scan: a write-back that held it has written its files by then, and the scan sees them
+    with dataset_lock(dataset_name, "import"), pixel_limit(DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels):
         scan = read_folder(root, fmt, classes, follow_links=follow_links)
-        with dataset_lock(dataset_name):  # never beside a write-back of the same dataset
-            return _import_scan(root, scan, dataset_name, classes, prune, force, progress, on_total)
+        return _import_scan(root, scan, dataset_name, classes, prune, force, progress, on_total)
 
 
 def _import_scan(
