@@ -81,11 +81,19 @@ def _write_and_rename(target: Path, data: bytes, overwrite: bool, expect: str | 
         raise
 
 
-def naming(exc: OSError, path: str | Path) -> OSError:
+def naming(exc: OSError, path: str | Path, stage: Path | None = None) -> OSError:
     """``exc`` naming ``path`` where it named no file or only a temp file of ours (``write()`` on a full disk
-    names none): the error line then says which file could not be written. Same class, errno and message."""
+    names none), and, for a folder built in ``stage`` (:func:`new_stage`), the file's place under ``path`` rather
+    than in the stage (removed by then): the error line says which file could not be written. Same class, errno
+    and message."""
     if exc.filename is None or Path(str(exc.filename)).name.endswith(".tmp"):
         exc.filename, exc.filename2 = str(path), None
+    if stage is not None:
+        inside = str(stage) + os.sep
+        exc.filename, exc.filename2 = (
+            name if not str(name).startswith(inside) else str(Path(path) / str(name)[len(inside) :])
+            for name in (exc.filename, exc.filename2)
+        )
     return exc
 
 

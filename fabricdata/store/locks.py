@@ -216,7 +216,7 @@ def _tell_waiting(name: str, holder: dict[str, Any], told: str | None) -> str:
     """Say once per holder that this command waits, and for whom."""
     owner = str(holder.get("owner"))
     if owner != told:
-        warnings.warn(f"dataset {name!r} is in use by {describe(holder)}: waiting for it", stacklevel=4)
+        warnings.warn(f"dataset {name!r} is in use by {describe(holder)}: waiting for it", stacklevel=2)
     return owner
 
 
