@@ -100,6 +100,7 @@ def other_spelling(uri: str) -> str:
 # --- import ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_imports_through_two_uri_spellings_make_each_sample_once(
     tmp_path: Path,
     name: str,
@@ -162,6 +163,7 @@ def _variant_splits(dataset_name: str) -> list[tuple[str | None, str | None]]:
     return [(split_of[sid], split_of[source]) for sid, source in zip(ids, sources, strict=True) if source]
 
 
+@pytest.mark.slow
 def test_split_reshuffle_during_augment_waits_and_leaves_every_variant_with_its_source(
     tmp_path: Path,
     name: str,
@@ -191,6 +193,7 @@ def test_split_reshuffle_during_augment_waits_and_leaves_every_variant_with_its_
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow
 def test_export_refuses_a_variant_in_another_split_than_its_source(
     tmp_path: Path,
     name: str,
@@ -263,6 +266,7 @@ def review_state(dataset_name: str) -> dict[str, object]:
     }
 
 
+@pytest.mark.slow
 def test_two_reviews_of_one_run_take_turns_and_leave_loadable_views(
     tmp_path: Path,
     name: str,
@@ -286,6 +290,7 @@ def test_two_reviews_of_one_run_take_turns_and_leave_loadable_views(
     assert not any(STAGED in path for path in load_dataset(dataset).get_field_schema(flat=True))
 
 
+@pytest.mark.slow
 def test_a_review_killed_before_its_swap_leaves_the_earlier_review_and_the_rerun_replaces_it(
     tmp_path: Path,
     name: str,
@@ -349,6 +354,23 @@ def test_the_lease_of_a_killed_holder_is_taken_over_at_once_on_its_host(
     assert lease_holder(dataset) is None
 
 
+def test_a_holder_that_runs_longer_than_the_lease_lives_keeps_it(tmp_path: Path, name: str) -> None:
+    """The heartbeat renews the lease: with a 2 s lease, a holder stopped for 6 s still holds the dataset."""
+    folder = make_tree(tmp_path / "voc", "voc", 4)
+    import_folder(folder, name)
+    short = {"FABRICDATA_LEASE_TTL": "2"}
+    holding = start_paused("lease.acquired:1", ["split", "-d", name], tmp_path, short)
+    first = lease_holder(name)
+    time.sleep(6)
+    renewed = lease_holder(name)
+    assert first is not None and renewed is not None and renewed["owner"] == first["owner"]
+    assert renewed["expires"] > first["expires"]
+    waiting = start(["split", "-d", name, "--reshuffle"], tmp_path, short)
+    waiting.wait_for(WAITING)
+    holding.go_on()
+    assert [holding.finish()[0], waiting.finish()[0]] == [0, 0]
+
+
 def _foreign_lease(dataset_name: str, seconds: float) -> None:
     """A lease held by a command on another machine, expiring in ``seconds`` (as if that machine died)."""
     from fiftyone.core.odm.database import get_db_conn
@@ -369,6 +391,7 @@ def _foreign_lease(dataset_name: str, seconds: float) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_lease_from_another_machine_is_waited_for_until_it_lapses(tmp_path: Path, name: str) -> None:
     folder = make_tree(tmp_path / "voc", "voc", 4)
     dataset = name
@@ -396,6 +419,7 @@ def test_a_command_that_waits_too_long_says_who_holds_the_dataset(
     assert len(load_dataset(dataset)) == 4
 
 
+@pytest.mark.slow
 def test_the_database_refuses_a_second_sample_of_one_image(
     tmp_path: Path,
     name: str,

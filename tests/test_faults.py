@@ -30,6 +30,8 @@ from tests.helpers import free_port, run
 from tests.test_concurrency import _review_run, review_state, start_paused
 from tests.test_guarantees import edit_every_sample, fabricdata_cli, leftovers, make_tree, tree_bytes
 
+SLOW = pytest.mark.slow
+
 
 def error_line(err: str) -> str:
     """The one ``error:`` line of a failed command (and no traceback, no "internal error")."""
@@ -41,9 +43,14 @@ def error_line(err: str) -> str:
 # --- the database ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [["stats"], ["split"], ["import", "."]])
+@pytest.mark.parametrize(
+    "command", [["stats"], pytest.param(["split"], marks=SLOW), pytest.param(["import", "."], marks=SLOW)]
+)
 def test_a_database_that_is_down_is_one_line_naming_it_within_seconds(command: list[str], tmp_path: Path) -> None:
     uri = f"mongodb://127.0.0.1:{free_port()}"
+    began = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import fiftyone, fabricdata.cli.main"], check=True, env=os.environ)
+    start_up = time.monotonic() - began  # on a busy machine, importing FiftyOne alone takes seconds
     began = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "fabricdata", *command, "-d", "fabric"],
@@ -56,10 +63,12 @@ def test_a_database_that_is_down_is_one_line_naming_it_within_seconds(command: l
     took = time.monotonic() - began
     assert done.returncode == 1, done.stderr
     line = error_line(done.stderr)
-    assert f"cannot reach the database at {uri}" in line and "FIFTYONE_DATABASE_URI" in line
-    assert took < 25, f"{took:.0f} s (MongoDB's own server selection waits 30 s)"
+    assert f"cannot reach the database at {uri} (" in line and "Connection refused" in line
+    assert "FIFTYONE_DATABASE_URI" in line
+    assert took - start_up < 20, f"{took:.0f} s, {start_up:.0f} s of it start-up (MongoDB's own wait is 30 s)"
 
 
+@pytest.mark.slow
 def test_a_database_that_dies_mid_import_is_one_line_naming_it(
     tmp_path: Path,
 ) -> None:
@@ -80,7 +89,7 @@ def test_a_database_that_dies_mid_import_is_one_line_naming_it(
             server.kill()
     assert code == 1, err
     assert f"cannot reach the database at {uri}" in error_line(err)
-    assert took < 30, f"{took:.0f} s"
+    assert took < 30, f"{took:.0f} s (MongoDB's own wait is 30 s)"
 
 
 # --- the disk ---------------------------------------------------------------------------------------------------
@@ -106,7 +115,7 @@ def _fail_at(monkeypatch: pytest.MonkeyPatch, point: str, code: str) -> None:
     monkeypatch.setenv("FABRICDATA_FAIL_AT", f"{point}:{code}")
 
 
-@pytest.mark.parametrize("code", ["ENOSPC", "EROFS"])
+@pytest.mark.parametrize("code", ["ENOSPC", pytest.param("EROFS", marks=SLOW)])
 def test_export_on_a_full_or_read_only_disk_names_the_export_and_leaves_nothing(
     code: str,
     split_dataset: str,
@@ -122,6 +131,7 @@ def test_export_on_a_full_or_read_only_disk_names_the_export_and_leaves_nothing(
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("blocked", ["blocker/out", "blocker/sub/out"], ids=["EEXIST", "ENOTDIR"])
 def test_export_below_a_file_names_it(
     blocked: str, split_dataset: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -148,6 +158,7 @@ def test_augment_refused_by_the_file_system_names_the_variant_and_adds_nothing(
     assert len(load_dataset(split_dataset).exists(F_SOURCE_ID)) == 0
 
 
+@pytest.mark.slow
 def test_augment_where_its_folder_is_a_file_names_it(split_dataset: str, capsys: pytest.CaptureFixture[str]) -> None:
     blocker = managed_dir(split_dataset, "variants") / "flip"
     blocker.parent.mkdir(parents=True)
@@ -158,7 +169,7 @@ def test_augment_where_its_folder_is_a_file_names_it(split_dataset: str, capsys:
     assert f"error: {blocker}/" in line and "[ENOTDIR]" in line, line
 
 
-@pytest.mark.parametrize("command", ["augment", "export"])
+@pytest.mark.parametrize("command", ["augment", pytest.param("export", marks=SLOW)])
 def test_a_file_size_limit_names_the_file_and_leaves_no_part_of_it(
     command: str, split_dataset: str, tmp_path: Path
 ) -> None:
@@ -187,7 +198,7 @@ def test_a_file_size_limit_names_the_file_and_leaves_no_part_of_it(
         assert not (tmp_path / "export").exists()
 
 
-@pytest.mark.parametrize("code", ["ENOSPC", "EDQUOT", "EROFS"])
+@pytest.mark.parametrize("code", ["ENOSPC", pytest.param("EDQUOT", marks=SLOW), pytest.param("EROFS", marks=SLOW)])
 def test_writeback_on_a_full_or_read_only_disk_names_the_label_file_and_changes_none(
     code: str,
     tmp_path: Path,
@@ -207,6 +218,7 @@ def test_writeback_on_a_full_or_read_only_disk_names_the_label_file_and_changes_
     assert tree_bytes(folder) == before and leftovers(folder) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code", ["EACCES", "EROFS"])
 def test_a_review_report_that_cannot_be_written_names_it(
     code: str,

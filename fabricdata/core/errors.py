@@ -138,12 +138,14 @@ def database_uri() -> str:
     if not uri:
         folder = getattr(config, "database_dir", None) or os.environ.get("FIFTYONE_DATABASE_DIR") or "~/.fiftyone"
         return f"FiftyOne's local database ({folder})"
-    return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", str(uri))
+    shown = re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", str(uri))
+    shown = re.sub(r"([?&])serverSelectionTimeoutMS=\d+&?", r"\1", shown)  # the CLI's own connect timeout
+    return shown.removesuffix("?").removesuffix("&").removesuffix("/?").removesuffix("/")
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    line = text[0] if text else ""
+    line = (text[0] if text else "").split(" (configured timeouts")[0]  # pymongo's topology dump follows
     return line if len(line) <= 160 else line[:157] + "..."
 
 

@@ -1,13 +1,14 @@
 """The locks that serialize fabricdata's own writers.
 
-- :func:`dataset_lock`: the lease of one dataset, held by every command that changes it (import, writeback,
-  augment, balance, split, validate, prelabel, review, and export florence for a consistent export) from before
-  it reads anything until it is done. The lease is a document in FiftyOne's own database (collection
-  ``fabricdata_leases``, one document per dataset name), so every machine and every spelling of the database URI
-  sees the same one. It is taken with one atomic upsert; it names its holder (command, pid, host) and expires
-  :data:`LEASE_TTL_S` after the holder's last heartbeat (a thread renews it), so a holder killed on another machine
-  frees it within that time, and one killed on this machine (its pid is gone) is taken over at once. A second
-  command says who holds the dataset and waits (``FABRICDATA_LOCK_WAIT`` seconds at most, default 900).
+- :func:`dataset_lock` (and the decorator :func:`holds_dataset`): the lease of one dataset, held by every command
+  that changes it (import, writeback, augment, balance, split, validate, prelabel, review, and export florence for
+  a consistent export) from before it reads anything until it is done. The lease is a document in FiftyOne's own
+  database (collection ``fabricdata_leases``, one per dataset name), so every machine and every spelling of the
+  database URI sees the same one. It is taken by one atomic update timed by the database's clock; it names its
+  holder (command, pid, host) and lapses :data:`LEASE_TTL_S` (``FABRICDATA_LEASE_TTL``) after the holder's last
+  heartbeat (a thread renews it every third of that), so a holder killed on another machine frees it within that
+  time, and one killed on this machine (its pid is gone) is taken over at once. A second command says who holds
+  the dataset and waits (``FABRICDATA_LOCK_WAIT`` seconds at most, default 900).
 - :func:`file_lock`: one per annotation file (``fcntl.flock`` on the file itself, released by the kernel when a
   process dies), so two datasets that share a folder never write one file at once.
 
@@ -150,10 +151,11 @@ class _Lease:
         process was stopped for longer than the lease lives)."""
         import pymongo
 
-        renew = [{"$set": {"expires": {"$add": ["$$NOW", int(LEASE_TTL_S * 1000)]}}}]
-        while not self.stop.wait(LEASE_TTL_S / 3):
+        ttl = lease_ttl()
+        renew = [{"$set": {"expires": {"$add": ["$$NOW", int(ttl * 1000)]}}}]
+        while not self.stop.wait(ttl / 3):
             try:
-                with pymongo.timeout(LEASE_TTL_S / 3):
+                with pymongo.timeout(ttl / 3):
                     result = self.collection.update_one({"_id": self.name, "owner": self.owner}, renew)
             except pymongo.errors.PyMongoError:
                 continue  # the command itself meets the database's failure and reports it
@@ -173,7 +175,7 @@ class _Lease:
 
 def _set(me: dict[str, Any]) -> list[dict[str, Any]]:
     """The update that makes ``me`` the holder, with times from the database's clock (machines' clocks differ)."""
-    return [{"$set": {**me, "since": "$$NOW", "expires": {"$add": ["$$NOW", int(LEASE_TTL_S * 1000)]}}}]
+    return [{"$set": {**me, "since": "$$NOW", "expires": {"$add": ["$$NOW", int(lease_ttl() * 1000)]}}}]
 
 
 def _holder(owner: str, command: str) -> dict[str, Any]:
@@ -221,10 +223,20 @@ def _tell_waiting(name: str, holder: dict[str, Any], told: str | None) -> str:
 
 
 def wait_seconds() -> float:
+    """How long a command waits for a dataset: ``FABRICDATA_LOCK_WAIT`` seconds, else :data:`DEFAULT_WAIT_S`."""
+    return _seconds("FABRICDATA_LOCK_WAIT", DEFAULT_WAIT_S)
+
+
+def lease_ttl() -> float:
+    """How long a lease lives without a heartbeat: ``FABRICDATA_LEASE_TTL`` seconds, else :data:`LEASE_TTL_S`."""
+    return max(1.0, _seconds("FABRICDATA_LEASE_TTL", LEASE_TTL_S))
+
+
+def _seconds(variable: str, default: float) -> float:
     try:
-        return float(os.environ.get("FABRICDATA_LOCK_WAIT") or DEFAULT_WAIT_S)
+        return float(os.environ.get(variable) or default)
     except ValueError:
-        return DEFAULT_WAIT_S
+        raise DatasetError(f"{variable}: expected a number of seconds, got {os.environ[variable]!r}") from None
 
 
 def lease_holder(dataset_name: str) -> dict[str, Any] | None:
