@@ -347,10 +347,9 @@ def test_the_lease_of_a_killed_holder_is_taken_over_at_once_on_its_host(
     assert holder is not None and holder["pid"] == killed.proc.pid and holder["command"] == "split"
     killed.proc.send_signal(signal.SIGKILL)
     killed.proc.wait(timeout=30)
-    began = time.monotonic()
     done = fabricdata_cli("split", "-d", dataset)
-    assert done.returncode == 0 and WAITING not in done.stderr, done.stderr
-    assert time.monotonic() - began < 60  # no lease lifetime (30 s) waited on top of the command
+    assert done.returncode == 0, done.stderr
+    assert WAITING not in done.stderr, done.stderr  # it did not wait for the lease to lapse (30 s)
     assert lease_holder(dataset) is None
 
 
@@ -443,6 +442,20 @@ def test_the_database_refuses_a_second_sample_of_one_image(
     assert done.returncode == 0, done.stderr
     paths = load_dataset(dataset).values("filepath")
     assert len(paths) == len(set(paths)) == 1200
+
+
+def test_a_dataset_that_already_holds_duplicates_is_named_and_keeps_working(name: str) -> None:
+    """Duplicates left by an older fabricdata: the unique index cannot be built (FiftyOne would drop its plain
+    one trying), so the dataset keeps the plain one and every command says which images are there twice."""
+    import fiftyone as fo
+
+    fo.Dataset(name, persistent=True).add_samples([fo.Sample(filepath="/data/a.png") for _ in range(2)])
+    with pytest.warns(UserWarning, match=r"holds images more than once \(/data/a.png \(2 samples\)\)"):
+        dataset = load_dataset(name)
+    assert dataset.get_index_information()["filepath"].get("unique") is not True and len(dataset) == 2
+    dataset.delete_samples(dataset.limit(1))
+    load_dataset(name)  # the fix the warning names: now the index is built
+    assert dataset.get_index_information()["filepath"]["unique"] is True
 
 
 @pytest.fixture(autouse=True)

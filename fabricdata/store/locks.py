@@ -55,7 +55,8 @@ _held: dict[str, _Lease] = {}
 @contextlib.contextmanager
 def dataset_lock(dataset_name: str, command: str = "") -> Iterator[None]:
     """Hold the lease of ``dataset_name`` (see the module docstring) for the ``with`` block; ``command`` names
-    what the holder does, for the commands that wait ("import", "review r1"). Re-entrant within a process.
+    what the holder does, for the commands that wait ("import", "review r1"). Re-entrant within a process (its
+    threads share the lease).
 
     Raises:
         DatasetError: another command held the dataset for longer than the wait (it is named).
@@ -187,6 +188,7 @@ def _holder(owner: str, command: str) -> dict[str, Any]:
         "command": command or "a command",
         "argv": shlex.join(["fabricdata", *argv])[:300] if argv else "",
         "host": socket.gethostname(),
+        "pidns": _pid_namespace(),
         "pid": os.getpid(),
         "started": psutil.Process().create_time(),
     }
@@ -196,14 +198,23 @@ def _dead_here(holder: dict[str, Any]) -> bool:
     """True when the holder ran on this machine and its process is gone (its pid unused, or reused since)."""
     import psutil
 
-    if holder.get("host") != socket.gethostname():
-        return False
+    if holder.get("host") != socket.gethostname() or holder.get("pidns") != _pid_namespace():
+        return False  # another machine, or a container that shares this one's name: its pids are not ours
     try:
         return bool(abs(psutil.Process(int(holder.get("pid", 0))).create_time() - holder.get("started", 0)) > 1)
     except (psutil.NoSuchProcess, ValueError):
         return True
     except psutil.Error:
         return False
+
+
+def _pid_namespace() -> int | None:
+    """The identity of this process's pid namespace (Linux; None elsewhere): containers sharing a host name
+    (``--network host``) have their own pids."""
+    try:
+        return Path("/proc/self/ns/pid").stat().st_ino
+    except OSError:
+        return None
 
 
 def describe(holder: dict[str, Any]) -> str:
@@ -243,7 +254,8 @@ def lease_holder(dataset_name: str) -> dict[str, Any] | None:
     """The lease document of ``dataset_name`` (None: free), for tests and status lines."""
     from fiftyone.core.odm.database import get_db_conn
 
-    return dict(get_db_conn()[LEASES].find_one({"_id": dataset_name}) or {}) or None
+    found = get_db_conn()[LEASES].find_one({"_id": dataset_name, "owner": {"$exists": True}})
+    return dict(found) if found else None
 
 
 @contextlib.contextmanager
