@@ -265,9 +265,19 @@ def _many_boxes(record: dict) -> None:  # type: ignore[type-arg]
     record["detections"] = record["detections"][:1] * 12_000
 
 
-@pytest.mark.parametrize(("spoil", "problem"), [(_huge_label, "longer than 16777216 bytes"),
-                                                (_many_boxes, "more than 10000 boxes for one image")],
-                         ids=["40MB-line", "12000-boxes"])  # fmt: skip
+def _long_labels(record: dict) -> None:  # type: ignore[type-arg]
+    record["detections"] = [{**record["detections"][0], "label": "y" * 1_000_000} for _ in range(9)]  # 9 MB
+
+
+@pytest.mark.parametrize(
+    ("spoil", "problem"),
+    [
+        (_huge_label, "longer than 16777216 bytes"),
+        (_many_boxes, "more than 10000 boxes for one image"),
+        pytest.param(_long_labels, "of the 16 MiB a MongoDB document holds", marks=SLOW),
+    ],
+    ids=["40MB-line", "12000-boxes", "9MB-of-labels"],
+)
 def test_oversize_predictions_are_refused_before_the_earlier_review_is_touched(
     spoil: Callable[[dict], None],  # type: ignore[type-arg]
     problem: str,

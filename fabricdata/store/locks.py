@@ -118,8 +118,8 @@ class _Lease:
         told: str | None = None
         while not lease._try(me):
             holder = lease.collection.find_one({"_id": name})
-            if holder is None:
-                continue  # released between our try and the look
+            if holder is None or "owner" not in holder:
+                continue  # released, or about to be taken, between our try and the look
             if _dead_here(holder) and lease._take_over(holder, me):
                 break
             told = _tell_waiting(name, holder, told)
@@ -160,7 +160,7 @@ class _Lease:
                     result = self.collection.update_one({"_id": self.name, "owner": self.owner}, renew)
             except pymongo.errors.PyMongoError:
                 continue  # the command itself meets the database's failure and reports it
-            if result.matched_count == 0:
+            if result.matched_count == 0 and not self.stop.is_set():
                 print(f"warning: the lease of dataset {self.name!r} lapsed; another command took it", file=sys.stderr)
                 return
 
