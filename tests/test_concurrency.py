@@ -26,7 +26,7 @@ from fabricdata.formats.voc import read_voc
 from fabricdata.review.predictions import STAGED
 from fabricdata.store.dataset import F_SOURCE_ID, SPLITS, load_dataset
 from fabricdata.store.importer import import_folder
-from fabricdata.store.locks import LEASES, lease_holder
+from fabricdata.store.locks import LEASES, dataset_lock, lease_holder
 from tests.test_guarantees import edit_every_sample, fabricdata_cli, make_tree
 
 WAITING = "is in use by"
@@ -442,6 +442,29 @@ def test_the_database_refuses_a_second_sample_of_one_image(
     assert done.returncode == 0, done.stderr
     paths = load_dataset(dataset).values("filepath")
     assert len(paths) == len(set(paths)) == 1200
+
+
+def test_the_lease_is_reentrant_in_a_thread_and_other_threads_wait(name: str) -> None:
+    """A command that holds a dataset may call another that takes it; another thread (the App's server runs
+    operators in threads) waits for it like another process."""
+    import threading
+
+    order: list[str] = []
+
+    def other() -> None:
+        with dataset_lock(name, "other thread"):
+            order.append("other")
+
+    with dataset_lock(name, "outer"):
+        with dataset_lock(name, "inner"):  # no deadlock
+            order.append("inner")
+        thread = threading.Thread(target=other)
+        with pytest.warns(UserWarning, match="'outer'"):
+            thread.start()
+            time.sleep(2)
+        order.append("outer done")
+    thread.join(timeout=30)
+    assert order == ["inner", "outer done", "other"] and lease_holder(name) is None
 
 
 def test_a_dataset_that_already_holds_duplicates_is_named_and_keeps_working(name: str) -> None:

@@ -48,29 +48,31 @@ LEASE_TTL_S = 30.0
 DEFAULT_WAIT_S = 900.0
 _POLL_S = 0.25
 
-#: the leases this process holds, by dataset name (a command that holds one may call another that takes it)
-_held: dict[str, _Lease] = {}
+#: the leases each thread holds, by dataset name (a command that holds one may call another that takes it; two
+#: threads of one process, as in the App's server, take turns like two processes)
+_local = threading.local()
 
 
 @contextlib.contextmanager
 def dataset_lock(dataset_name: str, command: str = "") -> Iterator[None]:
     """Hold the lease of ``dataset_name`` (see the module docstring) for the ``with`` block; ``command`` names
-    what the holder does, for the commands that wait ("import", "review r1"). Re-entrant within a process (its
-    threads share the lease).
+    what the holder does, for the commands that wait ("import", "review r1"). Re-entrant within a thread; another
+    thread of the process waits like another process.
 
     Raises:
         DatasetError: another command held the dataset for longer than the wait (it is named).
     """
-    if dataset_name in _held:
+    held: dict[str, _Lease] = _local.__dict__.setdefault("held", {})
+    if dataset_name in held:
         yield
         return
     lease = _Lease.take(dataset_name, command)
-    _held[dataset_name] = lease
+    held[dataset_name] = lease
     try:
         faults.point("lease.acquired")
         yield
     finally:
-        del _held[dataset_name]
+        del held[dataset_name]
         lease.release()
 
 
@@ -182,7 +184,9 @@ def _set(me: dict[str, Any]) -> list[dict[str, Any]]:
 def _holder(owner: str, command: str) -> dict[str, Any]:
     import psutil
 
-    argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("fabricdata", "__main__.py")) else []
+    first = Path(sys.argv[0]) if sys.argv else Path()
+    ours = first.name == "fabricdata" or (first.name == "__main__.py" and first.parent.name in ("fabricdata", "cli"))
+    argv = sys.argv[1:] if ours else []  # the command line of a fabricdata command (not of a test or a script)
     return {
         "owner": owner,
         "command": command or "a command",
