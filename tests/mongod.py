@@ -41,6 +41,15 @@ def start(folder: Path, timeout: float = 60.0) -> str:
     The server is stopped when this process exits (registered before fiftyone is imported, so it runs after
     FiftyOne's own exit handlers).
     """
+    uri, server = launch(folder, timeout)
+    atexit.register(_stop, server)
+    os.environ["FIFTYONE_DATABASE_URI"] = uri
+    return uri
+
+
+def launch(folder: Path, timeout: float = 60.0) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start a mongod with its data in ``folder`` on a free loopback port; its URI and process (the caller stops
+    it; a test may kill it to see a command meet a dying database)."""
     folder.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     log = (folder / "mongod.log").open("ab")
@@ -50,7 +59,6 @@ def start(folder: Path, timeout: float = 60.0) -> str:
         stderr=subprocess.STDOUT,
         start_new_session=True,  # Ctrl-C in the terminal reaches pytest, which then stops the server itself
     )
-    atexit.register(_stop, server)
     deadline = time.monotonic() + timeout
     while True:
         if server.poll() is not None:
@@ -63,9 +71,7 @@ def start(folder: Path, timeout: float = 60.0) -> str:
                 server.kill()
                 raise RuntimeError(f"the private mongod did not listen within {timeout:.0f} s") from None
             time.sleep(0.1)
-    uri = f"mongodb://127.0.0.1:{port}"
-    os.environ["FIFTYONE_DATABASE_URI"] = uri
-    return uri
+    return f"mongodb://127.0.0.1:{port}", server
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:

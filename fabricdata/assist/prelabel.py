@@ -42,6 +42,7 @@ from fabricdata.store.dataset import (
     pending_drafts,
 )
 from fabricdata.store.importer import proxy_for
+from fabricdata.store.locks import holds_dataset
 
 #: boxes below this confidence are not drafted (an annotator would only delete them)
 DEFAULT_MIN_CONFIDENCE = 0.25
@@ -68,6 +69,7 @@ def to_verify_view(run_name: str) -> str:
     return f"{run_name}-to-verify"
 
 
+@holds_dataset("prelabel")
 def prelabel(
     folder: str | Path,
     dataset_name: str,

@@ -64,10 +64,28 @@ def setup_environment() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # libtiff's TIFF_Warning lines through OpenCV
+    if os.environ.get("FIFTYONE_DATABASE_URI"):  # a database that is down: one line after seconds, not 30 s
+        os.environ["FIFTYONE_DATABASE_URI"] = with_connect_timeout(os.environ["FIFTYONE_DATABASE_URI"])
     if not os.environ.get("FABRICDATA_DEBUG"):
         warnings.showwarning = _quiet_third_party_warning
         # FiftyOne's "Evaluating detections..." lines on stdout, one per pass: review shows its own status
         logging.getLogger("fiftyone.utils.eval").setLevel(logging.WARNING)
+
+
+#: how long a command looks for the database before it says it cannot reach it (MongoDB's default is 30 s)
+CONNECT_TIMEOUT_MS = 5000
+
+
+def with_connect_timeout(uri: str, milliseconds: int = CONNECT_TIMEOUT_MS) -> str:
+    """``uri`` with MongoDB's ``serverSelectionTimeoutMS`` option (the time a command waits for an unreachable
+    server), unless it sets one itself: ``mongodb://host:27017`` -> ``mongodb://host:27017/?serverSelectionTimeoutMS=5000``."""
+    if "serverselectiontimeoutms=" in uri.lower():
+        return uri
+    option = f"serverSelectionTimeoutMS={milliseconds}"
+    if "?" in uri:
+        return f"{uri}{'' if uri.endswith(('?', '&')) else '&'}{option}"
+    rest = uri.partition("://")[2]
+    return f"{uri}{'' if '/' in rest else '/'}?{option}" if rest else uri
 
 
 #: the folders of fabricdata's and finetune's modules (side by side, in a checkout or in site-packages)

@@ -19,7 +19,7 @@ from fabricdata.cli import (  # noqa: F401 - they register the commands
     versions,
 )
 from fabricdata.cli.common import app, console, err_console, setup_environment
-from fabricdata.core.errors import FabricDataError
+from fabricdata.core.errors import FabricDataError, environment_fault
 
 
 @app.command()
@@ -31,7 +31,8 @@ def version() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: one line and exit code 1 for expected errors, never a bare traceback."""
+    """Console entry point: one line and exit code 1 for expected errors and environment faults (disk, permissions,
+    database), never a bare traceback; exit 2 only for a bug."""
     setup_environment()
     try:
         app(args=list(argv) if argv is not None else None, prog_name="fabricdata")
@@ -44,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("FABRICDATA_DEBUG"):
             raise
+        fault = environment_fault(exc)  # a full disk, a read-only folder, the database down: not a bug
+        if fault is not None:
+            err_console.print(f"[red]error:[/] {fault}", highlight=False, soft_wrap=True)
+            sys.exit(1)
         err_console.print(
             f"[red]internal error:[/] {exc.__class__.__name__}: {exc} "
             "(a bug in fabricdata; FABRICDATA_DEBUG=1 shows the traceback)",

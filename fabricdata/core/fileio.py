@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable, Container
 from pathlib import Path
 
+from fabricdata.core import faults
 from fabricdata.core.errors import InvalidValueError, MissingFieldError
 
 #: the largest label file read (VOC, YOLO, class names): a LabelImg file for thousands of boxes is ~1 MB
@@ -38,12 +39,24 @@ def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = True, ex
     immediately before the rename and ChangedOnDiskError is raised, nothing written, when another program saved
     it meanwhile. With ``overwrite=False`` the complete file appears only where none exists (a hard link, which
     the kernel refuses atomically when ``path`` exists: FileExistsError, nothing written).
+
+    Raises:
+        OSError: naming ``path`` (or the folder that could not be made), also where the system named no file
+            (a full disk, a file-size limit); the temp file is removed first.
     """
     target = Path(path)
+    try:
+        _write_and_rename(target, data, overwrite, expect)
+    except OSError as exc:
+        raise naming(exc, target) from None
+
+
+def _write_and_rename(target: Path, data: bytes, overwrite: bool, expect: str | None) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{short_name(target.name, 120)}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            faults.point("fileio.write")
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -66,6 +79,22 @@ def atomic_write_bytes(path: str | Path, data: bytes, overwrite: bool = True, ex
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def naming(exc: OSError, path: str | Path, stage: Path | None = None) -> OSError:
+    """``exc`` naming ``path`` where it named no file or only a temp file of ours (``write()`` on a full disk
+    names none), and, for a folder built in ``stage`` (:func:`new_stage`), the file's place under ``path`` rather
+    than in the stage (removed by then): the error line says which file could not be written. Same class, errno
+    and message."""
+    if exc.filename is None or Path(str(exc.filename)).name.endswith(".tmp"):
+        exc.filename, exc.filename2 = str(path), None
+    if stage is not None:
+        inside = str(stage) + os.sep
+        exc.filename, exc.filename2 = (
+            name if not str(name).startswith(inside) else str(Path(path) / str(name)[len(inside) :])
+            for name in (exc.filename, exc.filename2)
+        )
+    return exc
 
 
 def read_limited(path: str | Path, limit: int = MAX_LABEL_BYTES) -> bytes:

@@ -23,13 +23,23 @@ class LineError(ValueError):
         self.element, self.problem, self.value = element, problem, value
 
 
-def read_jsonl(path: str | Path, what: str, build: Callable[[dict[str, Any]], T]) -> Iterator[T]:
-    """``build(object)`` for every line of ``path``. A line that is not a JSON object, or that ``build``
-    refuses (KeyError, TypeError, ValueError: a pydantic ValidationError is one), is an InvalidValueError:
-    ``PATH: line N: not WHAT (why)``; a :class:`LineError` names its own element and problem."""
+def read_jsonl(
+    path: str | Path, what: str, build: Callable[[dict[str, Any]], T], max_line_bytes: int | None = None
+) -> Iterator[T]:
+    """``build(object)`` for every line of ``path``. A line that is not UTF-8 or not a JSON object, one longer
+    than ``max_line_bytes``, or one that ``build`` refuses (KeyError, TypeError, ValueError: a pydantic
+    ValidationError is one), is an InvalidValueError: ``PATH: line N: not WHAT (why)``; a :class:`LineError`
+    names its own element and problem."""
     source = Path(path)
-    with source.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with source.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if max_line_bytes is not None and len(raw) > max_line_bytes:
+                raise InvalidValueError(source, f"line {number}", f"longer than {max_line_bytes} bytes", len(raw))
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problem = f"not UTF-8 text (byte {raw[exc.start]:#04x} at column {exc.start + 1})"
+                raise InvalidValueError(source, f"line {number}", problem) from None
             if not line.strip():
                 continue
             try:

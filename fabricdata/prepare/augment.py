@@ -24,6 +24,7 @@ from fabricdata.core.fileio import atomic_write_bytes, sha256_file, short_name
 from fabricdata.core.images import is_browser_suffix
 from fabricdata.prepare.workers import process_pool
 from fabricdata.store.dataset import F_COPY, F_KEY, F_RECIPE, F_RECIPE_HASH, F_SEED
+from fabricdata.store.locks import holds_dataset
 
 RECIPE_DIR = shipped("pipelines") / "augment"
 DEFAULT_MIN_VISIBILITY = 0.3
@@ -284,6 +285,7 @@ def _variant_sample(
     )
 
 
+@holds_dataset("augment")
 def augment(
     dataset_name: str,
     recipe_spec: str | Path,

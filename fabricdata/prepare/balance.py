@@ -26,6 +26,7 @@ from fabricdata.store.dataset import (
     labeled,
     load_dataset,
 )
+from fabricdata.store.locks import holds_dataset
 
 MAX_ROUNDS = 8
 
@@ -45,6 +46,7 @@ def instance_counts(view: Any, classes: list[str]) -> dict[str, int]:
     return {name: counts.get(name, 0) for name in classes}
 
 
+@holds_dataset("balance")
 def balance(
     dataset_name: str,
     target: int | None = None,

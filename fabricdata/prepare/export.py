@@ -27,7 +27,7 @@ from fabricdata.core.annotation import LabeledBox
 from fabricdata.core.boxes import Box, ImageSize, reading_order_key
 from fabricdata.core.contracts import ExportFolder, ExportManifest
 from fabricdata.core.errors import ConfigError
-from fabricdata.core.fileio import link_or_copy, new_stage, swap_in, unique_name
+from fabricdata.core.fileio import link_or_copy, naming, new_stage, swap_in, unique_name
 from fabricdata.core.florence import (
     MAX_TEXT_TOKENS,
     TASK_DENSE,
@@ -38,10 +38,11 @@ from fabricdata.core.florence import (
     grounding_caption,
     task_token,
 )
-from fabricdata.prepare.split import current_split
+from fabricdata.prepare.split import current_split, refuse_variant_leaks
 from fabricdata.prepare.tiling import TileOptions, Tiler, decode_frame, plan_tiles, tile_name, tile_png
 from fabricdata.store.columns import read_samples
 from fabricdata.store.dataset import GT_FIELD, labeled, load_view
+from fabricdata.store.locks import holds_dataset
 from fabricdata.store.versions import export_version
 
 Order = Literal["sequential", "interleave", "shuffle"]
@@ -169,6 +170,7 @@ def _refuse_empty_splits(view: Any) -> None:
         )
 
 
+@holds_dataset("export florence")
 def export_florence(
     dataset_name: str,
     out: str | Path,
@@ -179,7 +181,13 @@ def export_florence(
 ) -> ExportManifest:
     """Write the Florence-2 JSONL export of a dataset (or of one of its saved views) to ``out``.
 
-    ``on_total`` is called once with the number of samples of the view, before any is written.
+    ``on_total`` is called once with the number of samples of the view, before any is written. Holds the
+    dataset's lease (:func:`fabricdata.store.locks.dataset_lock`), so the export is of one state of the splits.
+
+    Raises:
+        ConfigError: an option, or a split that would be empty (unless ``allow_empty_split``).
+        DatasetError: a variant in another split than its source (both named), an unknown view.
+        OSError: naming the export's file that could not be written (the previous export is kept whole).
     """
     options = options or ExportOptions()
     if options.order not in ("sequential", "interleave", "shuffle"):
@@ -188,6 +196,7 @@ def export_florence(
     view = labeled(view)
     if not options.allow_empty_split:
         _refuse_empty_splits(view)
+    refuse_variant_leaks(dataset, view)
     if on_total is not None:
         on_total(len(view))
     target = Path(out).absolute()
@@ -196,8 +205,10 @@ def export_florence(
     try:
         manifest = _write_export(dataset_name, dataset, view, view_name, stage, options, progress)
         swap_in(stage, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(exc, OSError):  # a full disk, a file-size limit: the error names the export's files
+            raise naming(exc, target, stage) from None
         raise
     return manifest
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from fabricdata.core.errors import ConfigError
+from fabricdata.core.errors import ConfigError, DatasetError
 from fabricdata.store.dataset import F_SOURCE_ID, F_SPLIT_SOURCE, GT_FIELD, SPLITS, labeled, load_dataset
+from fabricdata.store.locks import holds_dataset
 
 DEFECT_FREE = "(defect-free)"
 #: what ``split_source`` says of splits this module assigned
@@ -99,6 +100,7 @@ def _place(
         need[split][label] -= 1
 
 
+@holds_dataset("split")
 def split_dataset(
     dataset_name: str,
     ratios: Sequence[float] = (0.8, 0.1, 0.1),
@@ -265,3 +267,26 @@ def split_table(dataset: Any) -> dict[str, dict[str, int]]:
             table[split][label] = table[split].get(label, 0) + 1
         table[split]["(images)"] = table[split].get("(images)", 0) + 1
     return table
+
+
+def refuse_variant_leaks(dataset: Any, view: Any) -> None:
+    """Raise DatasetError when a variant of ``view`` is tagged with another split than its source sample (an
+    augmented copy of a training image in val or test is a leak): names both samples and the fix. Sources are
+    read from ``dataset`` (they need not be in ``view``)."""
+    paths, tags, sources = view.exists(F_SOURCE_ID).values(["filepath", "tags", F_SOURCE_ID])
+    wanted = sorted({source for source in sources if source})
+    if not wanted:
+        return
+    rows = zip(*dataset.select(wanted).values(["id", "filepath", "tags"]), strict=True)
+    of_source = {sid: (path, current_split(source_tags)) for sid, path, source_tags in rows}
+    leaks = []
+    for path, variant_tags, source in zip(paths, tags, sources, strict=True):
+        split, (source_path, source_split) = current_split(variant_tags), of_source.get(source, ("", None))
+        if split is not None and source_split not in (None, split):
+            leaks.append(f"{path} is in {split}, its source {source_path} in {source_split}")
+    if leaks:
+        more = f" (and {len(leaks) - 1} more variants)" if len(leaks) > 1 else ""
+        raise DatasetError(
+            f"{leaks[0]}{more}: a variant in another split than its source leaks that image between splits; run "
+            "'fabricdata split' (it puts every variant in its source's split), then export again"
+        )

@@ -22,6 +22,7 @@ from fabricdata.core.wording import plural
 from fabricdata.prepare.split import current_split
 from fabricdata.store.columns import read_samples
 from fabricdata.store.dataset import F_SOURCE_ID, GT_FIELD, labeled, load_dataset
+from fabricdata.store.locks import holds_dataset
 
 VIEW_PREFIX = "validate-"
 
@@ -41,6 +42,7 @@ class _Rows:
         self.source = {sid: src for sid, _, _, src in self.samples}
 
 
+@holds_dataset("validate")
 def validate(
     dataset_name: str,
     min_instances: int = 10,

@@ -1,5 +1,9 @@
 """A run's predictions into the dataset: read and checked (``predictions.jsonl``), matched to samples, stored as
-``pred_R`` Detections with their confidences; and what an earlier review of the run left, removed."""
+``pred_R`` Detections with their confidences; and the swap that replaces an earlier review of the run.
+
+A review is built beside the earlier one (field ``pred_R__next``, evaluation ``eval_R__next``) and swapped in only
+when complete (:func:`publish`): a refused file, a crash or a failure while storing or evaluating leaves the earlier
+review, its views and its evaluation as they were; a killed review's staged fields are removed by the next."""
 
 from __future__ import annotations
 
@@ -33,14 +37,36 @@ def slug(run: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", run)
 
 
+#: suffix of the field and evaluation key a review builds before it replaces the run's earlier ones
+STAGED = "__next"
+#: a MongoDB document holds at most 16 MiB: no longer line is read, and no image's boxes may take half of it
+#: (its ground truth and the evaluation's fields share the document)
+MAX_LINE_BYTES = 16 * 1024 * 1024
+MAX_STORED_BYTES = 8 * 1024 * 1024
+#: more boxes than a model can mean for one image (import allows 10 000 ground-truth boxes)
+MAX_BOXES = 10_000
+#: the stored size of one box besides its label (ids, class names, box, confidence, evaluation fields), bytes
+_BOX_BYTES = 240
+
+
 def load_predictions(path: Path) -> list[PredictionRecord]:
+    """The records of ``predictions.jsonl``; every problem, an oversize record included, is one error naming the
+    file and the line, raised before anything in the dataset changes."""
     if not path.is_file():
         raise DatasetError(f"{path}: no predictions; run 'fabricdata predict' for this run first")
-    return list(read_jsonl(path, "a prediction record", _prediction))
+    return list(read_jsonl(path, "a prediction record", _prediction, max_line_bytes=MAX_LINE_BYTES))
 
 
 def _prediction(data: dict[str, Any]) -> PredictionRecord:
     record = PredictionRecord.model_validate(data)
+    if len(record.detections) > MAX_BOXES:
+        raise LineError("detections", f"more than {MAX_BOXES} boxes for one image", len(record.detections))
+    stored = sum(_BOX_BYTES + len(det.label.encode("utf-8")) for det in record.detections)
+    if stored > MAX_STORED_BYTES:
+        problem = (
+            f"its boxes would take {stored} bytes of the 16 MiB a MongoDB document holds (at most {MAX_STORED_BYTES})"
+        )
+        raise LineError("detections", problem)
     for index, det in enumerate(record.detections):
         if not corners_ordered(det.bbox):
             raise LineError(f"detections[{index}].bbox", "corners out of order", det.bbox)
@@ -70,7 +96,8 @@ def match_samples(dataset: Any, records: list[PredictionRecord]) -> tuple[dict[s
 
 
 def clear_review(dataset: Any, name: str, pred_field: str, eval_key: str) -> None:
-    """Remove everything an earlier review of this run left, so reviewing twice replaces, never duplicates."""
+    """Remove the evaluation and the fields an earlier review of this run left (its saved views stay: the new
+    review overwrites them, so they are never missing)."""
     if dataset.has_evaluation(eval_key):
         dataset.delete_evaluation(eval_key)
     for key in (f"mistakenness_{slug(name)}",):
@@ -85,8 +112,39 @@ def clear_review(dataset: Any, name: str, pred_field: str, eval_key: str) -> Non
     ):
         if path in schema:
             dataset.delete_sample_field(path)
+
+
+def discard_staged(dataset: Any, pred_field: str, eval_key: str) -> None:
+    """Remove what a review killed before its swap left (the staged field and evaluation)."""
+    if dataset.has_evaluation(eval_key + STAGED):
+        dataset.delete_evaluation(eval_key + STAGED)
+    if pred_field + STAGED in dataset.get_field_schema():
+        dataset.delete_sample_field(pred_field + STAGED)
+
+
+def publish(dataset: Any, name: str, pred_field: str, eval_key: str) -> None:
+    """Swap the staged review in: the earlier evaluation and fields go, the staged evaluation and field take
+    their names (the evaluation's config names the final field). A few metadata updates, after everything that
+    can fail was done."""
+    from fiftyone.core.evaluation import EvaluationMethod
+
+    clear_review(dataset, name, pred_field, eval_key)
+    dataset.rename_evaluation(eval_key + STAGED, eval_key)  # first: it renames its fields inside the staged one
+    dataset.rename_sample_field(pred_field + STAGED, pred_field)
+    config = dataset.get_evaluation_info(eval_key).config
+    config.pred_field = pred_field
+    EvaluationMethod.update_run_config(dataset, eval_key, config)
+    if f"{pred_field}.detections.{eval_key}" not in dataset.get_field_schema(flat=True):
+        raise DatasetError(f"review of {name!r}: FiftyOne did not rename the evaluation {eval_key + STAGED!r}")
+
+
+def save_views(dataset: Any, name: str, views: dict[str, Any]) -> None:
+    """Save each ``R-KIND`` view over the earlier one (never deleted first) and drop the kinds this review has
+    none of (``R-regressions`` without ``--compare``)."""
+    for kind, view in views.items():
+        dataset.save_view(f"{name}-{kind}", view, overwrite=True)
     for kind in VIEW_KINDS:
-        if dataset.has_saved_view(f"{name}-{kind}"):
+        if kind not in views and dataset.has_saved_view(f"{name}-{kind}"):
             dataset.delete_saved_view(f"{name}-{kind}")
 
 

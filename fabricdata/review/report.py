@@ -3,6 +3,7 @@ views to open with their App commands) and the plots (PR curves, confusion matri
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fabricdata.core.contracts import RunFolder
-from fabricdata.core.fileio import atomic_write_text
+from fabricdata.core.fileio import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
     from fabricdata.review.review import ReviewSummary
@@ -36,6 +37,14 @@ def write_report(folder: Path, summary: ReviewSummary, results: Any, compare: st
     atomic_write_text(RunFolder(folder).report, _markdown(summary, previous))
 
 
+def _save(plt: Any, figure: Any, out: Path) -> None:
+    """A plot as a PNG, written atomically (a full disk leaves the earlier plot, never half of one)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    atomic_write_bytes(out, buffer.getvalue())
+
+
 def previous_summary(compare: str | Path | None) -> dict[str, Any] | None:
     """The ``review.json`` of an earlier run folder (None: no folder given, or never reviewed)."""
     if compare is None:
@@ -55,8 +64,7 @@ def _pr_plot(plt: Any, results: Any, out: Path) -> None:
     axis.grid(alpha=0.3)
     axis.legend(loc="lower left")
     figure.tight_layout()
-    figure.savefig(out)
-    plt.close(figure)
+    _save(plt, figure, out)
 
 
 def _confusion_plot(plt: Any, confusion: dict[str, dict[str, int]], out: Path) -> None:
@@ -71,8 +79,7 @@ def _confusion_plot(plt: Any, confusion: dict[str, dict[str, int]], out: Path) -
         axis.text(j, i, str(value), ha="center", va="center", color="black" if value < matrix.max() / 2 else "white")
     axis.set(xlabel="predicted", ylabel="ground truth", title="confusion (IoU match, with background)")
     figure.tight_layout()
-    figure.savefig(out)
-    plt.close(figure)
+    _save(plt, figure, out)
 
 
 def _ap_plot(plt: Any, summary: ReviewSummary, previous: dict[str, Any], out: Path) -> None:
@@ -85,8 +92,7 @@ def _ap_plot(plt: Any, summary: ReviewSummary, previous: dict[str, Any], out: Pa
     axis.set(ylabel="AP@[.5:.95]", title="AP per class")
     axis.legend()
     figure.tight_layout()
-    figure.savefig(out)
-    plt.close(figure)
+    _save(plt, figure, out)
 
 
 def _markdown(summary: ReviewSummary, previous: dict[str, Any] | None) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from fabricdata.core import faults
 from fabricdata.core.contracts import PredictionRecord, RunFolder
 from fabricdata.core.errors import DatasetError
 from fabricdata.review.mistakes import (
@@ -29,10 +30,20 @@ from fabricdata.review.mistakes import (
     find_mistakes,
     view_counts,
 )
-from fabricdata.review.predictions import clear_review, load_predictions, match_samples, slug, store_predictions
+from fabricdata.review.predictions import (
+    STAGED,
+    discard_staged,
+    load_predictions,
+    match_samples,
+    publish,
+    save_views,
+    slug,
+    store_predictions,
+)
 from fabricdata.review.report import previous_summary, write_report
 from fabricdata.store.dataset import GT_FIELD, fiftyone, load_dataset
 from fabricdata.store.labeldiff import Side, diff_tables, statement
+from fabricdata.store.locks import holds_dataset
 from fabricdata.store.versions import VersionStore, run_version
 
 #: predictions below this confidence are not stored (a random model's junk would swamp evaluation)
@@ -81,6 +92,7 @@ def _ap_at(results: Any, thresh: float) -> tuple[float, dict[str, float]]:
     return (float(np.mean(list(per_class.values()))) if per_class else 0.0), per_class
 
 
+@holds_dataset("review")
 def review(
     dataset_name: str,
     run_folder: str | Path,
@@ -91,36 +103,46 @@ def review(
     min_confidence: float = MIN_CONFIDENCE,
 ) -> ReviewSummary:
     """Review a run; ``name`` (default: the run folder's name) names its field, eval key and views. Predictions
-    below ``min_confidence`` are not stored, so review time tracks real detections."""
+    below ``min_confidence`` are not stored, so review time tracks real detections.
+
+    The new review is built beside an earlier review of the run and replaces it only when complete
+    (:func:`fabricdata.review.predictions.publish`), under the dataset's lease (two reviews of one run take turns).
+
+    Raises:
+        InvalidValueError: a line of ``predictions.jsonl`` is unusable (not UTF-8, not a record, oversize).
+        DatasetError: nothing to review, or ``compare`` was never reviewed here.
+    """
     folder = Path(run_folder)
     name = name or folder.name
     pred_field, eval_key = f"pred_{slug(name)}", f"eval_{slug(name)}"
+    staged = (pred_field + STAGED, eval_key + STAGED)
     dataset = load_dataset(dataset_name)
     say = progress or (lambda _: None)
-    # 1. the run's <OD> predictions, matched to samples, stored as pred_R (an earlier review of R removed)
+    # 1. the run's <OD> predictions, checked and matched to samples, stored beside any earlier review of R
     matched, unmatched = _read_run(dataset, folder)
-    clear_review(dataset, name, pred_field, eval_key)
+    discard_staged(dataset, pred_field, eval_key)
     say("storing predictions")
-    dropped = store_predictions(dataset, pred_field, matched, min_confidence)
+    dropped = store_predictions(dataset, staged[0], matched, min_confidence)
     classes = list(dataset.default_classes or [])
     view = dataset.select(list(matched))
     # 2. FiftyOne's COCO-style evaluation, and the mistakes read back from it
     say("evaluating (COCO-style)")
     results = view.evaluate_detections(
-        pred_field, gt_field=GT_FIELD, eval_key=eval_key, compute_mAP=True, iou=iou_threshold, classwise=True,
+        staged[0], gt_field=GT_FIELD, eval_key=staged[1], compute_mAP=True, iou=iou_threshold, classwise=True,
         progress=False,
     )  # fmt: skip
-    rows = evaluated_rows(view, pred_field, eval_key)
-    mistakes = find_mistakes(rows, cross_matches(view, rows, pred_field, iou_threshold), classes)
+    rows = evaluated_rows(view, *staged)
+    mistakes = find_mistakes(rows, cross_matches(view, rows, staged[0], iou_threshold), classes)
     threshold, precision, recall, f1 = best_f1(rows)
-    # 3. one saved view per kind of mistake (and against an earlier run)
+    extra = _comparison_ids(dataset, view, (staged[1], staged[0], threshold), compare)
+    faults.point("review.stored")
+    # 3. the swap, then one saved view per kind of mistake (and against an earlier run), each over the old one
+    publish(dataset, name, pred_field, eval_key)
     views, counts = _mistake_views(view, pred_field, eval_key, rows, mistakes)
-    if compare is not None:
-        _add_comparison(dataset, view, (eval_key, pred_field, threshold), compare, views, counts)
-    saved = {}
-    for kind, kind_view in views.items():
-        dataset.save_view(f"{name}-{kind}", kind_view, overwrite=True)
-        saved[f"{name}-{kind}"] = counts[kind]
+    for kind, ids in extra.items():
+        views[kind], counts[kind] = view.select(ids), len(ids)
+    save_views(dataset, name, views)
+    saved = {f"{name}-{kind}": counts[kind] for kind in views}
     # 4. the summary and the report
     summary = ReviewSummary(
         dataset=dataset_name,
@@ -242,21 +264,18 @@ def _mistake_views(
     return views, view_counts(rows, mistakes)
 
 
-def _add_comparison(
-    dataset: Any,
-    view: Any,
-    new: tuple[str, str, float],
-    compare: str | Path,
-    views: dict[str, Any],
-    counts: dict[str, int],
-) -> None:
-    """The ``regressions`` and ``fixed`` views against the earlier run reviewed from the folder ``compare``."""
+def _comparison_ids(
+    dataset: Any, view: Any, new: tuple[str, str, float], compare: str | Path | None
+) -> dict[str, list[str]]:
+    """The samples of the ``regressions`` and ``fixed`` views against the earlier run reviewed from the folder
+    ``compare`` (nothing without one)."""
+    if compare is None:
+        return {}
     old = previous_summary(compare) or {}
     old_name = str(old.get("run") or Path(compare).name)
     old_key = (f"eval_{slug(old_name)}", f"pred_{slug(old_name)}", float(old.get("best_f1_threshold") or 0.0))
     worse, better = _comparison(dataset, view, new, old_key)
-    views.update({"regressions": view.select(worse), "fixed": view.select(better)})
-    counts.update({"regressions": len(worse), "fixed": len(better)})
+    return {"regressions": worse, "fixed": better}
 
 
 def _only(view: Any, field: str, ids: list[str]) -> Any:

@@ -10,15 +10,17 @@ paths store field by field, so an upgrade that changes the layout fails a test, 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fabricdata.core import faults
 from fabricdata.core.boxes import box_to_fiftyone
+from fabricdata.core.errors import DatasetError
 from fabricdata.formats import FolderItem
 from fabricdata.store.dataset import (
     F_ANNOTATION_FORMAT,
@@ -168,3 +170,30 @@ def sample_document(item: FolderItem, root: Path, dataset_id: Any) -> dict[str, 
         "created_at": now,
         "last_modified_at": now,
     }
+
+
+@contextlib.contextmanager
+def refusing_duplicates(dataset: Any) -> Iterator[None]:
+    """Turn the unique ``filepath`` index's refusal (another program added an image meanwhile, without the
+    dataset's lease) into one error naming the image; the samples inserted before it stay, and a rerun of the
+    import adds the rest (it is idempotent)."""
+    from pymongo.errors import BulkWriteError
+
+    try:
+        yield
+    except (BulkWriteError, ValueError) as exc:
+        errors = exc.details.get("writeErrors", []) if isinstance(exc, BulkWriteError) else []
+        duplicate = next((e for e in errors if e.get("code") == 11000), None)
+        if duplicate is None and "E11000" not in str(exc):
+            raise
+        path = (duplicate or {}).get("keyValue", {}).get("filepath") or _duplicate_key(str(exc))
+        raise DatasetError(
+            f"{path}: already in dataset {dataset.name!r}: another program added it during this import "
+            "(without fabricdata's dataset lease); run the import again"
+        ) from None
+
+
+def _duplicate_key(message: str) -> str:
+    """The file path in MongoDB's ``E11000 ... dup key: { filepath: "PATH" }`` message."""
+    _, _, rest = message.partition('filepath: "')
+    return rest.rpartition('" }')[0] or "an image"

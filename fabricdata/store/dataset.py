@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,6 +143,36 @@ def ensure_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
         if path not in schema:
             dataset.add_sample_field(path, ftype, **kwargs)
     activate_label_schema(dataset, merged)
+    ensure_unique_filepaths(dataset)
+
+
+def ensure_unique_filepaths(dataset: fo.Dataset) -> None:
+    """A unique index on ``filepath``: the database itself refuses a second sample of one image, whatever
+    program inserts it. A dataset that already holds duplicates (left by concurrent imports of fabricdata 0.x)
+    keeps FiftyOne's plain index, with a warning naming them (FiftyOne would drop the plain one and fail)."""
+    if (dataset.get_index_information().get("filepath") or {}).get("unique"):
+        return
+    twice = list(
+        dataset._sample_collection.aggregate(
+            [{"$group": {"_id": "$filepath", "n": {"$sum": 1}}}, {"$match": {"n": {"$gt": 1}}}, {"$limit": 3}]
+        )
+    )
+    if twice:
+        listed = ", ".join(f"{row['_id']} ({row['n']} samples)" for row in twice)
+        warnings.warn(
+            f"dataset {dataset.name!r} holds images more than once ({listed}{', ...' if len(twice) == 3 else ''}): "
+            "delete the extra samples (in the App, or with dataset.delete_samples) so that the database can refuse "
+            "duplicates",
+            stacklevel=3,
+        )
+        return
+    quiet = logging.getLogger("fiftyone.core.collections")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # "Converting existing index 'filepath' to unique": once per dataset
+    try:
+        dataset.create_index("filepath", unique=True)
+    finally:
+        quiet.setLevel(level)
 
 
 def pending_drafts(samples: Any) -> Any:

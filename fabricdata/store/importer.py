@@ -20,7 +20,7 @@ from typing import Any, Literal
 from fabricdata.core.errors import AnnotationError, DatasetError, InvalidValueError
 from fabricdata.core.images import DEFAULT_MAX_PIXELS, check_complete, pixel_limit, write_proxy
 from fabricdata.formats import FolderItem, FolderScan, FormatName, read_folder
-from fabricdata.store.bulk import bulk_add, label_fields
+from fabricdata.store.bulk import bulk_add, label_fields, refusing_duplicates
 from fabricdata.store.dataset import (
     F_ANNOTATION_HASH,
     F_LABELS_HASH,
@@ -64,10 +64,10 @@ def import_folder(
     truncated). Every refusal is one error naming the file; the rest of the folder is imported.
     """
     root = Path(folder).resolve()
-    with pixel_limit(DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels):
+    # the lease before the scan: a write-back that held it has written its files by then, and the scan sees them
+    with dataset_lock(dataset_name, "import"), pixel_limit(DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels):
         scan = read_folder(root, fmt, classes, follow_links=follow_links)
-        with dataset_lock(dataset_name):  # never beside a write-back of the same dataset
-            return _import_scan(root, scan, dataset_name, classes, prune, force, progress, on_total)
+        return _import_scan(root, scan, dataset_name, classes, prune, force, progress, on_total)
 
 
 def _import_scan(
@@ -107,7 +107,8 @@ def _import_scan(
     report.exif_rotated = [str(i.image_path) for i in new_items if i.image and i.image.orientation not in (0, 1)]
     new_items = _with_proxies(new_items, managed_dir(dataset_name, "proxies"), report.errors)
     report.proxies = sum(item.proxy is not None for item in new_items)
-    bulk_add(dataset, new_items, root, progress)
+    with refusing_duplicates(dataset):  # the unique filepath index: a program that took no lease added one
+        bulk_add(dataset, new_items, root, progress)
     if report.proxies:
         enable_proxies(dataset)
     report.added = len(new_items)

@@ -26,7 +26,7 @@ from fabricdata.core.errors import DatasetError
 from fabricdata.core.fileio import atomic_write_bytes
 from fabricdata.store.dataset import F_PROXY, enable_proxies, fiftyone, load_dataset, managed_dir, open_dataset
 from fabricdata.store.labeltable import LabelTable, insert_labels, read_labels, without_gc
-from fabricdata.store.locks import dataset_lock
+from fabricdata.store.locks import dataset_lock, holds_dataset
 
 FORMAT = "fabricdata-labels/1"
 #: a version's name: what ``diff``, ``restore`` and ``runs`` show (``now`` is the dataset's current labels)
@@ -145,6 +145,7 @@ def store_version(
     return version, True
 
 
+@holds_dataset("snapshot")
 def snapshot(dataset_name: str, name: str | None = None, message: str = "") -> tuple[LabelVersion, bool]:
     """``fabricdata snapshot``: freeze the labels of the dataset now (see :func:`store_version`)."""
     return store_version(dataset_name, read_labels(load_dataset(dataset_name)), name, message)
@@ -210,6 +211,11 @@ def restore(dataset_name: str, ref: str, new_name: str) -> tuple[LabelVersion, A
     Raises:
         DatasetError: ``new_name`` exists, no such version, or images of the version are missing (nothing made).
     """
+    with dataset_lock(new_name, "restore"):
+        return _restore(dataset_name, ref, new_name)
+
+
+def _restore(dataset_name: str, ref: str, new_name: str) -> tuple[LabelVersion, Any]:
     fo = fiftyone()
     if fo.dataset_exists(new_name):
         raise DatasetError(f"--as {new_name}: a dataset of that name exists; choose a new name")

@@ -75,7 +75,7 @@ def writeback(
     LabelImg meanwhile wins and is reported), the rename, then the new hashes. A rerun after a crash finishes
     from the journal. ``on_total`` is called once with the number of samples that have an annotation file.
     """
-    with dataset_lock(dataset_name):
+    with dataset_lock(dataset_name, "writeback"):
         dataset = load_dataset(dataset_name)
         report = WriteBackReport(recovered=roll_forward(dataset))
         _write_changed(dataset, force, report, progress, on_total)
