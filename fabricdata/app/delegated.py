@@ -94,7 +94,7 @@ class Prelabel(foo.Operator):  # type: ignore[misc]
         return {"message": prelabel_message(report, name), "view": report.view, "unreadable": report.unreadable}
 
     def resolve_output(self, ctx: Any) -> Any:
-        return result_outputs((("unreadable", "Unreadable images"),))
+        return result_outputs(ctx, (("unreadable", "Unreadable images"),))
 
 
 def review_message(summary: ReviewSummary) -> str:
@@ -154,4 +154,4 @@ class ReviewRun(foo.Operator):  # type: ignore[misc]
         return {"message": review_message(summary), "views": list(summary.views)}
 
     def resolve_output(self, ctx: Any) -> Any:
-        return result_outputs((("views", "Views"),))
+        return result_outputs(ctx, (("views", "Views"),))

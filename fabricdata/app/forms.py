@@ -33,10 +33,13 @@ def run_picker(
     inputs.enum(name, choices.values(), required=required, label=label, description=description, view=choices)
 
 
-def result_outputs(lists: Sequence[tuple[str, str]] = ()) -> Any:
-    """The output form: the message (Markdown), then one list per ``(key, label)`` (files written, conflicts)."""
+def result_outputs(ctx: Any, lists: Sequence[tuple[str, str]] = ()) -> Any:
+    """The output form: the message (Markdown), then one list per ``(key, label)`` (files written, conflicts) that
+    the result fills (all of them before there is a result)."""
     outputs = types.Object()
     outputs.str("message", label="Result", view=types.MarkdownView())
+    results = ctx.results or {}
     for key, label in lists:
-        outputs.list(key, types.String(), label=label)
+        if not results or results.get(key):
+            outputs.list(key, types.String(), label=label)
     return types.Property(outputs, view=types.View(label="fabricdata"))

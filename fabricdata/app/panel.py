@@ -9,26 +9,33 @@ confidence, where its figures are those of ``review.json``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from fabricdata.app.context import RunChoice, refusal, run_views, runs_root
+from fabricdata.app.context import RunChoice, refusal, run_choices, run_views, runs_root
 from fabricdata.core.errors import ConfigError
-from fabricdata.review.runs import load_runs, sort_runs, table
+from fabricdata.review.runs import load_run, sort_runs, table
 from fabricdata.review.threshold import ALL, figures_at, read_evaluation
 
 _FIGURES = ("label", "truths", "predicted", "hits", "precision", "recall", "f1")
 _HEADERS = ("class", "boxes", "predicted", "hits", "precision", "recall", "F1")
 
 
-def runs_table(root: Any) -> tuple[list[str], list[dict[str, str]], list[str]]:
-    """Header, rows (``c0``.. keys) and run names of the runs below ``root`` (none: empty)."""
-    try:
-        rows = sort_runs(load_runs(root), "name")
-    except ConfigError:
+def runs_table(root: Path) -> tuple[list[str], list[dict[str, str]], list[str]]:
+    """Header, rows (``c0``.. keys) and run names of the runs below ``root``: trained runs and runs that only
+    predicted (a zero-shot baseline); an unreadable config leaves its run out."""
+    rows = []
+    for run in run_choices(root):
+        try:
+            rows.append(load_run(run.folder, root))
+        except ConfigError:
+            continue
+    if not rows:
         return [], [], []
+    rows = sort_runs(rows, "name")
     header, cells = table(rows)
     return header, [{f"c{i}": cell for i, cell in enumerate(line)} for line in cells], [row.name for row in rows]
 

@@ -84,7 +84,7 @@ class WriteBack(foo.Operator):  # type: ignore[misc]
         return result
 
     def resolve_output(self, ctx: Any) -> Any:
-        return result_outputs(_LISTS)
+        return result_outputs(ctx, _LISTS)
 
 
 ACCEPT, REJECT = "accept", "reject"
@@ -154,4 +154,4 @@ class VerifyDrafts(foo.Operator):  # type: ignore[misc]
         return {**result, "message": message[0].upper() + message[1:]}
 
     def resolve_output(self, ctx: Any) -> Any:
-        return result_outputs(_LISTS)
+        return result_outputs(ctx, _LISTS)
