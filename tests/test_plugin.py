@@ -5,6 +5,11 @@ with the plugin found the way the App finds it (:func:`fabricdata.app.plugins.en
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,6 +225,31 @@ def _run_delegated(operator: str, dataset: str) -> object:
     return record
 
 
+def _launched(operator: str, dataset: str, cwd: Path, timeout: float = 240) -> object:
+    """The documented way: ``FIFTYONE_PLUGINS_DIR=... fiftyone delegated launch`` (the line ``fabricdata app``
+    prints), started elsewhere and without ``FABRICDATA_RUNS``, runs the queued operation; its record."""
+    import fiftyone as fo
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    env = {k: v for k, v in os.environ.items() if k != RUNS_ENV}
+    env["FIFTYONE_PLUGINS_DIR"] = fo.config.plugins_dir
+    launcher = Path(sys.executable).with_name("fiftyone")
+    service = DelegatedOperationService()
+    with subprocess.Popen([str(launcher), "delegated", "launch"], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as process:  # fmt: skip
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                [record] = service.list_operations(operator=uri(operator), dataset_name=dataset)
+                if record.run_state in ("completed", "failed"):
+                    return record
+                time.sleep(1)
+        finally:
+            process.send_signal(signal.SIGINT)
+            output = process.communicate(timeout=60)[0]
+    pytest.fail(f"fiftyone delegated launch did not run the operation in {timeout:.0f} s:\n{output[-3000:]}")
+
+
 def test_review_is_delegated_and_its_views_open_and_its_figures_match_review_json(
     runs: Path, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -231,8 +261,10 @@ def test_review_is_delegated_and_its_views_open_and_its_figures_match_review_jso
     assert queued.delegated  # type: ignore[attr-defined]
     dataset = fo.load_dataset(name)
     assert not dataset.has_saved_view("r1-missed")  # queued, not run
-    record = _run_delegated("review_run", name)
-    assert record.run_state == "completed"  # type: ignore[attr-defined]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    record = _launched("review_run", name, elsewhere)
+    assert record.run_state == "completed", record.result.error  # type: ignore[attr-defined]
     message = record.result.result["message"]  # type: ignore[attr-defined]
     review = json.loads((run_folder / "review.json").read_text())
     assert review["best_f1_threshold"] == pytest.approx(BEST_THRESHOLD) and review["f1"] == pytest.approx(BEST_F1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,19 +118,25 @@ class RunChoice:
         return data if isinstance(data, dict) else None
 
 
-def run_choices(root: Path | None = None, need: str | None = None) -> list[RunChoice]:
+def run_choices(
+    root: Path | None = None, need: str | None = None, given: Sequence[str | None] = ()
+) -> list[RunChoice]:
     """Run folders (``config.yaml`` or ``predictions.jsonl``) below the runs root, by name; ``need``: only those
-    holding that file (``predictions.jsonl``, ``review.json``)."""
+    holding that file (``predictions.jsonl``, ``review.json``). ``given``: folders a form already chose (absolute),
+    kept as choices wherever they are, so a delegated run validates in an executor started elsewhere."""
     root = root or runs_root()
-    if not root.is_dir():
-        return []
-    found = {
-        path.parent
-        for pattern in (RunFolder.CONFIG, RunFolder.PREDICTIONS)
-        for path in root.rglob(pattern)
-        if not RunFolder.inside_checkpoints(path.relative_to(root)) and len(path.relative_to(root).parts) <= 4
-    }
+    found = set()
+    if root.is_dir():
+        found = {
+            path.parent
+            for pattern in (RunFolder.CONFIG, RunFolder.PREDICTIONS)
+            for path in root.rglob(pattern)
+            if not RunFolder.inside_checkpoints(path.relative_to(root)) and len(path.relative_to(root).parts) <= 4
+        }
     runs = [RunChoice(folder.relative_to(root).as_posix(), folder) for folder in sorted(found) if folder != root]
+    for folder in (Path(text) for text in given if text):
+        if folder.is_absolute() and RunFolder(folder).is_run() and folder not in found:
+            runs.append(RunChoice(folder.as_posix(), folder))
     return [run for run in runs if need is None or (run.folder / need).is_file()]
 
 

@@ -60,7 +60,7 @@ class Prelabel(foo.Operator):  # type: ignore[misc]
     def resolve_input(self, ctx: Any) -> Any:
         inputs = types.Object()
         why = refusal(ctx.dataset)
-        runs = run_choices()
+        runs = run_choices(given=[ctx.params.get("run")])
         if why is None and not runs:
             why = f"no runs in {runs_root()} ('fabricdata app --runs DIR' names the folder that holds them)"
         if why is not None:
@@ -127,13 +127,13 @@ class ReviewRun(foo.Operator):  # type: ignore[misc]
     def resolve_input(self, ctx: Any) -> Any:
         inputs = types.Object()
         why = refusal(ctx.dataset)
-        runs = run_choices(need=RunFolder.PREDICTIONS)
+        runs = run_choices(need=RunFolder.PREDICTIONS, given=[ctx.params.get("run")])
         if why is None and not runs:
             why = f"no run with {RunFolder.PREDICTIONS} in {runs_root()}: run 'fabricdata predict' first"
         if why is not None:
             return refuse(inputs, why)
         run_picker(inputs, "run", runs, "Run", "Run with predictions.jsonl.")
-        reviewed = run_choices(need="review.json")
+        reviewed = run_choices(need="review.json", given=[ctx.params.get("compare")])
         run_picker(inputs, "compare", reviewed, "Compare with", "An earlier, reviewed run.", required=False)
         inputs.float("iou", default=REVIEW_IOU, min=0.05, max=0.95, label="IoU", description="IoU of a match.")
         inputs.float("min_confidence", default=MIN_CONFIDENCE, min=0.0, max=1.0, label="Minimum confidence",
@@ -151,7 +151,10 @@ class ReviewRun(foo.Operator):  # type: ignore[misc]
             progress=lambda text: ctx.set_progress(label=text),
             min_confidence=float(ctx.params.get("min_confidence", MIN_CONFIDENCE)),
         )
-        return {"message": review_message(summary), "views": list(summary.views)}
+        message = review_message(summary)
+        if summary.unmatched_images:
+            message += f"; {plural(len(summary.unmatched_images), 'image')} of its predictions not in {name!r}"
+        return {"message": message, "views": list(summary.views)}
 
     def resolve_output(self, ctx: Any) -> Any:
         return result_outputs(ctx, (("views", "Views"),))
