@@ -315,3 +315,28 @@ def test_prelabel_is_delegated_and_adds_the_new_photos_as_drafts(
     assert record.status.progress == 1.0  # type: ignore[attr-defined]
     code, text, _ = run(["stats", "-d", name], capsys)
     assert code == 0 and "3 prelabeled images wait for verification" in text
+
+
+def test_saved_views_are_grouped_by_run_and_the_runs_table_takes_predict_only_runs(tmp_path: Path) -> None:
+    from fabricdata.app.context import run_views
+    from fabricdata.app.panel import runs_table
+
+    views = ["r1-missed", "r1-to-verify", "sweep-a-b-confused", "audit-swapped", "audit-worst", "no-labels",
+             "validate-duplicates", "missed"]  # fmt: skip
+    assert run_views(views) == {
+        "audit": ["audit-swapped", "audit-worst"],
+        "r1": ["r1-missed", "r1-to-verify"],
+        "sweep-a-b": ["sweep-a-b-confused"],
+    }
+    (tmp_path / "trained").mkdir()
+    (tmp_path / "trained" / "config.yaml").write_text("lr: 0.001\nlora:\n  r: 8\n")
+    (tmp_path / "zero").mkdir()
+    (tmp_path / "zero" / "predictions.jsonl").write_text("")
+    (tmp_path / "zero" / "review.json").write_text(
+        json.dumps({"map": 0.25, "ap50": 0.5, "per_class_ap": {"drop": 0.25}})
+    )
+    header, rows, names = runs_table(tmp_path)
+    assert names == ["trained", "zero"]
+    assert header[:3] == ["run", "lr", "lora.r"] and "AP drop" in header
+    assert [row["c0"] for row in rows] == names and rows[1][f"c{header.index('mAP')}"] == "0.250"
+    assert runs_table(tmp_path / "none") == ([], [], [])
