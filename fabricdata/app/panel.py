@@ -164,7 +164,7 @@ class RunsPanel(foo.Panel):  # type: ignore[misc]
         run_name = (review or {}).get("run") or name.rsplit("/", 1)[-1]
         views = run_views(ctx.dataset.list_saved_views()).get(run_name, [])
         opened = f"**Run {name}**: " + ("open one of its views" if views else "no saved views in this dataset")
-        panel.md(opened, name="run")
+        panel.md(opened, name="run_heading")  # not "run": that is the state key of the run's name
         buttons = panel.h_stack("views", align_x="left", gap=1)
         for view in views:
             buttons.btn(f"view_{view}", label=view[len(run_name) + 1 :], on_click=self.open_view, params={"view": view})
