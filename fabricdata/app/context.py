@@ -118,9 +118,7 @@ class RunChoice:
         return data if isinstance(data, dict) else None
 
 
-def run_choices(
-    root: Path | None = None, need: str | None = None, given: Sequence[str | None] = ()
-) -> list[RunChoice]:
+def run_choices(root: Path | None = None, need: str | None = None, given: Sequence[str | None] = ()) -> list[RunChoice]:
     """Run folders (``config.yaml`` or ``predictions.jsonl``) below the runs root, by name; ``need``: only those
     holding that file (``predictions.jsonl``, ``review.json``). ``given``: folders a form already chose (absolute),
     kept as choices wherever they are, so a delegated run validates in an executor started elsewhere."""
