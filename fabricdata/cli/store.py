@@ -257,10 +257,17 @@ def app_(
     view: Annotated[str | None, typer.Option(help="Open this saved view.")] = None,
     port: Annotated[int, typer.Option(help="Port of the App server.")] = 5151,
     address: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for remote annotators).")] = "127.0.0.1",
+    runs: Annotated[Path, typer.Option(help="Folder that holds the runs (the runs panel, the run pickers).")] = Path(
+        "runs"
+    ),
 ) -> None:
     """Launch the FiftyOne App on the dataset (or a saved view) to browse and fix labels; Ctrl-C stops it.
 
-    Fix boxes in the App's Annotate tab, then run 'fabricdata writeback'.
+    Fix boxes in the App's Annotate tab, then run 'Write back to label files' from the App's operator browser
+    (the ` key) or 'fabricdata writeback'. fabricdata's operators (write back, verify drafts, prelabel a folder,
+    review a run, open a run's view) and its runs panel are there without any plugin step; your own FiftyOne
+    plugins stay available. Prelabel and review run as FiftyOne delegated operations: start the command it prints
+    ('fiftyone delegated launch' with this plugins folder) in a second terminal to run them.
 
     Examples:
 
@@ -268,13 +275,20 @@ def app_(
 
       fabricdata app --view run1-missed --port 5152 --address 0.0.0.0
     """
+    from fabricdata.app.plugins import enable
     from fabricdata.store.dataset import fiftyone, load_view
 
     fo = fiftyone()
     _, target = load_view(dataset, view)
+    plugins = enable(runs)
     url = f"http://{address}:{port}/datasets/{dataset}" + (f"?view={_slug(view)}" if view is not None else "")
     session = fo.launch_app(target, port=port, address=address, remote=True, auto=False)
     console.print(f"FiftyOne App: [bold]{url}[/]  (Ctrl-C to stop)")
+    console.print(
+        f"delegated operations (prelabel, review): FIFTYONE_PLUGINS_DIR={plugins} fiftyone delegated launch",
+        highlight=False,
+        soft_wrap=True,
+    )
     try:
         session.wait(-1)
     except KeyboardInterrupt:

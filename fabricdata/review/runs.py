@@ -71,9 +71,11 @@ def load_runs(root: Path) -> list[RunRow]:
 
 
 def load_run(folder: Path, root: Path) -> RunRow:
+    """One run's figures; a run that only predicted (a zero-shot model, no ``config.yaml``) has no config keys."""
     run = RunFolder(folder)
     try:
-        config = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
+        text = run.config.read_text(encoding="utf-8") if run.config.exists() else ""
+        config = yaml.safe_load(text) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{run.config}: unreadable ({exc.__class__.__name__})") from None
     name = folder.relative_to(root).as_posix() if folder != root else folder.name

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -67,8 +67,11 @@ def writeback(
     force: bool = False,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    *,
+    samples: Collection[str] | None = None,
 ) -> WriteBackReport:
-    """Write every sample whose labels changed since import back to its annotation file.
+    """Write every sample whose labels changed since import back to its annotation file (only the samples with
+    the ids ``samples``, when given: the App's current view or selection, read unfiltered from the dataset).
 
     A transaction per file: the dataset's lock (a second write-back waits for this one), the file's lock, a
     journal entry on the sample, the file's hash checked again just before the atomic rename (a save from
@@ -78,8 +81,9 @@ def writeback(
     with dataset_lock(dataset_name, "writeback"):
         dataset = load_dataset(dataset_name)
         report = WriteBackReport(recovered=roll_forward(dataset))
-        _write_changed(dataset, force, report, progress, on_total)
-        _write_verified_drafts(dataset, report)
+        chosen = dataset if samples is None else dataset.select(list(samples))
+        _write_changed(chosen, force, report, progress, on_total)
+        _write_verified_drafts(dataset, chosen, report)
     return report
 
 
@@ -168,12 +172,12 @@ class _NewLabels:
     replaces: str | None = None
 
 
-def _write_verified_drafts(dataset: Any, report: WriteBackReport) -> None:
-    """A new label file for every draft an annotator tagged ``verified``, in the format of the dataset's other
-    files, beside its image as LabelImg saves it; never over an existing file. Unverified drafts are never
-    written."""
+def _write_verified_drafts(dataset: Any, chosen: Any, report: WriteBackReport) -> None:
+    """A new label file for every draft of ``chosen`` an annotator tagged ``verified``, in the format of the
+    dataset's other files, beside its image as LabelImg saves it; never over an existing file. Unverified drafts
+    are never written."""
     fo = fiftyone()
-    drafts = dataset.match_tags(TAG_PRELABELED).match_tags(TAG_VERIFIED)
+    drafts = chosen.match_tags(TAG_PRELABELED).match_tags(TAG_VERIFIED)
     drafts = drafts.match(fo.ViewField(F_ANNOTATION_PATH) == None)  # noqa: E711 (a MongoDB query)
     if not len(drafts):
         return
