@@ -91,6 +91,8 @@ class FolderScan:
     guess: str = ""
     #: YOLO segmentation lines read as their bounding boxes
     polygons: int = 0
+    #: why an ignored file was ignored, where there is more to say than "not an image or annotation"
+    notes: dict[Path, str] = field(default_factory=dict)
 
 
 def detect_format(folder: str | Path) -> FormatName:
@@ -128,6 +130,7 @@ def read_folder(
         files=found.files,
         images=found.images,
         unread=dict(found.unread),
+        notes=found.notes,
     )
     claims: dict[Path, FolderItem] = {}
     for label in found.labels:

@@ -101,6 +101,8 @@ class Discovery:
     skipped: dict[str, Path] = field(default_factory=dict)
     #: annotation-like files not read: path -> (ledger status, reason); labels without an image, COCO JSON
     unread: dict[Path, tuple[str, str]] = field(default_factory=dict)
+    #: why an ignored file was ignored, where there is more to say than "not an image or annotation"
+    notes: dict[Path, str] = field(default_factory=dict)
     index: ImageIndex = field(default_factory=lambda: ImageIndex((), ()))
     _listed: dict[Path, tuple[str, str]] = field(default_factory=dict)
     _split_dirs: dict[Path, tuple[str, str]] = field(default_factory=dict)
@@ -252,7 +254,8 @@ def _read_configs(files: Sequence[Path], found: Discovery) -> list[LayoutConfig]
             continue
         if config is not None:
             configs.append(config)
-            found.layout_files.append(path)
+            if config.kind == "darknet":
+                found.layout_files.append(path)  # a data.yaml is layout once its folders or names are used
     return configs
 
 
@@ -281,6 +284,8 @@ def _apply_configs(
                 elif target in resolver.dirs:
                     found._split_dirs.setdefault(target, (split, where))
                     named.add(target)
+        if named and config.path not in found.layout_files:
+            found.layout_files.append(config.path)
     return consumed, described
 
 
@@ -325,11 +330,11 @@ def _classify(
     fmt: FormatName | Literal["auto"],
     found: Discovery,
 ) -> None:
-    layout = set(found.layout_files)
+    layout = set(found.layout_files) | set(names.sources)
     orphans: list[Path] = []
     for path in files:
-        if is_image(path) or path in consumed or path in layout or is_class_file(path):
-            continue  # class-name files are read when a label needs one
+        if is_image(path) or path in consumed or path in layout:
+            continue  # names files are read when a label needs one
         suffix = path.suffix.lower()
         if suffix == ".xml":
             _add(found, fmt, LabelFile(path, "voc"))
@@ -344,7 +349,11 @@ def _classify(
             orphan = _classify_text(path, names, fmt, found)
             if orphan:
                 orphans.append(path)
-    found.layout_files.extend(names.used)
+    found.layout_files.extend(path for path in names.used if path not in found.layout_files)
+    for path in names.unused():
+        if path not in found.layout_files:
+            found.ignored.append(path)
+            found.notes[path] = "class names that no label here was proven to use"
     for path in orphans:
         found.warnings.append(f"{path}: label without an image")
         found.unread[path] = ("ignored", "label without an image")

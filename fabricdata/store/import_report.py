@@ -16,7 +16,6 @@ from typing import Any
 from fabricdata.core.errors import AnnotationError
 from fabricdata.core.wording import plural
 from fabricdata.formats import FolderItem, FolderScan
-from fabricdata.formats.names import is_class_file
 from fabricdata.store.dataset import SPLITS
 
 #: ledger statuses, in the order the summary counts them
@@ -160,10 +159,8 @@ def build_ledger(scan: FolderScan, errors: Sequence[AnnotationError]) -> list[Le
     for path in scan.files:
         if path in images:
             _put(entries, path, "image", "ignored", "image without labels")
-        elif is_class_file(path):
-            _put(entries, path, "other", "ignored", "class-name file no label uses")
         else:
-            _put(entries, path, "other", "ignored", "not an image or annotation")
+            _put(entries, path, "other", "ignored", scan.notes.get(path, "not an image or annotation"))
     return [entries[path] for path in sorted(entries)]
 
 
