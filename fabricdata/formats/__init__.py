@@ -135,11 +135,11 @@ def read_folder(
     claims: dict[Path, FolderItem] = {}
     for label in found.labels:
         results = _READERS[label.format](label, found, classes, check_sizes, scan)
-        taken = [_take(scan, claims, result) for result in results]
+        read = [_take(scan, claims, result) for result in results]
         if label.format == "yolo" and label.image is not None and label.names is None:
             scan.partner[label.path] = label.image
             scan.unread[label.path] = ("refused", "no class names for its folder")
-        elif not any(taken) and label.path not in scan.unread:
+        elif not any(read) and label.path not in scan.unread:
             _unpaired(scan, label.path, "names no image that is in the folder")  # CreateML: no entry's image
         if scan.classes is None and label.names is not None:
             scan.classes = label.names
@@ -147,8 +147,8 @@ def read_folder(
     scan.polygons = sum(item.polygons for item in scan.items)
     _judge_pairing(scan, found)
     failed = {scan.partner.get(Path(err.path)) or found.image_for(Path(err.path)) for err in scan.errors}
-    partnered = set(scan.partner.values())
-    scan.unlabeled = [image for image in found.images if image not in claims and image not in failed | partnered]
+    spoken_for = failed | set(scan.partner.values()) | set(claims)
+    scan.unlabeled = [image for image in found.images if image not in spoken_for]
     return scan
 
 

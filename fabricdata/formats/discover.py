@@ -37,7 +37,7 @@ from fabricdata.formats.layouts import (
     read_data_yaml,
     read_list_file,
 )
-from fabricdata.formats.names import ClassNames, Names, is_class_file
+from fabricdata.formats.names import ClassNames, Names
 from fabricdata.formats.pairing import ImageIndex, folder_role
 
 FormatName = Literal["voc", "yolo", "createml"]
@@ -200,7 +200,7 @@ def discover(
     resolver = TreePaths(root, files, dirs)
     configs = _read_configs(files, found)
     consumed, described = _apply_configs(configs, resolver, found)
-    class_names = ClassNames(root, configs, resolver, classes, described, _data_dirs(root, files), names)
+    class_names = ClassNames(root, configs, resolver, classes, described, found.images, names)
     _classify(files, consumed, class_names, fmt, found)
     if not found.labels and not found.errors:
         raise FormatDetectionError(_nothing_found(root, found, fmt))
@@ -221,18 +221,6 @@ def _split_from_folders(image: Path, root: Path) -> str | None:
         if split is not None:
             return split
     return None
-
-
-def _data_dirs(root: Path, files: Sequence[Path]) -> set[Path]:
-    """Folders holding images or label-like files at any depth (configuration folders hold neither)."""
-    out: set[Path] = set()
-    for path in files:
-        if is_image(path) or (path.suffix.lower() in (".txt", ".xml", ".json") and not is_class_file(path)):
-            for parent in path.parents:
-                if parent in out or parent == root:
-                    break
-                out.add(parent)
-    return out
 
 
 # --- layout files -------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ Several sources that could apply and disagree are an error listing them with ``-
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -60,13 +61,14 @@ class ClassNames:
         resolver: TreePaths,
         given: Sequence[str] | None,
         described: dict[Path, set[Path]] | None = None,
-        data_dirs: Iterable[Path] = (),
+        images: Iterable[Path] = (),
         chosen: tuple[Names, Path] | None = None,
     ) -> None:
         self.root = root
         self.given = tuple(given) if given else None
         self.chosen = chosen
-        self.data_dirs = set(data_dirs)
+        self._images = images
+        self._files = resolver.files
         self.problems: list[AnnotationError] = []
         self.sources: dict[Path, NamesSource] = {}
         self.used: list[Path] = []
@@ -92,9 +94,21 @@ class ClassNames:
             else:
                 continue
             source.describes |= described.get(config.path, set())
-        for path in sorted(resolver.files):
-            if is_class_file(path) and path not in self.sources:
+        for path in sorted(path for path in resolver.files if is_class_file(path)):
+            if path not in self.sources:
                 self.sources[path] = NamesSource(path, path.parent)
+
+    @functools.cached_property
+    def data_dirs(self) -> set[Path]:
+        """Folders holding images or label-like files at any depth (configuration folders hold neither)."""
+        suffixes = (".txt", ".xml", ".json")
+        labels = (p for p in self._files if p.suffix.lower() in suffixes and not is_class_file(p))
+        out: set[Path] = set()
+        for folder in {path.parent for path in self._images} | {path.parent for path in labels}:
+            while folder not in out and folder != self.root and self.root in folder.parents:
+                out.add(folder)
+                folder = folder.parent
+        return out
 
     def _names_of(self, source: NamesSource) -> Names | None:
         if source.names is None and source.problem is None:

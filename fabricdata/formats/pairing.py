@@ -14,6 +14,7 @@ Nothing here opens a file.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ _SEPARATORS = " _-."
 STRENGTH = {"stem": 3, "filename": 2, "case": 1}
 
 
+@functools.lru_cache(maxsize=4096)
 def folder_role(name: str) -> tuple[str | None, str]:
     """``("images" | "labels" | None, affix)`` of a folder name: ``Validation_Images`` -> ``("images",
     "validation")``, ``ANNOTATIONS`` -> ``("labels", "")``, ``data`` -> ``("images", "")``, ``stain`` ->
@@ -64,17 +66,27 @@ class ImageIndex:
     """The images of a tree by folder and stem, and the folders a label folder's images may be in."""
 
     def __init__(self, images: Iterable[Path], dirs: Iterable[Path]) -> None:
+        self._images = list(images)
         self._exact: dict[tuple[Path, str], list[Path]] = defaultdict(list)
-        self._loose: dict[tuple[Path, str], list[Path]] = defaultdict(list)
-        self._names: dict[tuple[Path, str], Path] = {}
         self._children: dict[Path, list[Path]] = defaultdict(list)
         self._folders: dict[Path, tuple[Path, ...]] = {}
-        for image in images:
+        for image in self._images:
             self._exact[(image.parent, image.stem)].append(image)
-            self._loose[(image.parent, image.stem.lower())].append(image)
-            self._names.setdefault((image.parent, image.name), image)
         for folder in sorted(dirs):
             self._children[folder.parent].append(folder)
+
+    @functools.cached_property
+    def _loose(self) -> dict[tuple[Path, str], list[Path]]:
+        """Images by folder and lower-case stem (made on first use: most trees pair by exact stems)."""
+        index: dict[tuple[Path, str], list[Path]] = defaultdict(list)
+        for (folder, stem), images in self._exact.items():
+            index[(folder, stem.lower())].extend(images)
+        return index
+
+    @functools.cached_property
+    def _names(self) -> dict[tuple[Path, str], Path]:
+        """Images by folder and file name (made on first use)."""
+        return {(image.parent, image.name): image for image in reversed(self._images)}
 
     def folders(self, folder: Path) -> tuple[Path, ...]:
         """``folder`` and, for each label-named folder on its path, its sibling image folder(s) with the rest
@@ -102,7 +114,7 @@ class ImageIndex:
     def pair(self, label: Path, named: str = "") -> Pairing:
         """The image of the annotation file ``label`` (``named``: the file name the annotation gives, if any)."""
         folders = self.folders(label.parent)
-        name = Path(named.replace("\\", "/")).name if named else ""
+        name = named.replace("\\", "/").rsplit("/", 1)[-1] if named else ""
         exact = _gather(self._exact, folders, label.stem)
         if exact:
             return self._choose(label, exact, name, "stem")
@@ -110,7 +122,7 @@ class ImageIndex:
             by_name = [self._names[(folder, name)] for folder in folders if (folder, name) in self._names]
             if len(by_name) == 1:
                 return Pairing(by_name[0], "filename")
-            by_stem = _gather(self._exact, folders, Path(name).stem)
+            by_stem = _gather(self._exact, folders, name.rsplit(".", 1)[0] if "." in name[1:] else name)
             if len(by_stem) == 1:
                 return Pairing(by_stem[0], "filename")
         loose = _gather(self._loose, folders, label.stem.lower())

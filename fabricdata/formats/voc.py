@@ -87,12 +87,13 @@ def parse_voc(data: bytes, path: str | Path | None = None, classes: Sequence[str
 
 
 def _safe_root(data: bytes, path: str | Path | None) -> etree._Element:
-    text = _decode(data, path)
+    text, encoding = _decode(data, path)
     if "<!DOCTYPE" in text or "<!ENTITY" in text:
         raise UnsafeXMLError(path, "document", "DTD and entity declarations are not allowed (XXE protection)")
-    utf8 = _DECLARATION.sub("", text, count=1).encode("utf-8")  # the bytes are UTF-8 now, whatever it declared
+    if encoding not in ("utf-8", "utf-8-sig"):  # parsed as UTF-8 below, whatever it declared
+        data = _DECLARATION.sub("", text, count=1).encode("utf-8")
     try:
-        root = etree.fromstring(utf8, parser=_parser())
+        root = etree.fromstring(data, parser=_parser())
     except etree.XMLSyntaxError as exc:
         raise InvalidValueError(path, "document", f"malformed XML: {exc.msg}") from None
     docinfo: Any = root.getroottree().docinfo
@@ -101,8 +102,9 @@ def _safe_root(data: bytes, path: str | Path | None) -> etree._Element:
     return root
 
 
-def _decode(data: bytes, path: str | Path | None) -> str:
-    """The document's text, decoded as its byte-order mark or XML declaration says (UTF-8 when neither does).
+def _decode(data: bytes, path: str | Path | None) -> tuple[str, str]:
+    """The document's text, decoded as its byte-order mark or XML declaration says (UTF-8 when neither does),
+    and the codec's name.
 
     Raises:
         InvalidValueError: an unknown or non-text encoding, bytes invalid in it, or wide text without a BOM.
@@ -114,12 +116,12 @@ def _decode(data: bytes, path: str | Path | None) -> str:
         declared = _DECLARED.match(data)
         encoding = declared.group(1).decode("ascii") if declared else "utf-8"
     try:
-        codecs.lookup(encoding)
-        return data.decode(encoding)
+        codec = codecs.lookup(encoding).name
+        return data.decode(encoding), codec
     except LookupError:
         raise InvalidValueError(path, "document", "unknown text encoding", encoding) from None
     except UnicodeDecodeError as exc:
-        shown = "UTF-8" if codecs.lookup(encoding).name == "utf-8" else encoding
+        shown = "UTF-8" if codec == "utf-8" else encoding
         raise InvalidValueError(
             path, "document", f"invalid {shown} at byte {exc.start}", data[exc.start : exc.end]
         ) from None
