@@ -208,7 +208,9 @@ def show_import_report(report: ImportReport, dataset: str, show_all: bool = Fals
     _listing("unlabeled", report.unlabeled, show_all, " (image without labels: not imported)")
     _listing("missing", report.missing, show_all, " (still in the dataset; use --prune to remove)")
     if show_all:
-        _listing("ignored", report.ignored, True, " (not an image or annotation)")
+        reasons = {entry.path: entry.reason for entry in report.ledger}
+        ignored = [f"{path} ({reasons.get(path) or 'not an image or annotation'})" for path in report.ignored]
+        _listing("ignored", ignored, True)
     elif report.ignored:
         console.print(f"[dim]ignored {len(report.ignored)} file(s) that are not images or annotations[/]")
     for path in report.exif_rotated:

@@ -43,6 +43,8 @@ from fabricdata.formats.pairing import ImageIndex, folder_role
 FormatName = Literal["voc", "yolo", "createml"]
 #: folder names that organise files rather than name a category (besides image and label folders)
 STRUCTURAL_DIRS = frozenset({"obj", "data"})
+#: the class-name file at the import folder's top that gives the dataset's class order (LabelImg, `synth`)
+CLASS_ORDER_FILE = "classes.txt"
 #: why a COCO file is not imported (COCO import comes with the format registry)
 COCO_REFUSAL = "COCO detection JSON: not supported yet (convert it to VOC or YOLO to import it)"
 
@@ -339,7 +341,9 @@ def _classify(
                 orphans.append(path)
     found.layout_files.extend(path for path in names.used if path not in found.layout_files)
     for path in names.unused():
-        if path not in found.layout_files:
+        if path == found.root / CLASS_ORDER_FILE:  # the class order of the dataset (import reads it)
+            found.layout_files.append(path)
+        elif path not in found.layout_files:
             found.ignored.append(path)
             found.notes[path] = "class names that no label here was proven to use"
     for path in orphans:

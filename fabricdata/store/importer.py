@@ -24,6 +24,7 @@ from typing import Any, Literal
 from fabricdata.core.errors import AnnotationError, DatasetError, InvalidValueError
 from fabricdata.core.images import DEFAULT_MAX_PIXELS, check_complete, pixel_limit, write_proxy
 from fabricdata.formats import FolderItem, FolderScan, FormatName, read_folder
+from fabricdata.formats.discover import CLASS_ORDER_FILE
 from fabricdata.formats.names import read_names_file
 from fabricdata.store.bulk import bulk_add, label_fields
 from fabricdata.store.dataset import (
@@ -195,7 +196,7 @@ def proxy_for(image: Path, folder: Path) -> Path:
 def _class_order(root: Path, items: Sequence[FolderItem], given: Sequence[str] | None) -> list[str]:
     """The classes: as given, else the folder's classes.txt, else first appearance; then any others found."""
     order: list[str] = list(given or [])
-    classes_file = root / "classes.txt"
+    classes_file = root / CLASS_ORDER_FILE
     if not order and classes_file.is_file():
         from fabricdata.formats.yolo import read_classes
 
