@@ -52,7 +52,13 @@ def _errors(report: dict) -> list[str]:  # type: ignore[type-arg]
     ],
 )
 def test_sibling_voc_folders_in_four_namings_import_every_image_with_its_boxes(
-    tmp_path: Path, pool: list[Path], name: str, annotations: str, images: str, split: str | None, capsys
+    tmp_path: Path,
+    pool: list[Path],
+    name: str,
+    annotations: str,
+    images: str,
+    split: str | None,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     root = tmp_path / "steel"
     truth: dict[str, Expected] = {}
@@ -100,7 +106,7 @@ def _voc_in(folder: Path, images: Path, pool: list[Path]) -> None:
 
 
 def test_annotation_files_that_pair_with_no_image_are_exit_1_naming_the_best_guess(
-    tmp_path: Path, pool: list[Path], name: str, capsys
+    tmp_path: Path, pool: list[Path], name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "set"
     _voc_in(root / "xmls", root / "pictures", pool[:5])  # folder names that say neither labels nor images
@@ -111,7 +117,7 @@ def test_annotation_files_that_pair_with_no_image_are_exit_1_naming_the_best_gue
 
 
 def test_fewer_than_half_paired_is_exit_1_and_the_paired_ones_import(
-    tmp_path: Path, pool: list[Path], name: str, capsys
+    tmp_path: Path, pool: list[Path], name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "set"
     _voc_in(root / "xmls", root / "pictures", pool[:6])
@@ -127,7 +133,7 @@ def test_fewer_than_half_paired_is_exit_1_and_the_paired_ones_import(
 
 @pytest.mark.parametrize("what", ["yolo-orphans", "coco-only", "all-refused"])
 def test_no_import_of_a_folder_holding_annotation_files_ends_with_exit_0_and_0_images(
-    tmp_path: Path, pool: list[Path], name: str, what: str, capsys
+    tmp_path: Path, pool: list[Path], name: str, what: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "set"
     root.mkdir()
@@ -157,7 +163,9 @@ def _coco(xmls: list[Path]) -> dict:  # type: ignore[type-arg]
     return {"images": images, "annotations": [], "categories": [{"id": 1, "name": "Hole"}]}
 
 
-def test_the_ledger_accounts_for_every_file_with_a_reason(tmp_path: Path, pool: list[Path], name: str, capsys) -> None:
+def test_the_ledger_accounts_for_every_file_with_a_reason(
+    tmp_path: Path, pool: list[Path], name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "mixed"
     _voc_in(root, root, pool[:4])
     (root / "README.md").write_text("# defects\n")
@@ -194,7 +202,7 @@ def test_the_ledger_accounts_for_every_file_with_a_reason(tmp_path: Path, pool: 
 
 
 def test_several_names_files_are_refused_listing_them_until_names_chooses(
-    tmp_path: Path, pool: list[Path], name: str, capsys
+    tmp_path: Path, pool: list[Path], name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import fiftyone as fo
 
@@ -214,7 +222,7 @@ def test_several_names_files_are_refused_listing_them_until_names_chooses(
 
 
 def test_a_data_yaml_that_names_the_label_folders_wins_over_a_template(
-    tmp_path: Path, pool: list[Path], name: str, capsys
+    tmp_path: Path, pool: list[Path], name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "rf"
     truth = roboflow_tree(root, pool[:10], CLASSES)
@@ -226,7 +234,7 @@ def test_a_data_yaml_that_names_the_label_folders_wins_over_a_template(
 
 
 def test_a_data_yaml_in_a_sibling_config_folder_gives_the_names(
-    tmp_path: Path, pool: list[Path], name: str, capsys
+    tmp_path: Path, pool: list[Path], name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "cfg"
     flat = flat_roboflow_tree(tmp_path / "flat", pool[:4], CLASSES)
@@ -247,7 +255,7 @@ def test_a_data_yaml_in_a_sibling_config_folder_gives_the_names(
 
 
 def test_stats_lists_the_classes_labels_use_and_marks_the_declared_unused(
-    tmp_path: Path, pool: list[Path], name: str, capsys
+    tmp_path: Path, pool: list[Path], name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "flat"
     truth = flat_roboflow_tree(root, pool[:6], CLASSES)
@@ -267,7 +275,9 @@ def test_stats_lists_the_classes_labels_use_and_marks_the_declared_unused(
 # --- readers as open as the formats ---------------------------------------------------------------------------
 
 
-def test_a_gb2312_xml_imports_with_its_chinese_class_names(tmp_path: Path, name: str, capsys) -> None:
+def test_a_gb2312_xml_imports_with_its_chinese_class_names(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     import fiftyone as fo
 
     folder = tmp_path / "neu"
@@ -292,7 +302,7 @@ def test_a_gb2312_xml_imports_with_its_chinese_class_names(tmp_path: Path, name:
 
 
 def test_yolo_segmentation_lines_become_their_bounding_boxes_and_are_counted(
-    tmp_path: Path, name: str, capsys
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import fiftyone as fo
 
@@ -318,7 +328,7 @@ def test_yolo_segmentation_lines_become_their_bounding_boxes_and_are_counted(
 
 
 def test_channels_come_from_the_image_not_from_the_xml_depth(
-    tmp_path: Path, name: str, capsys
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import fiftyone as fo
 
@@ -357,7 +367,9 @@ def _labels_by_image(name: str) -> dict[str, list[str]]:
     return {Path(s.filepath).name: [d.label for d in s.ground_truth.detections] for s in dataset}
 
 
-def test_an_exact_stem_wins_over_a_case_insensitive_one(tmp_path: Path, name: str, capsys) -> None:
+def test_an_exact_stem_wins_over_a_case_insensitive_one(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "p"
     _pair_folder(folder, ["B.jpg", "b.jpg"], {"b.xml": ("b.jpg", Box(1, 1, 9, 9))})
     code, report, err = _import(folder, name, capsys)
@@ -366,7 +378,9 @@ def test_an_exact_stem_wins_over_a_case_insensitive_one(tmp_path: Path, name: st
     assert [Path(p).name for p in report["unlabeled"]] == ["B.jpg"]
 
 
-def test_labels_differing_in_case_go_to_their_own_images(tmp_path: Path, name: str, capsys) -> None:
+def test_labels_differing_in_case_go_to_their_own_images(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "p"
     labels = {"A.xml": ("A.jpg", Box(1, 1, 9, 9)), "a.xml": ("a.jpg", Box(2, 2, 9, 9))}
     _pair_folder(folder, ["A.jpg", "a.jpg"], labels)
@@ -375,7 +389,9 @@ def test_labels_differing_in_case_go_to_their_own_images(tmp_path: Path, name: s
     assert _labels_by_image(name) == {"A.jpg": ["from-A"], "a.jpg": ["from-a"]}
 
 
-def test_the_filename_chooses_between_images_of_one_stem(tmp_path: Path, name: str, capsys) -> None:
+def test_the_filename_chooses_between_images_of_one_stem(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "p"
     _pair_folder(folder, ["y.jpg", "y.png"], {"y.xml": ("y.png", Box(1, 1, 9, 9))})
     code, report, err = _import(folder, name, capsys)
@@ -384,7 +400,9 @@ def test_the_filename_chooses_between_images_of_one_stem(tmp_path: Path, name: s
     assert [Path(p).name for p in report["unlabeled"]] == ["y.jpg"]
 
 
-def test_ambiguous_pairings_are_one_error_naming_both_files(tmp_path: Path, name: str, capsys) -> None:
+def test_ambiguous_pairings_are_one_error_naming_both_files(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "p"
     labels = {
         "z.xml": ("elsewhere.jpg", Box(1, 1, 9, 9)),  # z.jpg or z.png: nothing says which
@@ -405,7 +423,9 @@ def test_ambiguous_pairings_are_one_error_naming_both_files(tmp_path: Path, name
     ]
 
 
-def test_a_yolo_label_of_two_same_stem_images_is_an_error_naming_both(tmp_path: Path, name: str, capsys) -> None:
+def test_a_yolo_label_of_two_same_stem_images_is_an_error_naming_both(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "p"
     folder.mkdir()
     for suffix in ("jpg", "png"):
@@ -423,7 +443,7 @@ def test_a_yolo_label_of_two_same_stem_images_is_an_error_naming_both(tmp_path: 
 
 
 def test_dataset_names_differing_only_in_case_are_refused_in_one_line(
-    tmp_path: Path, pool: list[Path], name: str, capsys
+    tmp_path: Path, pool: list[Path], name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import fiftyone as fo
 
@@ -438,7 +458,7 @@ def test_dataset_names_differing_only_in_case_are_refused_in_one_line(
 
 
 def test_a_folder_that_cannot_be_listed_is_one_error_and_the_rest_imports(
-    tmp_path: Path, pool: list[Path], name: str, monkeypatch: pytest.MonkeyPatch, capsys
+    tmp_path: Path, pool: list[Path], name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "set"
     _voc_in(root / "good", root / "good", pool[:5])
@@ -454,14 +474,12 @@ def test_a_folder_that_cannot_be_listed_is_one_error_and_the_rest_imports(
     monkeypatch.setattr(os, "scandir", scandir)
     code, report, _ = _import(root, name, capsys)
     assert code == 1 and report["added"] == 5
-    assert _errors(report) == [
-        f"{locked}: folder: cannot be listed (Permission denied); nothing below it is read"
-    ]
+    assert _errors(report) == [f"{locked}: folder: cannot be listed (Permission denied); nothing below it is read"]
 
 
 @pytest.mark.parametrize("content", ['{"dataset": "x", "samples": [', "[1, 2]", '{"dataset": "D", "samples": 3}'])
 def test_a_malformed_sidecar_is_one_error_and_the_folder_still_imports(
-    tmp_path: Path, pool: list[Path], name: str, content: str, capsys
+    tmp_path: Path, pool: list[Path], name: str, content: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = tmp_path / "f"
     _voc_in(folder, folder, pool[:3])

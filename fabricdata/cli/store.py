@@ -164,7 +164,7 @@ def import_(
             names=names,
         )
     if ledger is not None:
-        write_ledger(report, ledger)
+        report.write_ledger(ledger)
     if json_out:
         console.print_json(data=report.as_dict())
     else:
@@ -178,17 +178,6 @@ def import_(
 
 
 _SHOWN = 5
-
-
-def write_ledger(report: ImportReport, path: Path) -> None:
-    """The import's ledger as JSON Lines (one file a line: path, kind, status, reason, pair), written atomically."""
-    import json
-    from dataclasses import asdict
-
-    from fabricdata.core.fileio import atomic_write_text
-
-    lines = (json.dumps(asdict(entry), ensure_ascii=False) + "\n" for entry in report.ledger)
-    atomic_write_text(path, "".join(lines))
 
 
 def _listing(kind: str, lines: Sequence[str], show_all: bool, hint: str = "") -> None:

@@ -7,6 +7,7 @@ labels, a label without an image, not an image or annotation); files that descri
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fabricdata.core.errors import AnnotationError
+from fabricdata.core.fileio import atomic_write_text
 from fabricdata.core.wording import plural
 from fabricdata.formats import FolderItem, FolderScan
 from fabricdata.store.dataset import SPLITS
@@ -68,6 +70,11 @@ class ImportReport:
     polygons: int = 0
     #: every file of the tree and what became of it (see the module docstring)
     ledger: list[LedgerEntry] = field(default_factory=list)
+
+    def write_ledger(self, path: str | Path) -> None:
+        """The ledger as JSON Lines (one file a line: path, kind, status, reason, pair), written atomically."""
+        lines = (json.dumps(asdict(entry), ensure_ascii=False) + "\n" for entry in self.ledger)
+        atomic_write_text(path, "".join(lines))
 
     def ledger_counts(self) -> dict[str, int]:
         counts = Counter(entry.status for entry in self.ledger)
