@@ -110,8 +110,8 @@ def test_strict_turns_warnings_into_exit_1_and_reimport_is_clean(
     assert summary == (
         f"import: 18 images (18 added, 0 updated, 0 unchanged); {boxes} boxes; 2 classes; "
         "splits: train 12, val 3, test 3 (from folder names, list file data/train.txt, list file data/valid.txt); "
-        "1 ignored; 3 warnings; 0 errors"
-    )
+        "1 ignored; 3 warnings; 0 errors; ledger: 44 files (36 imported, 4 layout, 0 refused, 4 ignored)"
+    )  # the ledger: 18 images + 18 labels, obj.data + 2 lists + names, README + 2 unlabeled images + ghost.txt
     code, report, _ = _import(root, name, capsys)
     assert code == 0 and report["unchanged"] == 18 and report["added"] == 0
     code, _, _ = _import(root, name, capsys, "--strict")

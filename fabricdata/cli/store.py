@@ -83,11 +83,25 @@ def import_(
         str | None,
         typer.Option(help="Comma-separated classes: YOLO names where the folder has none; other labels are errors."),
     ] = None,
+    names: Annotated[
+        Path | None,
+        typer.Option(
+            "--names",
+            help="The class-name file (data.yaml, obj.data, classes.txt, *.names) of every YOLO label, where "
+            "several could apply.",
+        ),
+    ] = None,
     prune: Annotated[bool, typer.Option(help="Remove samples whose files disappeared from the folder.")] = False,
     force: Annotated[bool, typer.Option(help="Let changed files overwrite App edits not yet written back.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit 1 on warnings too (unlabeled images, orphan labels).")] = False,
     show_all: Annotated[bool, typer.Option("--show-all", help="Name every warning and ignored file.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report (with its ledger) as JSON.")] = False,
+    ledger: Annotated[
+        Path | None,
+        typer.Option(
+            "--ledger", help="Write what became of every file (imported, refused, ignored, with reasons) as JSONL."
+        ),
+    ] = None,
     follow_links: Annotated[
         bool,
         typer.Option("--follow-links", help="Read symbolic links to files outside the folder (refused by default)."),
@@ -98,17 +112,21 @@ def import_(
 ) -> None:
     """Import an annotation folder, as published, into a persistent FiftyOne dataset (idempotent; bulk inserts).
 
-    The tree is searched at any depth. Labels are paired with images by the rules of each layout: beside the
-    image (LabelImg VOC/YOLO/CreateML), images/ + labels/ siblings (Ultralytics, Roboflow, with data.yaml),
-    darknet obj.data + list files, Annotations/ + JPEGImages/. The authors' splits (folder names train,
+    The tree is searched at any depth. Labels are paired with images by stem (exact first, then ignoring case
+    when unambiguous; a VOC <filename> chooses between same-stem images): beside the image (LabelImg
+    VOC/YOLO/CreateML), or in sibling folders whose names say labels/annotations and images, any case, any
+    prefix (images/ + labels/, Annotations/ + JPEGImages/, Validation_Annotations/ + Validation_Images/,
+    FiftyOne's labels/ + data/), darknet obj.data + list files. YOLO class names come from the file proven to
+    describe the labels; where several could, --names chooses. The authors' splits (folder names train,
     valid/val, test; list files; data.yaml) become the train/val/test tags; category folders become the
     'category' field. Images browsers cannot show (TIFF, 16-bit, CMYK, huge) get a viewable proxy for the App.
 
     Real image sizes are checked against the annotations. Bad files (malformed, truncated images, FIFOs,
     links leaving the folder, images over --max-pixels) are listed at the end while all good files are
     imported (exit 1); README files, licences and notes are ignored; unlabeled images and labels without an
-    image are warnings (exit 1 only with --strict). Re-importing adds nothing; changed files update their
-    samples; removed files are reported and removed only with --prune.
+    image are warnings (exit 1 only with --strict), but annotation files of which fewer than half pair with an
+    image, or none imported, are an error. Every file is in the ledger (--json, --ledger FILE). Re-importing
+    adds nothing; changed files update their samples; removed files are reported and removed only with --prune.
 
     Examples:
 
@@ -119,6 +137,8 @@ def import_(
       fabricdata import darknet/ --dataset stains --show-all       (data/obj.data + list files)
 
       fabricdata import data/weft --dataset weft --classes wrinkle,broken-weft --format yolo
+
+      fabricdata import steel/ --dataset steel --names steel/data.yaml --ledger steel-ledger.jsonl
     """
     from fabricdata.formats import FORMATS, FormatName
     from fabricdata.store.importer import import_folder
@@ -141,7 +161,10 @@ def import_(
             on_total=bar.total,
             follow_links=follow_links,
             max_pixels=max_pixels,
+            names=names,
         )
+    if ledger is not None:
+        report.write_ledger(ledger)
     if json_out:
         console.print_json(data=report.as_dict())
     else:
@@ -174,7 +197,9 @@ def show_import_report(report: ImportReport, dataset: str, show_all: bool = Fals
     _listing("unlabeled", report.unlabeled, show_all, " (image without labels: not imported)")
     _listing("missing", report.missing, show_all, " (still in the dataset; use --prune to remove)")
     if show_all:
-        _listing("ignored", report.ignored, True, " (not an image or annotation)")
+        reasons = {entry.path: entry.reason for entry in report.ledger}
+        ignored = [f"{path} ({reasons.get(path) or 'not an image or annotation'})" for path in report.ignored]
+        _listing("ignored", ignored, True)
     elif report.ignored:
         console.print(f"[dim]ignored {len(report.ignored)} file(s) that are not images or annotations[/]")
     for path in report.exif_rotated:
@@ -185,6 +210,11 @@ def show_import_report(report: ImportReport, dataset: str, show_all: bool = Fals
         )
     if report.proxies:
         console.print(f"{report.proxies} image(s) browsers cannot show got a viewable proxy for the App")
+    if report.polygons:
+        console.print(f"{plural(report.polygons, 'YOLO segmentation polygon')} read as bounding boxes")
+    if report.unused_classes:
+        unused = ", ".join(report.unused_classes)
+        console.print(f"[dim]declared classes no label uses:[/] {escape(unused)}", soft_wrap=True)
 
 
 @app.command()
@@ -225,6 +255,8 @@ def show_stats(data: dict[str, Any]) -> None:
     for split in splits:
         cells += ["", f"{data['defect_free'][split]} of {data['images_per_split'][split]}"]
     table.add_row("[dim]defect-free[/]", *cells)
+    for name in data.get("unused_classes", []):
+        table.add_row(f"{escape(name)} [dim](declared, unused)[/]", *(["0"] * (2 * len(splits))))
     console.print(table)
     sources = ", ".join(f"{name} {count}" for name, count in data["split_sources"].items())
     console.print(f"splits from: {escape(sources)}", soft_wrap=True)

@@ -199,6 +199,14 @@ def yolo_to_box(values: Sequence[float], size: ImageSize) -> Box:
     return Box((cx - bw / 2.0) * w, (cy - bh / 2.0) * h, (cx + bw / 2.0) * w, (cy + bh / 2.0) * h)
 
 
+def yolo_polygon_to_box(values: Sequence[float], size: ImageSize) -> Box:
+    """An Ultralytics segmentation polygon (normalised ``x1 y1 x2 y2 ...``) to its bounding box, as Ultralytics
+    itself reads segment labels for detection (``segments2boxes``); not clipped."""
+    xs = [float(v) * size.width for v in values[0::2]]
+    ys = [float(v) * size.height for v in values[1::2]]
+    return Box(min(xs), min(ys), max(xs), max(ys))
+
+
 # --- CreateML: pixel centre format ----------------------------------------------------------------------
 
 

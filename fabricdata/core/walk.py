@@ -29,7 +29,7 @@ def walk(root: Path, follow_links: bool = False) -> tuple[list[Path], set[Path],
     """Regular files below ``root`` (sorted), skipping hidden entries and macOS litter; symlinked folders are
     not entered (no loops, nothing outside the tree). Entries that are not regular files (FIFOs, devices,
     broken or looping links) and, unless ``follow_links``, links to files outside ``root`` are refused: one
-    error each, never opened."""
+    error each, never opened. A folder that cannot be listed is one error too."""
     files: list[Path] = []
     dirs: set[Path] = {root}
     refused: list[AnnotationError] = []
@@ -37,8 +37,11 @@ def walk(root: Path, follow_links: bool = False) -> tuple[list[Path], set[Path],
     while stack:
         folder, depth = stack.pop()
         try:
-            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-        except OSError:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as exc:  # listed like a bad file: the rest of the tree is still walked
+            why = exc.strerror or exc.__class__.__name__
+            refused.append(InvalidValueError(folder, "folder", f"cannot be listed ({why}); nothing below it is read"))
             continue
         for entry in entries:
             if entry.name.startswith(".") or entry.name == "__MACOSX":

@@ -21,6 +21,7 @@ from fabricdata.core.fileio import sha256_bytes
 from fabricdata.core.images import ImageInfo, image_info
 from fabricdata.formats.discover import Discovery, LabelFile, Placement, discover
 from fabricdata.formats.discover import FormatName as FormatName
+from fabricdata.formats.pairing import STRENGTH
 
 FORMATS: tuple[FormatName, ...] = ("voc", "yolo", "createml")
 #: boxes one image may hold: a sample is one MongoDB document (16 MB at most); 10 000 boxes take about 3 MB
@@ -44,11 +45,20 @@ class FolderItem:
     proxy: Path | None = None
     #: YOLO: the file its class names came from (None: from --classes)
     class_file: Path | None = None
+    #: how the image was paired (``stem``, ``filename``, ``case``: :mod:`fabricdata.formats.pairing`)
+    how: str = "stem"
+    #: YOLO segmentation lines read as their bounding boxes
+    polygons: int = 0
 
     @property
     def viewable(self) -> bool:
         """False when browsers cannot show the image (TIFF, 16-bit, CMYK, huge): the App gets a proxy."""
         return self.image is None or self.image.browser_viewable
+
+    @property
+    def channels(self) -> int:
+        """Channels of the image itself (its header), never what the annotation says (VOC ``<depth>``)."""
+        return self.image.channels if self.image is not None else self.annotation.depth
 
 
 @dataclass(slots=True)
@@ -67,6 +77,22 @@ class FolderScan:
     ignored: list[Path] = field(default_factory=list)
     #: layout files used (data.yaml, obj.data, class names, list files)
     layout_files: list[Path] = field(default_factory=list)
+    #: every regular file of the tree, and the images among them (for the import's ledger)
+    files: list[Path] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)
+    #: annotation file -> the image it was paired with (also when the pair was then refused)
+    partner: dict[Path, Path] = field(default_factory=dict)
+    #: annotation-like files not imported: path -> (ledger status, reason)
+    unread: dict[Path, tuple[str, str]] = field(default_factory=dict)
+    #: annotation-like files paired with no image (labels without images, COCO JSON), and how many there are
+    unpaired: list[Path] = field(default_factory=list)
+    annotation_files: int = 0
+    #: where the unpaired files' images probably are, in one sentence ("" when every file paired)
+    guess: str = ""
+    #: YOLO segmentation lines read as their bounding boxes
+    polygons: int = 0
+    #: why an ignored file was ignored, where there is more to say than "not an image or annotation"
+    notes: dict[Path, str] = field(default_factory=dict)
 
 
 def detect_format(folder: str | Path) -> FormatName:
@@ -83,66 +109,141 @@ def read_folder(
     classes: Sequence[str] | None = None,
     check_sizes: bool = True,
     follow_links: bool = False,
+    names: tuple[tuple[str, ...], Path] | None = None,
 ) -> FolderScan:
     """Read every annotation found in the tree ``folder``; bad files become errors, the good ones are returned.
 
-    An image may hold at most ``MAX_OBJECTS`` boxes (a sample is one MongoDB document, limited to 16 MB)."""
-    found = discover(folder, fmt, classes, follow_links)
+    An image may hold at most ``MAX_OBJECTS`` boxes (a sample is one MongoDB document, limited to 16 MB).
+    ``names``: class names (and their file) for every YOLO label (``--names``). When fewer than half of the
+    annotation files pair with an image, one more error (on the folder) says where their images probably are.
+
+    Raises:
+        FormatDetectionError: no annotation at all in the tree (see :func:`discover`).
+    """
+    found = discover(folder, fmt, classes, follow_links, names)
     scan = FolderScan(
         format="+".join(found.formats) or (fmt if fmt != "auto" else "none"),
         errors=list(found.errors),
         warnings=list(found.warnings),
         ignored=list(found.ignored),
         layout_files=list(found.layout_files),
+        files=found.files,
+        images=found.images,
+        unread=dict(found.unread),
+        notes=found.notes,
     )
-    claimed: dict[Path, Path] = {}
+    claims: dict[Path, FolderItem] = {}
     for label in found.labels:
-        for result in _READERS[label.format](label, found, classes, check_sizes):
-            if isinstance(result, str):
-                scan.warnings.append(result)
-            elif isinstance(result, AnnotationError):
-                scan.errors.append(result)
-            elif len(result.annotation.objects) > MAX_OBJECTS:
-                count = len(result.annotation.objects)
-                problem = f"more than {MAX_OBJECTS} boxes for one image ({result.image_path.name})"
-                scan.errors.append(InvalidValueError(result.annotation_path, "objects", problem, count))
-            elif result.image_path in claimed:
-                first = claimed[result.image_path]
-                scan.errors.append(
-                    InvalidValueError(
-                        result.annotation_path, "image", f"also annotated by {first}", result.image_path.name
-                    )
-                )
-            else:
-                claimed[result.image_path] = result.annotation_path
-                scan.items.append(result)
-            if scan.classes is None and label.names is not None:
-                scan.classes = label.names
-    failed = {found.image_for(Path(err.path)) for err in scan.errors}
-    scan.unlabeled = [image for image in found.images if image not in claimed and image not in failed]
+        results = _READERS[label.format](label, found, classes, check_sizes, scan)
+        read = [_take(scan, claims, result) for result in results]
+        if label.format == "yolo" and label.image is not None and label.names is None:
+            scan.partner[label.path] = label.image
+            scan.unread[label.path] = ("refused", "no class names for its folder")
+        elif not any(read) and label.path not in scan.unread:
+            _unpaired(scan, label.path, "names no image that is in the folder")  # CreateML: no entry's image
+        if scan.classes is None and label.names is not None:
+            scan.classes = label.names
+    scan.items = list(claims.values())
+    scan.polygons = sum(item.polygons for item in scan.items)
+    _judge_pairing(scan, found)
+    failed = {scan.partner.get(Path(err.path)) or found.image_for(Path(err.path)) for err in scan.errors}
+    spoken_for = failed | set(scan.partner.values()) | set(claims)
+    scan.unlabeled = [image for image in found.images if image not in spoken_for]
     return scan
 
 
-_Result = FolderItem | AnnotationError | str
+class Unpaired:
+    """An annotation file a reader found no image for (with the reason)."""
+
+    __slots__ = ("path", "reason")
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path, self.reason = path, reason
+
+
+_Result = FolderItem | AnnotationError | Unpaired | str
+
+
+def _take(scan: FolderScan, claims: dict[Path, FolderItem], result: _Result) -> bool:
+    """File one reader result into the scan; True for an item or an error (the file was paired and read)."""
+    if isinstance(result, str):
+        scan.warnings.append(result)
+    elif isinstance(result, Unpaired):
+        _unpaired(scan, result.path, result.reason)
+    elif isinstance(result, AnnotationError):
+        scan.errors.append(result)
+        return True
+    elif len(result.annotation.objects) > MAX_OBJECTS:
+        count = len(result.annotation.objects)
+        problem = f"more than {MAX_OBJECTS} boxes for one image ({result.image_path.name})"
+        scan.errors.append(InvalidValueError(result.annotation_path, "objects", problem, count))
+        return True
+    else:
+        _claim(scan, claims, result)
+        return True
+    return False
+
+
+def _unpaired(scan: FolderScan, path: Path, reason: str) -> None:
+    scan.warnings.append(f"{path}: {reason}")
+    scan.unread[path] = ("ignored", reason)
+    scan.unpaired.append(path)
+
+
+def _claim(scan: FolderScan, claims: dict[Path, FolderItem], item: FolderItem) -> None:
+    """One image, one annotation: of two claims the stronger pairing wins (exact stem over ``<filename>`` over
+    case-insensitive stem), the first of equals; the other is an error naming both files."""
+    image = item.image_path
+    held = claims.get(image)
+    if held is None:
+        claims[image] = item
+        return
+    weaker, stronger = (held, item) if STRENGTH[item.how] > STRENGTH[held.how] else (item, held)
+    claims[image] = stronger
+    scan.errors.append(
+        InvalidValueError(weaker.annotation_path, "image", f"also annotated by {stronger.annotation_path}", image.name)
+    )
+
+
+def _judge_pairing(scan: FolderScan, found: Discovery) -> None:
+    """Count the annotation files; when fewer than half pair with an image, one error on the folder says where
+    their images probably are."""
+    scan.unpaired = list(found.unread) + scan.unpaired  # discovery's: YOLO labels without images, COCO JSON
+    scan.annotation_files = len({label.path for label in found.labels} | set(scan.unread))
+    if not scan.unpaired:
+        return
+    scan.guess = found.guess(scan.unpaired, scan.annotation_files)
+    if 2 * (scan.annotation_files - len(scan.unpaired)) < scan.annotation_files:
+        scan.errors.append(InvalidValueError(found.root, "pairing", scan.guess))
 
 
 def _scan_voc(
-    label: LabelFile, found: Discovery, classes: Sequence[str] | None, check_sizes: bool
+    label: LabelFile, found: Discovery, classes: Sequence[str] | None, check_sizes: bool, scan: FolderScan
 ) -> Iterator[_Result]:
     from fabricdata.formats.voc import read_voc_bytes
 
     xml = label.path
     try:
         data, annotation = read_voc_bytes(xml, classes)
-        image = found.image_for(xml, annotation.filename)
-        if image is None:
-            yield f"{xml}: label without an image (<filename> {annotation.filename!r} not found beside it)"
-            return
+    except AnnotationError as exc:
+        yield exc
+        return
+    pairing = found.index.pair(xml, annotation.filename)
+    if pairing.problem:
+        yield InvalidValueError(xml, "filename", pairing.problem, annotation.filename)
+        return
+    if pairing.image is None:
+        yield Unpaired(xml, f"label without an image (<filename> {annotation.filename!r} not found beside it)")
+        return
+    if pairing.note:
+        yield pairing.note
+    image = scan.partner[xml] = pairing.image
+    try:
         info = image_info(image)
         if check_sizes:
             _check_size(xml, image, annotation, info.size)
         placement = found.placement(image)
-        yield FolderItem(image, xml, annotation, "voc", sha256_bytes(data), placement, info)
+        yield FolderItem(image, xml, annotation, "voc", sha256_bytes(data), placement, info, how=pairing.how)
     except AnnotationError as exc:
         yield exc
 
@@ -159,27 +260,37 @@ def _check_size(annotation_path: Path, image: Path, annotation: ImageAnnotation,
 
 
 def _scan_yolo(
-    label: LabelFile, found: Discovery, classes: Sequence[str] | None, check_sizes: bool
+    label: LabelFile, found: Discovery, classes: Sequence[str] | None, check_sizes: bool, scan: FolderScan
 ) -> Iterator[_Result]:
-    from fabricdata.formats.yolo import read_yolo_bytes
+    from fabricdata.formats.yolo import read_yolo_counted
 
     if label.image is None or label.names is None:
         return  # discovery reported it (label without image / without class names)
+    scan.partner[label.path] = label.image
     try:
         info = image_info(label.image)
-        data, annotation = read_yolo_bytes(label.path, label.image.name, info.size, label.names, classes)
+        data, annotation, polygons = read_yolo_counted(label.path, label.image.name, info.size, label.names, classes)
         annotation = replace(annotation, depth=info.channels)
         placement = found.placement(label.image)
         digest = sha256_bytes(data)
         yield FolderItem(
-            label.image, label.path, annotation, "yolo", digest, placement, info, class_file=label.names_from
+            label.image,
+            label.path,
+            annotation,
+            "yolo",
+            digest,
+            placement,
+            info,
+            class_file=label.names_from,
+            how=label.how,
+            polygons=polygons,
         )
     except AnnotationError as exc:
         yield exc
 
 
 def _scan_createml(
-    label: LabelFile, found: Discovery, classes: Sequence[str] | None, check_sizes: bool
+    label: LabelFile, found: Discovery, classes: Sequence[str] | None, check_sizes: bool, scan: FolderScan
 ) -> Iterator[_Result]:
     from fabricdata.formats.createml import createml_entries, createml_entry_hash
 

@@ -1,54 +1,60 @@
 """Finding the annotations of a folder as people publish them, at any depth.
 
-Layouts understood (each pairs a label file with its image by that layout's own rule):
+Layouts understood (each pairs a label file with its image by the rules of :mod:`fabricdata.formats.pairing`):
 
 - LabelImg: the label beside its image (Pascal VOC ``.xml``, YOLO ``.txt``, CreateML ``.json``);
-- Ultralytics / Roboflow: ``images/`` and ``labels/`` siblings (``train/images`` + ``train/labels`` or
-  ``images/train`` + ``labels/train``), class names and splits from ``data.yaml``;
-- darknet (AlexeyAB): ``obj.data`` naming a class-name file and train/valid/test list files of image paths;
-- Pascal VOC: ``Annotations/`` beside ``JPEGImages/``.
+- sibling folders whose names say labels/annotations and images, in any case and with any prefix or suffix:
+  Ultralytics / Roboflow ``images/`` + ``labels/`` (``train/images`` + ``train/labels`` or ``images/train`` +
+  ``labels/train``), Pascal VOC ``Annotations/`` + ``JPEGImages/``, ``ANNOTATIONS/`` + ``IMAGES/``,
+  ``Validation_Annotations/`` + ``Validation_Images/``, FiftyOne's ``labels/`` + ``data/``;
+- darknet (AlexeyAB): ``obj.data`` naming a class-name file and train/valid/test list files of image paths.
 
-YOLO class names come from, in order: ``data.yaml`` in the label's folder or above it, ``obj.data``'s names
-file, ``classes.txt`` / ``*.names`` in the label's folder or above it (up to the import folder), then the
-``--classes`` option. The authors' splits come from list files, then ``data.yaml`` split folders, then folder
-names (``train``, ``valid``/``val``, ``test``). Nothing here reads an image.
+YOLO class names come from the names source proven to describe the labels (:mod:`fabricdata.formats.names`),
+else ``--classes``. The authors' splits come from list files, then ``data.yaml`` split folders, then folder
+names (``train``, ``valid``/``val``, ``test``, also as the prefix of an image folder: ``Validation_Images``).
+COCO detection JSON is recognised and refused with a reason (not supported yet). Nothing here reads an image.
 """
 
 from __future__ import annotations
 
-import functools
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from fabricdata.core.errors import AnnotationError, FormatDetectionError
+from fabricdata.core.errors import AnnotationError, FormatDetectionError, InvalidValueError
 from fabricdata.core.images import is_image
 from fabricdata.core.walk import walk
 from fabricdata.formats.layouts import (
-    CLASS_FILES,
     SPLIT_ALIASES,
-    ClassNames,
     LayoutConfig,
     TreePaths,
+    looks_like_coco,
     looks_like_createml,
     looks_like_yolo_label,
     read_darknet_data,
     read_data_yaml,
     read_list_file,
 )
+from fabricdata.formats.names import ClassNames, Names
+from fabricdata.formats.pairing import ImageIndex, folder_role
 
 FormatName = Literal["voc", "yolo", "createml"]
-#: folder names that organise files rather than name a category
-STRUCTURAL_DIRS = frozenset({"images", "labels", "annotations", "jpegimages", "obj", "data", "img", "imgs"})
-#: where a label folder's images live, by the label folder's name (lower case)
-_IMAGE_DIRS = {"labels": ("images", "Images", "imgs"), "annotations": ("JPEGImages", "images", "Images")}
+#: folder names that organise files rather than name a category (besides image and label folders)
+STRUCTURAL_DIRS = frozenset({"obj", "data"})
+#: the class-name file at the import folder's top that gives the dataset's class order (LabelImg, `synth`)
+CLASS_ORDER_FILE = "classes.txt"
+#: why a COCO file is not imported (COCO import comes with the format registry)
+COCO_REFUSAL = "COCO detection JSON: not supported yet (convert it to VOC or YOLO to import it)"
+
+_KINDS = {".xml": "XML", ".txt": "YOLO .txt", ".json": "CreateML JSON"}
 
 LAYOUTS_TRIED = (
     "LabelImg (VOC .xml, YOLO .txt or CreateML .json beside the images)",
     "Ultralytics/Roboflow (images/ + labels/, data.yaml)",
     "darknet (obj.data + list files)",
-    "Pascal VOC (Annotations/ + JPEGImages/)",
+    "Pascal VOC (Annotations/ + JPEGImages/, or any *labels*/*annotations* folder beside an *images* folder)",
 )
 
 
@@ -63,6 +69,8 @@ class LabelFile:
     #: YOLO: class names by index, and the file they came from (None: from --classes)
     names: tuple[str, ...] | None = None
     names_from: Path | None = None
+    #: YOLO: how the image was paired (``stem``, ``case``; see :mod:`fabricdata.formats.pairing`)
+    how: str = "stem"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +89,8 @@ class Discovery:
     root: Path
     labels: list[LabelFile] = field(default_factory=list)
     images: list[Path] = field(default_factory=list)
+    #: every regular file walked (for the import's ledger)
+    files: list[Path] = field(default_factory=list)
     #: files that are neither images nor annotations (README, licences, notes, unused list files)
     ignored: list[Path] = field(default_factory=list)
     #: files that describe the layout and were used (data.yaml, obj.data, names, list files)
@@ -91,34 +101,22 @@ class Discovery:
     errors: list[AnnotationError] = field(default_factory=list)
     #: annotations of another format than the one asked for: format -> first folder holding one
     skipped: dict[str, Path] = field(default_factory=dict)
-    _by_stem: dict[tuple[Path, str], Path] = field(default_factory=dict)
-    _by_name: dict[tuple[Path, str], Path] = field(default_factory=dict)
+    #: annotation-like files not read: path -> (ledger status, reason); labels without an image, COCO JSON
+    unread: dict[Path, tuple[str, str]] = field(default_factory=dict)
+    #: why an ignored file was ignored, where there is more to say than "not an image or annotation"
+    notes: dict[Path, str] = field(default_factory=dict)
+    index: ImageIndex = field(default_factory=lambda: ImageIndex((), ()))
     _listed: dict[Path, tuple[str, str]] = field(default_factory=dict)
     _split_dirs: dict[Path, tuple[str, str]] = field(default_factory=dict)
     _image_dirs: set[Path] = field(default_factory=set)
 
     def image_for(self, label: Path, named: str = "") -> Path | None:
-        """The image of an annotation file: same stem first (LabelImg pairs this way), then the named file."""
-        folders = _image_folders(label.parent)
-        for folder in folders:
-            found = self._by_stem.get((folder, label.stem)) or self._by_stem.get((folder, label.stem.lower()))
-            if found is not None:
-                return found
-        name = Path(named.replace("\\", "/")).name if named else ""
-        for folder in folders if name else ():
-            found = self._by_name.get((folder, name)) or self._by_stem.get((folder, Path(name).stem))
-            if found is not None:
-                return found
-        return None
+        """The image of an annotation file (see :meth:`ImageIndex.pair`; None when there is none or several)."""
+        return self.index.pair(label, named).image
 
     def image_named(self, folder: Path, name: str) -> Path | None:
         """An image named ``name`` in ``folder`` or its layout's image folder (CreateML entries)."""
-        base = Path(name.replace("\\", "/")).name
-        for candidate in _image_folders(folder):
-            found = self._by_name.get((candidate, base))
-            if found is not None:
-                return found
-        return None
+        return self.index.named(folder, name)
 
     def placement(self, image: Path) -> Placement:
         split, source = self._listed.get(image, (None, None))
@@ -137,15 +135,41 @@ class Discovery:
     def _category(self, image: Path) -> str | None:
         """The folder an image sits in, when it names a category: below a split folder (``train/stain/``), or
         one of several image folders side by side (``stain/``, ``defect_free/``). A dataset's own folder, a split
-        folder or an ``images/`` folder is no category."""
+        folder or an image/label folder (``images/``, ``Validation_Images/``) is no category."""
         folder = image.parent
-        if folder == self.root or folder.name.lower() in SPLIT_ALIASES or folder.name.lower() in STRUCTURAL_DIRS:
+        if folder == self.root or _structural(folder.name):
             return None
         below_split = any(
             parent.name.lower() in SPLIT_ALIASES for parent in folder.parents if self.root in parent.parents
         )
         siblings = sum(1 for other in self._image_dirs if other.parent == folder.parent)
         return folder.name if below_split or siblings > 1 else None
+
+    def guess(self, unpaired: Sequence[Path], total: int) -> str:
+        """One sentence on annotation files that paired with no image: the biggest group, and the folder where
+        images of their names are, if any."""
+        head = f"{len(unpaired)} of {total} annotation files pair with no image"
+        coco = [path for path in unpaired if self.unread.get(path, ("", ""))[1] == COCO_REFUSAL]
+        labels = [path for path in unpaired if path not in coco]
+        if not labels:
+            return f"{head}: {len(coco)} {COCO_REFUSAL.replace(':', ' file(s):', 1)}, e.g. {_rel(coco[0], self.root)}"
+        folder, count = Counter(path.parent for path in labels).most_common(1)[0]
+        group = [path for path in labels if path.parent == folder]
+        kind = f"{_KINDS.get(group[0].suffix.lower(), group[0].suffix)} files in {_rel(folder, self.root) or '.'}/"
+        stems = self.index.by_loose_stem()
+        places = Counter(image.parent for path in group for image in stems.get(path.stem.lower(), ())[:1])
+        if not places:
+            return (
+                f"{head}: {count} {kind} name no image under {self.root} (e.g. {group[0].name}; images pair by "
+                "file stem, or by the VOC <filename>)"
+            )
+        where, matched = places.most_common(1)[0]
+        example = next(p for p in group if any(i.parent == where for i in stems.get(p.stem.lower(), ())))
+        return (
+            f"{head}: {count} {kind} name images that are in {_rel(where, self.root) or '.'}/ ({matched} match by "
+            f"name, e.g. {example.name}), a folder no layout pairs them with: put each label beside its image, or "
+            "name the folders like images/ + labels/"
+        )
 
     @property
     def formats(self) -> list[str]:
@@ -157,48 +181,45 @@ def discover(
     fmt: FormatName | Literal["auto"] = "auto",
     classes: Sequence[str] | None = None,
     follow_links: bool = False,
+    names: tuple[Names, Path] | None = None,
 ) -> Discovery:
     """Walk ``folder`` and pair every annotation with its image by the rules of its layout (links to files
-    outside ``folder`` are refused unless ``follow_links``)."""
+    outside ``folder`` are refused unless ``follow_links``). ``names``: the class names (and their file) every
+    YOLO label uses (``--names``), instead of the names files found.
+
+    Raises:
+        FormatDetectionError: ``folder`` is not a folder, or holds no annotation at all (the message names the
+            layouts tried and what was found instead).
+    """
     root = Path(folder).resolve()
     if not root.is_dir():
         raise FormatDetectionError(f"{root}: not a folder")
     files, dirs, refused = walk(root, follow_links)
-    found = Discovery(root=root, errors=refused)
-    for path in files:
-        if is_image(path):
-            found.images.append(path)
-            found._by_stem.setdefault((path.parent, path.stem), path)
-            found._by_stem.setdefault((path.parent, path.stem.lower()), path)
-            found._by_name.setdefault((path.parent, path.name), path)
-            found._image_dirs.add(path.parent)
+    found = Discovery(root=root, errors=refused, files=files)
+    found.images = [path for path in files if is_image(path)]
+    found._image_dirs = {path.parent for path in found.images}
+    found.index = ImageIndex(found.images, dirs)
     resolver = TreePaths(root, files, dirs)
     configs = _read_configs(files, found)
-    consumed = _apply_configs(configs, resolver, found)
-    _classify(files, consumed, configs, resolver, fmt, classes, found)
+    consumed, described = _apply_configs(configs, resolver, found)
+    class_names = ClassNames(root, configs, resolver, classes, described, found.images, names)
+    _classify(files, consumed, class_names, fmt, found)
     if not found.labels and not found.errors:
         raise FormatDetectionError(_nothing_found(root, found, fmt))
     return found
 
 
-@functools.lru_cache(maxsize=4096)
-def _image_folders(folder: Path) -> tuple[Path, ...]:
-    """``folder`` and, for ``labels/`` or ``Annotations/`` folders at any level, the image folder beside them."""
-    found = [folder]
-    parts = folder.parts
-    for index in range(len(parts) - 1, 0, -1):
-        alternatives = _IMAGE_DIRS.get(parts[index].lower())
-        if alternatives is None:
-            continue
-        for name in alternatives:
-            found.append(Path(*parts[:index], name, *parts[index + 1 :]))
-    return tuple(found)
+def _structural(name: str) -> bool:
+    return name.lower() in SPLIT_ALIASES or name.lower() in STRUCTURAL_DIRS or folder_role(name)[0] is not None
 
 
 def _split_from_folders(image: Path, root: Path) -> str | None:
     relative = image.parent.relative_to(root).parts
     for name in (*reversed(relative), root.name):
         split = SPLIT_ALIASES.get(name.lower())
+        role, affix = folder_role(name)
+        if split is None and role is not None:
+            split = SPLIT_ALIASES.get(affix)
         if split is not None:
             return split
     return None
@@ -223,15 +244,21 @@ def _read_configs(files: Sequence[Path], found: Discovery) -> list[LayoutConfig]
             continue
         if config is not None:
             configs.append(config)
-            found.layout_files.append(path)
+            if config.kind == "darknet":
+                found.layout_files.append(path)  # a data.yaml is layout once its folders or names are used
     return configs
 
 
-def _apply_configs(configs: Sequence[LayoutConfig], resolver: TreePaths, found: Discovery) -> set[Path]:
-    """Splits from list files and data.yaml folders; returns the files the configs consumed."""
+def _apply_configs(
+    configs: Sequence[LayoutConfig], resolver: TreePaths, found: Discovery
+) -> tuple[set[Path], dict[Path, set[Path]]]:
+    """Splits from list files and data.yaml folders; returns the files the configs consumed and, per config,
+    the folders it names (split folders, folders of the images its list files list)."""
     consumed: set[Path] = set()
+    described: dict[Path, set[Path]] = {}
     for config in configs:
         bases = config.bases()
+        named = described.setdefault(config.path, set())
         for split, entries in config.splits.items():
             for entry in entries:
                 target = resolver.resolve(entry, bases)
@@ -243,20 +270,25 @@ def _apply_configs(configs: Sequence[LayoutConfig], resolver: TreePaths, found: 
                 if target.suffix.lower() == ".txt":
                     consumed.add(target)
                     found.layout_files.append(target)
-                    _apply_list(target, split, bases, resolver, found)
+                    named |= _apply_list(target, split, bases, resolver, found)
                 elif target in resolver.dirs:
                     found._split_dirs.setdefault(target, (split, where))
-    return consumed
+                    named.add(target)
+        if named and config.path not in found.layout_files:
+            found.layout_files.append(config.path)
+    return consumed, described
 
 
-def _apply_list(path: Path, split: str, bases: Sequence[Path], resolver: TreePaths, found: Discovery) -> None:
+def _apply_list(path: Path, split: str, bases: Sequence[Path], resolver: TreePaths, found: Discovery) -> set[Path]:
+    """Tags the images a list file lists; returns their folders."""
     try:
         entries = read_list_file(path)
     except AnnotationError as exc:
         found.errors.append(exc)
-        return
+        return set()
     source = f"list file {_rel(path, found.root)}"
     missing = 0
+    folders: set[Path] = set()
     for entry in entries:
         image = resolver.resolve(entry, (*bases, path.parent))
         if image is None or not is_image(image):
@@ -265,8 +297,10 @@ def _apply_list(path: Path, split: str, bases: Sequence[Path], resolver: TreePat
                 found.warnings.append(f"{path}: lists {entry!r}, which is not in the folder")
             continue
         found._listed.setdefault(image, (split, source))
+        folders.add(image.parent)
     if missing > 3:
         found.warnings.append(f"{path}: {missing - 3} more listed images are not in the folder")
+    return folders
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -282,44 +316,58 @@ def _rel(path: Path, root: Path) -> str:
 def _classify(
     files: Sequence[Path],
     consumed: set[Path],
-    configs: Sequence[LayoutConfig],
-    resolver: TreePaths,
+    names: ClassNames,
     fmt: FormatName | Literal["auto"],
-    classes: Sequence[str] | None,
     found: Discovery,
 ) -> None:
-    names = ClassNames(found.root, configs, resolver, classes)
-    layout = set(found.layout_files)
+    layout = set(found.layout_files) | set(names.sources)
     orphans: list[Path] = []
     for path in files:
         if is_image(path) or path in consumed or path in layout:
-            continue
+            continue  # names files are read when a label needs one
         suffix = path.suffix.lower()
         if suffix == ".xml":
             _add(found, fmt, LabelFile(path, "voc"))
-            continue
-        if suffix == ".json" and looks_like_createml(path):
+        elif suffix == ".json" and looks_like_createml(path):
             _add(found, fmt, LabelFile(path, "createml"))
-            continue
-        if path.name.lower() in CLASS_FILES or suffix == ".names":
-            continue  # read when a label needs it
-        if suffix != ".txt":
+        elif suffix == ".json" and looks_like_coco(path):
+            found.unread[path] = ("refused", COCO_REFUSAL)
+            found.warnings.append(f"{path}: {COCO_REFUSAL}")
+        elif suffix != ".txt":
             found.ignored.append(path)
-            continue
-        image = found.image_for(path)  # a text file beside an image is its label; others must look like one
-        if image is None and not looks_like_yolo_label(path):
-            found.ignored.append(path)  # README, notes, licences, list files nothing refers to
-        elif fmt not in ("auto", "yolo"):
-            found.skipped.setdefault("yolo", path.parent)
-        elif image is None:
-            orphans.append(path)
         else:
-            class_names, source = names.for_label(path)
-            found.labels.append(LabelFile(path, "yolo", image, class_names, source))
-    found.layout_files.extend(names.used)
+            orphan = _classify_text(path, names, fmt, found)
+            if orphan:
+                orphans.append(path)
+    found.layout_files.extend(path for path in names.used if path not in found.layout_files)
+    for path in names.unused():
+        if path == found.root / CLASS_ORDER_FILE:  # the class order of the dataset (import reads it)
+            found.layout_files.append(path)
+        elif path not in found.layout_files:
+            found.ignored.append(path)
+            found.notes[path] = "class names that no label here was proven to use"
     for path in orphans:
         found.warnings.append(f"{path}: label without an image")
+        found.unread[path] = ("ignored", "label without an image")
     found.errors.extend(names.errors())
+
+
+def _classify_text(path: Path, names: ClassNames, fmt: str, found: Discovery) -> bool:
+    """A text file beside (or paired with) an image is its YOLO label; others must look like one. True for a
+    label without an image."""
+    pairing = found.index.pair(path)
+    if pairing.image is None and not pairing.problem and not looks_like_yolo_label(path):
+        found.ignored.append(path)  # README, notes, licences, list files nothing refers to
+    elif fmt not in ("auto", "yolo"):
+        found.skipped.setdefault("yolo", path.parent)
+    elif pairing.problem:
+        found.errors.append(InvalidValueError(path, "image", pairing.problem))
+    elif pairing.image is None:
+        return True
+    else:
+        class_names, source = names.for_label(path, pairing.image)
+        found.labels.append(LabelFile(path, "yolo", pairing.image, class_names, source, pairing.how))
+    return False
 
 
 def _add(found: Discovery, fmt: str, label: LabelFile) -> None:
@@ -336,9 +384,12 @@ def _nothing_found(root: Path, found: Discovery, fmt: str) -> str:
         lines.append(f"{other} annotations found in {_rel(folder, root) or '.'} (use --format {other} or auto)")
     if found.images:
         lines.append(f"{len(found.images)} image(s) without labels, e.g. {_rel(found.images[0], root)}")
-    if found.warnings:
+    coco = [path for path, (_, reason) in found.unread.items() if reason == COCO_REFUSAL]
+    if coco:
+        lines.append(f"{len(coco)} {COCO_REFUSAL.replace(':', ' file(s):', 1)}, e.g. {_rel(coco[0], root)}")
+    elif found.warnings:
         lines.append(found.warnings[0])
     return ". ".join(lines)
 
 
-__all__ = ["LAYOUTS_TRIED", "Discovery", "LabelFile", "Placement", "discover"]
+__all__ = ["COCO_REFUSAL", "LAYOUTS_TRIED", "Discovery", "LabelFile", "Placement", "discover"]

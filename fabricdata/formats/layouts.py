@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fabricdata.core.errors import AnnotationError, InvalidValueError
+from fabricdata.core.errors import InvalidValueError
 from fabricdata.core.fileio import read_limited
 
 #: split names authors use for folders, list-file keys and data.yaml keys -> our split tags
@@ -168,6 +168,19 @@ def looks_like_createml(path: Path) -> bool:
     return isinstance(data, list) and (not data or (isinstance(data[0], dict) and "image" in data[0]))
 
 
+def looks_like_coco(path: Path) -> bool:
+    """True for a COCO detection JSON: an object with ``annotations`` and ``images`` or ``categories`` (large
+    files are judged by their first kilobytes)."""
+    try:
+        if path.stat().st_size > MAX_LAYOUT_BYTES:
+            head = _head(path)
+            return head.lstrip().startswith("{") and ('"annotations"' in head or '"images"' in head)
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "annotations" in data and ("images" in data or "categories" in data)
+
+
 # --- reading layout files inside a tree ---------------------------------------------------------------------
 
 
@@ -211,99 +224,3 @@ class TreePaths:
                     index["/".join(parts[start:])].append(path)
             self._suffixes[is_file] = dict(index)
         return self._suffixes[is_file]
-
-
-class ClassNames:
-    """YOLO class names for a label folder (see the module docstring for the order)."""
-
-    def __init__(
-        self,
-        root: Path,
-        configs: Sequence[LayoutConfig],
-        resolver: TreePaths,
-        given: Sequence[str] | None,
-    ) -> None:
-        self.root = root
-        self.given = tuple(given) if given else None
-        self.problems: list[AnnotationError] = []
-        self.yaml = {c.path.parent: c for c in configs if c.kind == "data.yaml" and c.names}
-        self.darknet: dict[Path, tuple[tuple[str, ...], Path]] = {}
-        for config in configs:
-            if config.kind == "darknet" and config.names_file:
-                self._darknet_names(config, resolver)
-        self.used: list[Path] = []
-        self.without: dict[Path, int] = defaultdict(int)
-        self._cache: dict[Path, tuple[tuple[str, ...] | None, Path | None]] = {}
-
-    def _darknet_names(self, config: LayoutConfig, resolver: TreePaths) -> None:
-        target = resolver.resolve(config.names_file or "", config.bases())
-        if target is None:
-            self.problems.append(
-                InvalidValueError(config.path, "names", "class-name file not found", config.names_file)
-            )
-            return
-        try:
-            self.darknet[config.path.parent] = (read_names(target), target)
-        except AnnotationError as exc:
-            self.problems.append(exc)
-
-    def for_label(self, label: Path) -> tuple[tuple[str, ...] | None, Path | None]:
-        folder = label.parent
-        if folder not in self._cache:
-            self._cache[folder] = self._lookup(folder)
-        names, source = self._cache[folder]
-        if names is None and self.given is None:
-            self.without[folder] += 1
-        return names, source
-
-    def _lookup(self, folder: Path) -> tuple[tuple[str, ...] | None, Path | None]:
-        chain = self._ancestors(folder)
-        for level in chain:
-            if level in self.yaml:
-                config = self.yaml[level]
-                return self._use(config.names, config.path)
-        for level in chain:
-            if level in self.darknet:
-                names, path = self.darknet[level]
-                return self._use(names, path)
-        for level in chain:
-            for path in _class_files(level):
-                try:
-                    return self._use(read_names(path), path)
-                except AnnotationError as exc:
-                    self.problems.append(exc)
-                    return None, None
-        return (self.given, None) if self.given else (None, None)
-
-    def _use(self, names: tuple[str, ...] | None, path: Path) -> tuple[tuple[str, ...] | None, Path | None]:
-        if path not in self.used:
-            self.used.append(path)
-        return names, path
-
-    def _ancestors(self, folder: Path) -> list[Path]:
-        chain = [folder]
-        while chain[-1] != self.root and self.root in chain[-1].parents:
-            chain.append(chain[-1].parent)
-        return chain
-
-    def errors(self) -> list[AnnotationError]:
-        """Problems of class-name files, and one error per label folder that has no class names."""
-        return self.problems + [
-            InvalidValueError(
-                folder,
-                "classes",
-                f"{count} YOLO label file(s) but no class names: give --classes or add classes.txt, "
-                "data.yaml or obj.names",
-            )
-            for folder, count in sorted(self.without.items())
-        ]
-
-
-def _class_files(folder: Path) -> list[Path]:
-    try:
-        paths = sorted(folder.iterdir())
-    except OSError:
-        return []
-    chosen = [p for p in paths if p.name.lower() in CLASS_FILES]
-    chosen += [p for p in paths if p.name.lower().endswith(".names") and not p.name.startswith(".")]
-    return [path for path in chosen if path.is_file()]

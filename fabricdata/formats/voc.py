@@ -2,14 +2,18 @@
 
 The reader is hardened: documents with a DTD or entity declarations are rejected before parsing, the parser
 resolves no entities and touches no network or file, and files above ``MAX_XML_BYTES`` are refused. It also
-reads what other tools write (float coordinates, missing optional elements).
+reads what other tools write (float coordinates, missing optional elements, the encoding the XML declaration
+names, such as ``gb2312`` or ``ISO-8859-1``, and UTF-16/32 with a byte-order mark): the text is decoded by
+Python's codec for that encoding, checked, and parsed by the same hardened parser as UTF-8.
 The writer reproduces LabelImg's layout byte for byte: tab indentation, no XML declaration, ``verified="yes"``
 only when verified, integer ``bndbox`` rounded to nearest.
 """
 
 from __future__ import annotations
 
+import codecs
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,15 @@ MAX_XML_BYTES = MAX_LABEL_BYTES
 _MODELLED_TOP = {"folder", "filename", "path", "source", "size", "segmented", "object"}
 _MODELLED_OBJECT = {"name", "pose", "truncated", "difficult", "bndbox", "caption"}
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
+_DECLARATION = re.compile(r"^\ufeff?\s*<\?xml\b[^>]*?\?>")
+_DECLARED = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<\?xml\b[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._:-]{1,40})[\"']")
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 def _parser() -> etree.XMLParser:
@@ -74,17 +87,11 @@ def parse_voc(data: bytes, path: str | Path | None = None, classes: Sequence[str
 
 
 def _safe_root(data: bytes, path: str | Path | None) -> etree._Element:
-    head = data.lstrip()[:4]
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
-        raise InvalidValueError(path, "document", "UTF-16/32 XML is not supported; save as UTF-8")
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+    text, encoding = _decode(data, path)
+    if "<!DOCTYPE" in text or "<!ENTITY" in text:
         raise UnsafeXMLError(path, "document", "DTD and entity declarations are not allowed (XXE protection)")
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidValueError(
-            path, "document", f"invalid UTF-8 at byte {exc.start}", data[exc.start : exc.end]
-        ) from None
+    if encoding not in ("utf-8", "utf-8-sig"):  # parsed as UTF-8 below, whatever it declared
+        data = _DECLARATION.sub("", text, count=1).encode("utf-8")
     try:
         root = etree.fromstring(data, parser=_parser())
     except etree.XMLSyntaxError as exc:
@@ -93,6 +100,31 @@ def _safe_root(data: bytes, path: str | Path | None) -> etree._Element:
     if docinfo.doctype:
         raise UnsafeXMLError(path, "document", "DTD declarations are not allowed")
     return root
+
+
+def _decode(data: bytes, path: str | Path | None) -> tuple[str, str]:
+    """The document's text, decoded as its byte-order mark or XML declaration says (UTF-8 when neither does),
+    and the codec's name.
+
+    Raises:
+        InvalidValueError: an unknown or non-text encoding, bytes invalid in it, or wide text without a BOM.
+    """
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), None)
+    if encoding is None:
+        if b"\x00" in data[:4]:
+            raise InvalidValueError(path, "document", "UTF-16/32 XML without a byte-order mark is not supported")
+        declared = _DECLARED.match(data)
+        encoding = declared.group(1).decode("ascii") if declared else "utf-8"
+    try:
+        codec = codecs.lookup(encoding).name
+        return data.decode(encoding), codec
+    except LookupError:
+        raise InvalidValueError(path, "document", "unknown text encoding", encoding) from None
+    except UnicodeDecodeError as exc:
+        shown = "UTF-8" if codec == "utf-8" else encoding
+        raise InvalidValueError(
+            path, "document", f"invalid {shown} at byte {exc.start}", data[exc.start : exc.end]
+        ) from None
 
 
 def _read_size(root: etree._Element, path: str | Path | None) -> ImageSize:

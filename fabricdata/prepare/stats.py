@@ -29,7 +29,8 @@ def _split_of(tags: list[str] | None) -> str:
 
 
 def dataset_stats(dataset_name: str, field: str = GT_FIELD) -> dict[str, Any]:
-    """Everything ``fabricdata stats`` shows, as plain JSON-able data."""
+    """Everything ``fabricdata stats`` shows, as plain JSON-able data. ``classes`` are the classes boxes use;
+    ``unused_classes`` the declared ones no box uses."""
     everything = load_dataset(dataset_name)
     dataset = labeled(everything)  # drafts awaiting verification are counted apart
     boxes = box_table(dataset, field)
@@ -39,7 +40,9 @@ def dataset_stats(dataset_name: str, field: str = GT_FIELD) -> dict[str, Any]:
         (source or "unknown") if split != "unassigned" else "unassigned"
         for split, source in zip(splits, split_sources, strict=True)
     )
-    classes = list(dataset.default_classes or sorted(set(boxes["label"])))
+    declared = list(dataset.default_classes or [])
+    used = {str(label) for label in boxes["label"]}
+    classes = [name for name in declared if name in used] + sorted(used - set(declared))
     split_names = [s for s in (*SPLITS, "unassigned") if s in splits]
     images_per_split = {s: splits.count(s) for s in split_names}
     defect_free = {
@@ -66,6 +69,8 @@ def dataset_stats(dataset_name: str, field: str = GT_FIELD) -> dict[str, Any]:
         "dataset": dataset_name,
         "samples": len(ids),
         "classes": classes,
+        # declared (class-name file, --classes) but used by no box
+        "unused_classes": [name for name in declared if name not in used],
         "splits": split_names,
         "images_per_split": images_per_split,
         "split_sources": {name: sources[name] for name in sorted(sources)},

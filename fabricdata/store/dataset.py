@@ -102,11 +102,33 @@ def load_view(name: str, view_name: str | None) -> tuple[fo.Dataset, Any]:
 
 
 def open_dataset(name: str = DEFAULT_DATASET, classes: Sequence[str] | None = None) -> fo.Dataset:
-    """Load or create the persistent dataset ``name`` with the project's fields and label schema."""
+    """Load or create the persistent dataset ``name`` with the project's fields and label schema.
+
+    Raises:
+        DatasetError: ``name`` is new but FiftyOne cannot tell it from an existing dataset (names that differ
+            only in case or punctuation share one URL slug).
+    """
     fo = fiftyone()
+    if not fo.dataset_exists(name):
+        _check_name_free(name)
     dataset = fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name, persistent=True)
     ensure_schema(dataset, classes or ())
     return dataset
+
+
+def _check_name_free(name: str) -> None:
+    import fiftyone.core.utils as fou
+
+    try:
+        slug = fou.to_slug(name)
+    except ValueError as exc:
+        raise DatasetError(f"dataset name {name!r} cannot be used ({exc})") from None
+    for other in fiftyone().list_datasets():
+        if fou.to_slug(other) == slug:
+            raise DatasetError(
+                f"dataset name {name!r} clashes with the existing dataset {other!r}: FiftyOne cannot tell names "
+                f"apart that differ only in case or punctuation; use --dataset {other} or another name"
+            )
 
 
 def ensure_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:

@@ -6,12 +6,16 @@
 - Samples whose files disappeared are reported, and removed only with ``prune``.
 - A folder written by ``export labelimg`` carries a sidecar that maps its files to the samples they came from,
   so that re-importing it updates those samples (the edits then reach the original files through write-back).
+  A malformed sidecar is one error; the folder is then imported as an ordinary folder.
+- Every file ends in the report's ledger (imported, refused or ignored, with the reason); annotation files of
+  which fewer than half pair with an image, or none imported, are an error saying where their images probably are.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +24,8 @@ from typing import Any, Literal
 from fabricdata.core.errors import AnnotationError, DatasetError, InvalidValueError
 from fabricdata.core.images import DEFAULT_MAX_PIXELS, check_complete, pixel_limit, write_proxy
 from fabricdata.formats import FolderItem, FolderScan, FormatName, read_folder
+from fabricdata.formats.discover import CLASS_ORDER_FILE
+from fabricdata.formats.names import read_names_file
 from fabricdata.store.bulk import bulk_add, label_fields, refusing_duplicates
 from fabricdata.store.dataset import (
     F_ANNOTATION_HASH,
@@ -36,11 +42,12 @@ from fabricdata.store.dataset import (
     open_dataset,
     sample_objects,
 )
-from fabricdata.store.import_report import ImportReport
+from fabricdata.store.import_report import ImportReport, build_ledger
 from fabricdata.store.journal import roll_forward
 from fabricdata.store.locks import dataset_lock
 
 SIDECAR = ".fabricdata.json"
+_OBJECT_ID = re.compile(r"[0-9a-f]{24}")
 
 
 def import_folder(
@@ -55,19 +62,38 @@ def import_folder(
     *,
     follow_links: bool = False,
     max_pixels: int | None = None,
+    names: str | Path | None = None,
 ) -> ImportReport:
     """Import (or re-import) the tree ``folder`` into the dataset ``dataset_name``.
 
     ``on_total`` is called once with the number of images found (for progress bars), before any is imported.
     Links to files outside ``folder`` are refused unless ``follow_links``; images above ``max_pixels`` pixels
     (default :data:`fabricdata.core.images.DEFAULT_MAX_PIXELS`) are refused; new images must be complete (not
-    truncated). Every refusal is one error naming the file; the rest of the folder is imported.
+    truncated). Every refusal is one error naming the file; the rest of the folder is imported. ``names``: the
+    class-name file (data.yaml, obj.data, classes.txt, *.names) every YOLO label uses, where several could apply.
+
+    Raises:
+        FormatDetectionError: the tree holds no annotation at all.
+        AnnotationError: the ``names`` file is missing or malformed.
+        DatasetError: the dataset name clashes with another one, or an export sidecar names another dataset.
     """
     root = Path(folder).resolve()
+    chosen = read_names_file(names) if names is not None else None
     # the lease before the scan: a write-back that held it has written its files by then, and the scan sees them
     with dataset_lock(dataset_name, "import"), pixel_limit(DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels):
-        scan = read_folder(root, fmt, classes, follow_links=follow_links)
-        return _import_scan(root, scan, dataset_name, classes, prune, force, progress, on_total)
+        scan = read_folder(root, fmt, classes, follow_links=follow_links, names=chosen)
+        report = _import_scan(root, scan, dataset_name, classes, prune, force, progress, on_total)
+    _judge_import(root, scan, report)
+    report.ledger = build_ledger(scan, report.errors)
+    return report
+
+
+def _judge_import(root: Path, scan: FolderScan, report: ImportReport) -> None:
+    """No import of a folder holding annotation files ends without an error and with 0 images."""
+    imported = report.added + report.updated + report.unchanged
+    if scan.annotation_files and not imported and not report.errors:
+        guess = scan.guess or f"none of its {scan.annotation_files} annotation files was imported"
+        report.errors.append(InvalidValueError(root, "pairing", f"0 images imported: {guess}"))
 
 
 def _import_scan(
@@ -85,10 +111,10 @@ def _import_scan(
     report = ImportReport.from_scan(root, scan)
     dataset = open_dataset(dataset_name, _class_order(root, scan.items, classes or scan.classes))
     roll_forward(dataset)  # writes a killed write-back finished: their files are the App's labels, not changes
-    report.classes = list(dataset.default_classes)
-    sidecar = _read_sidecar(root, dataset_name)
+    sidecar = _read_sidecar(root, dataset_name, report.errors)
     if sidecar is not None:
         _update_from_export(dataset, scan.items, sidecar, force, report, progress)
+        _used_classes(dataset, report)
         return report
     known = _known_samples(dataset)
     new_items: list[FolderItem] = []
@@ -114,7 +140,16 @@ def _import_scan(
     report.added = len(new_items)
     _apply_changes(dataset, changed, force, report, progress)
     _handle_missing(dataset, root, scan.items, scan.errors, prune, report)
+    _used_classes(dataset, report)
     return report
+
+
+def _used_classes(dataset: Any, report: ImportReport) -> None:
+    """The dataset's classes that labels use (declared order first), and the declared ones no label uses."""
+    used = set(dataset.distinct(f"{GT_FIELD}.detections.label")) if len(dataset) else set()
+    declared = list(dataset.default_classes or [])
+    report.classes = [name for name in declared if name in used] + sorted(used - set(declared))
+    report.unused_classes = [name for name in declared if name not in used]
 
 
 def _complete(items: Sequence[FolderItem], errors: list[AnnotationError]) -> list[FolderItem]:
@@ -162,7 +197,7 @@ def proxy_for(image: Path, folder: Path) -> Path:
 def _class_order(root: Path, items: Sequence[FolderItem], given: Sequence[str] | None) -> list[str]:
     """The classes: as given, else the folder's classes.txt, else first appearance; then any others found."""
     order: list[str] = list(given or [])
-    classes_file = root / "classes.txt"
+    classes_file = root / CLASS_ORDER_FILE
     if not order and classes_file.is_file():
         from fabricdata.formats.yolo import read_classes
 
@@ -242,20 +277,42 @@ def _handle_missing(
 # --- folders written by `export labelimg` ----------------------------------------------------------------
 
 
-def _read_sidecar(root: Path, dataset_name: str) -> dict[str, Any] | None:
+def _read_sidecar(root: Path, dataset_name: str, errors: list[AnnotationError]) -> dict[str, Any] | None:
+    """The export sidecar of ``root``; None when there is none, or when it is malformed (then one error)."""
     path = root / SIDECAR
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: unreadable export sidecar ({exc})") from None
+        data = json.loads(path.read_bytes().decode("utf-8"))
+        problem = _sidecar_problem(data)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        problem = f"{exc.__class__.__name__}: {exc}"
+    if problem is not None:
+        errors.append(
+            InvalidValueError(path, "document", f"malformed export sidecar ({problem}); imported as an ordinary folder")
+        )
+        return None
     if data.get("dataset") != dataset_name:
         raise DatasetError(
             f"{path}: folder was exported from dataset {data.get('dataset')!r}, not {dataset_name!r}; "
             f"use --dataset {data.get('dataset')}"
         )
     return dict(data)
+
+
+def _sidecar_problem(data: Any) -> str | None:
+    """What makes a parsed sidecar unusable (None: it is what ``export labelimg`` writes)."""
+    if not isinstance(data, dict) or not isinstance(data.get("dataset"), str):
+        return "expected an object with the dataset's name"
+    samples = data.get("samples", {})
+    if not isinstance(samples, dict):
+        return "'samples' is not an object"
+    for name, entry in samples.items():
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str) for key in ("id", "labels_hash")):
+            return f"entry {name!r} lacks 'id' or 'labels_hash'"
+        if not _OBJECT_ID.fullmatch(entry["id"]):
+            return f"entry {name!r}: 'id' is not a sample id"
+    return None
 
 
 def _update_from_export(

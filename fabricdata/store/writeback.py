@@ -342,15 +342,16 @@ def _stage_createml(
 
 
 def _source_annotation(sample: Any) -> ImageAnnotation:
-    """What the sample's own VOC file says beyond the boxes (depth, database, segmented, unknown elements);
-    for other sources, the depth of the image."""
+    """What the sample's own VOC file says beyond the boxes (database, segmented, unknown elements); ``<depth>``
+    is the image's real channel count (never what an XML claimed)."""
+    channels = sample.metadata.num_channels if sample.metadata is not None else None
     path = sample[F_ANNOTATION_PATH] if sample.has_field(F_ANNOTATION_PATH) else None
     if path and sample[F_ANNOTATION_FORMAT] == "voc":
         try:
-            return read_voc(path)
+            source = read_voc(path)
+            return replace(source, depth=int(channels)) if channels else source
         except AnnotationError:
             pass  # the file changed into something unreadable: fall back to what the dataset knows
-    channels = sample.metadata.num_channels if sample.metadata is not None else None
     return ImageAnnotation("", sample_size(sample), depth=int(channels or 3))
 
 

@@ -270,12 +270,22 @@ def cases() -> list[Case]:
         _voc_case("oversized", voc("oversized.png", obj(n, 1, 1, 5, 5) + "<!--" + "x" * (5 << 20) + "-->")),
         _voc_case("too-many-objects", voc("too-many-objects.png", many_objects)),
         _voc_case("deep-nesting", voc("deep-nesting.png", "<x>" * 5000 + "</x>" * 5000)),
-        _voc_case("utf16", voc("utf16.png", head='<?xml version="1.0" encoding="UTF-16"?>').encode("utf-16")),
+        # declared encodings are honoured (with a byte-order mark for UTF-16); undeclared or unknown ones are not
+        _voc_case("utf16", voc("utf16.png", head='<?xml version="1.0" encoding="UTF-16"?>').encode("utf-16"), "ok"),
+        _voc_case("utf16-no-bom", voc("utf16-no-bom.png", head='<?xml version="1.0"?>').encode("utf-16-le")),
         _voc_case(
             "latin1",
             voc("latin1.png", obj(n, 1, 1, 5, 5), head='<?xml version="1.0" encoding="ISO-8859-1"?>')
             .encode("latin-1")
             .replace(b"<folder>f<", b"<folder>\xe9t\xe9<"),
+            "ok",
+        ),
+        _voc_case("latin1-undeclared", voc("latin1-undeclared.png").encode().replace(b"<folder>f<", b"<folder>\xe9<")),
+        _voc_case("unknown-encoding", voc("unknown-encoding.png", head='<?xml version="1.0" encoding="x-nope"?>')),
+        _voc_case("codec-not-text", voc("codec-not-text.png", head='<?xml version="1.0" encoding="rot13"?>')),
+        _voc_case(
+            "utf7-doctype",
+            voc("utf7-doctype.png", head='<?xml version="1.0" encoding="utf-7"?>+ADw-!DOCTYPE a+AD4-'),
         ),
         _voc_case("bom", b"\xef\xbb\xbf" + voc("bom.png").encode(), "ok"),
         _voc_case("crlf", voc("crlf.png").replace("><", ">\r\n<"), "ok"),
@@ -293,7 +303,9 @@ def cases() -> list[Case]:
         _yolo_case("zero-width", "0 0.5 0.5 0 0.2\n"),
         _yolo_case("binary", os.urandom(512)),
         _yolo_case("huge", "0 0.5 0.5 0.2 0.2\n" * 200_000),
-        _yolo_case("polygon", "0 0.1 0.1 0.5 0.1 0.5 0.5 0.1 0.5 0.2\n"),
+        _yolo_case("polygon", "0 0.1 0.1 0.5 0.1 0.5 0.5 0.1 0.5 0.2\n"),  # an odd number of coordinates
+        _yolo_case("polygon-ok", "0 0.1 0.1 0.5 0.1 0.5 0.5 0.1 0.5\n", "ok"),  # Ultralytics segment: its box
+        _yolo_case("polygon-outside", "0 0.1 0.1 1.5 0.1 0.5 0.5\n"),
         _yolo_case("empty", "", "ok"),
         _yolo_case("crlf", "0 0.5 0.5 0.2 0.2\r\n1 0.3 0.3 0.1 0.1\r\n", "ok"),
         _yolo_case("blank-lines", "\n0 0.5 0.5 0.2 0.2\n\n   \n", "ok"),
