@@ -24,7 +24,7 @@ from fabricdata.core.errors import AnnotationError, ConfigError
 #: `fabricdata --help` lists the commands in the order of the loop (tests/test_cli.py checks every command is here)
 ORDER = (
     "synth", "import", "stats", "app", "writeback", "split", "augment", "balance", "validate", "export",
-    "tiny-model", "train", "predict", "export-model", "review", "prelabel", "serve", "sweep", "runs", "demo",
+    "tiny-model", "train", "predict", "export-model", "review", "audit", "prelabel", "serve", "sweep", "runs", "demo",
     "version",
 )  # fmt: skip
 
