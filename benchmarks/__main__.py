@@ -8,6 +8,7 @@ from pathlib import Path
 
 from benchmarks import (
     bench_assist,
+    bench_audit,
     bench_augment,
     bench_export,
     bench_finetune,
@@ -17,7 +18,16 @@ from benchmarks import (
 )
 from benchmarks.harness import Figure, render
 
-MODULES = [bench_foundation, bench_store, bench_augment, bench_export, bench_finetune, bench_review, bench_assist]
+MODULES = [
+    bench_foundation,
+    bench_store,
+    bench_augment,
+    bench_export,
+    bench_finetune,
+    bench_review,
+    bench_audit,
+    bench_assist,
+]
 
 
 def main() -> int:

@@ -117,21 +117,35 @@ def simulate_predictions(
     records = []
     for image in sorted(folder.glob("*.jpg")):
         size = read_voc(image.with_suffix(".xml")).size
-        detections = [d for label, box in planted.truth[image.name] for d in _detect(label, box, size, classes, rng, model)]
+        detections = [
+            d for label, box in planted.truth[image.name] for d in _detect(label, box, size, classes, rng, model)
+        ]
         for _ in range(rng.poisson(model.false_positives)):
             box = _random_box(size, rng)
             detections.append(_record(str(rng.choice(classes)), box, size, float(rng.beta(2, 5))))
-        records.append({"image": image.name, "filepath": str(image.resolve()), "task": "<OD>", "text": "", "detections": detections})
+        records.append(
+            {
+                "image": image.name,
+                "filepath": str(image.resolve()),
+                "task": "<OD>",
+                "text": "",
+                "detections": detections,
+            }
+        )
     out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return records
 
 
-def _detect(label: str, box: Box, size: ImageSize, classes: list[str], rng: np.random.Generator, model: Model) -> list[dict[str, object]]:
+def _detect(
+    label: str, box: Box, size: ImageSize, classes: list[str], rng: np.random.Generator, model: Model
+) -> list[dict[str, object]]:
     noise = rng.normal(0.0, model.jitter, 4) * np.array([box.width, box.height, box.width, box.height])
     moved = Box(*(np.array(box.as_tuple()) + noise))
     draw = rng.random()
     if draw < model.confused:
-        return [_record(str(rng.choice([c for c in classes if c != label])), moved, size, float(rng.uniform(0.05, 0.6)))]
+        return [
+            _record(str(rng.choice([c for c in classes if c != label])), moved, size, float(rng.uniform(0.05, 0.6)))
+        ]
     if draw < model.confused + model.sure:
         return [_record(label, moved, size, float(rng.beta(12, 1)))]
     if draw < model.confused + model.sure + model.weak:

@@ -47,7 +47,7 @@ def planted_audit(tmp_path_factory: pytest.TempPathFactory) -> Any:
     code, _, err = run(["import", str(folder), "-d", name], quiet)  # type: ignore[arg-type]
     assert code == 0, err
     args = ["audit", "-d", name, "--root", str(root / "runs"), *(a for f in files for a in ("--predictions", str(f)))]
-    code, out, err = run(args, quiet)  # type: ignore[arg-type]
+    code, _, err = run(args, quiet)  # type: ignore[arg-type]
     assert code == 0, err
     yield name, planted, root
     fo.delete_dataset(name)
@@ -132,7 +132,7 @@ def test_the_views_open_the_planted_errors_worst_first(planted_audit: Any) -> No
 def test_rescore_after_a_fix_clears_the_fixed_box(planted_audit: Any, capsys: pytest.CaptureFixture[str]) -> None:
     import fiftyone as fo
 
-    name, planted, root = planted_audit
+    name, _, root = planted_audit
     dataset = fo.load_dataset(name)
     first = dataset.load_saved_view("audit-swapped").first()
     sample = dataset[first.id]
@@ -143,7 +143,7 @@ def test_rescore_after_a_fix_clears_the_fixed_box(planted_audit: Any, capsys: py
             det.label = predicted
     sample.save()
     before = len(dataset.load_saved_view("audit-swapped"))
-    code, out, err = run(["audit", "--rescore", "-d", name, "--root", str(root / "runs")], capsys)
+    code, _, err = run(["audit", "--rescore", "-d", name, "--root", str(root / "runs")], capsys)
     assert code == 0, err
     after = dataset.load_saved_view("audit-swapped")
     assert len(after) == before - 1 and first.id not in after.values("id")
@@ -169,7 +169,9 @@ def test_the_image_score_is_cleanlabs_where_each_box_has_one_prediction() -> Non
         labels.append(ImageBoxes.of([(i % 3, box)]))
         predictions.append(ImageBoxes.of([((i + (i % 7 == 0)) % 3, moved)], [rng.uniform(0.9, 1.0)]))
     scores = score_images(labels, predictions, 3, AuditOptions(sure=0.95, located=0.5))  # cleanlab's defaults
-    calibrated = [ImageBoxes(p.boxes, p.classes, image.calibrated) for p, image in zip(predictions, scores.images)]
+    calibrated = [
+        ImageBoxes(p.boxes, p.classes, image.calibrated) for p, image in zip(predictions, scores.images, strict=True)
+    ]
     cl_labels = [{"bboxes": image.boxes, "labels": image.classes} for image in labels]
     expected = get_label_quality_scores(cl_labels, [cleanlab_predictions(p, 3) for p in calibrated], verbose=False)
     assert np.array_equal([image.quality for image in scores.images], expected) and len(set(expected)) > 30
@@ -252,3 +254,83 @@ def test_bad_requests_stop_with_one_line(
     code, _, err = run(["audit", "-d", name, "--root", str(tmp_path / "runs"), "--set", "model=m", *args], capsys)
     assert code == 1 and said in err and "Traceback" not in err, err
     assert not list((tmp_path / "runs").glob("*/fold-*"))  # nothing trained
+
+
+# --- the whole path with the tiny model ----------------------------------------------------------------------------
+
+TINY = ["--set", "num_workers=0", "--set", "batch_size=2", "--set", "epochs=2"]
+
+
+def _audit_args(model: Path, name: str, audit: str, root: Path) -> list[str]:
+    sets = ["--set", f"model={model}", "--set", "lr=1e-3", "--set", "lora.targets=all", *TINY]
+    return ["audit", "--folds", "2", "-d", name, "--name", audit, "--root", str(root), *sets]
+
+
+def _scores(name: str) -> dict[str, Any]:
+    """Per audited sample: its fold, label quality, and each box's audit attributes (by box id)."""
+    import fiftyone as fo
+
+    found = {}
+    for sample in fo.load_dataset(name).exists("audit_predictions"):
+        boxes = {
+            d.id: (d["audit_issue"], d["audit_swap"], d["audit_badloc"], d["audit_support"])
+            for d in sample.ground_truth.detections
+        }
+        found[sample.id] = (
+            sample["audit_fold"],
+            sample["audit_score"],
+            boxes,
+            len(sample.audit_predictions.detections),
+        )
+    return found
+
+
+def _checkpoint_saves(run: Path) -> int:
+    """How often a finished run reached the ``train.checkpoint`` crash point: every epoch saves ``last``, and
+    ``best`` first when validation improved."""
+    import csv
+
+    summary = json.loads((run / "summary.json").read_text())
+    losses = [float(row["loss"]) for row in csv.DictReader((run / "metrics.csv").open()) if row["split"] == "val"]
+    improved = sum(1 for i, loss in enumerate(losses) if loss < min(losses[:i], default=float("inf")))
+    return int(summary["epochs_done"]) + improved
+
+
+@pytest.mark.slow
+def test_audit_with_the_tiny_model_resumes_after_a_kill_in_its_second_fold(
+    tiny_model_dir: Path, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    generate(SynthConfig(images=12, seed=4, width=256, height=192), tmp_path / "fabric")
+    assert run(["import", str(tmp_path / "fabric"), "-d", name], capsys)[0] == 0
+    code, out, err = run(_audit_args(tiny_model_dir, name, "straight", tmp_path / "a"), capsys)
+    assert code == 0, err
+    folder = tmp_path / "a" / "audit-straight"
+    for k in (0, 1):
+        assert (folder / f"fold-{k}" / "summary.json").is_file() and (
+            folder / f"fold-{k}" / "predictions.jsonl"
+        ).is_file()
+    straight = _scores(name)
+    assert len(straight) == 12 and {fold for fold, *_ in straight.values()} == {0, 1}  # every image, by its fold
+    report = (folder / "audit.md").read_text()
+    assert "| 0 |" in report and "images trained on" in report and "best val loss" in report
+    assert "fold 0 (" in out and "trained on" in out
+    # the same audit again, killed in its second fold's training, then rerun
+    saves = _checkpoint_saves(folder / "fold-0")
+    args = _audit_args(tiny_model_dir, name, "killed", tmp_path / "b")
+    marker = tmp_path / "paused"
+    env = {**os.environ, "FABRICDATA_PAUSE_AT": f"train.checkpoint:{saves + 1}", "FABRICDATA_PAUSE_FILE": str(marker)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fabricdata", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 600
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "the audit ended before it could be killed"
+    killed = tmp_path / "b" / "audit-killed"
+    assert (killed / "fold-0" / "summary.json").is_file() and not (killed / "fold-1" / "summary.json").exists()
+    code, out, err = run(args, capsys)
+    assert code == 0, err
+    assert "[1/2] fold-0: finished earlier, skipped" in out and "[2/2] fold-1: resuming" in out
+    assert _scores(name) == straight

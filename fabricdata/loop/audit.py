@@ -30,6 +30,7 @@ from fabricdata.review.audit import AuditSummary, FoldInfo, rescore, store_predi
 from fabricdata.review.audit_report import read_folds, write_audit
 from fabricdata.review.audit_scores import AuditOptions
 from fabricdata.review.predictions import load_predictions, match_samples
+from fabricdata.review.review import MIN_CONFIDENCE
 from fabricdata.store.dataset import F_SOURCE_ID, labeled, load_dataset
 from fabricdata.store.locks import dataset_lock
 from finetune.config import TrainConfig, load_config
@@ -96,7 +97,7 @@ def run_audit(request: AuditRequest, train: Train, predict: Predict, log: Log = 
         raise ConfigError(f"audit {request.name}: {', '.join(unfinished)} did not finish; rerun to continue")
     folds = [_fold_info(request.folder, k) for k in range(request.folds)]
     files = [RunFolder(request.folder.run(k)).predictions for k in range(request.folds)]
-    return _score(request, _matched(request.dataset, files, folds, plan), folds)
+    return _score(request, _matched(request.dataset, files, folds, plan, log), folds, log)
 
 
 def fold_plan(request: AuditRequest, log: Log = print) -> FoldPlan:
@@ -198,7 +199,7 @@ def audit_predictions(request: AuditRequest, files: Sequence[Path], log: Log = p
     if missing:
         raise ConfigError(f"--predictions {missing[0]}: no such file")
     folds = [FoldInfo(fold=k, source=str(path), held_out=0) for k, path in enumerate(files)]
-    return _score(request, _matched(request.dataset, files, folds, None, log), folds)
+    return _score(request, _matched(request.dataset, files, folds, None, log), folds, log)
 
 
 def rescore_audit(request: AuditRequest, progress: Log | None = None) -> AuditSummary:
@@ -211,12 +212,17 @@ def rescore_audit(request: AuditRequest, progress: Log | None = None) -> AuditSu
 
 
 def _score(
-    request: AuditRequest, matched: dict[str, tuple[PredictionRecord, int, str]], folds: list[FoldInfo]
+    request: AuditRequest,
+    matched: dict[str, tuple[PredictionRecord, int, str]],
+    folds: list[FoldInfo],
+    log: Log = print,
 ) -> AuditSummary:
     if not matched:
         raise ConfigError(f"audit {request.name}: no prediction matches an image of dataset {request.dataset!r}")
     with dataset_lock(request.dataset):
-        store_predictions(request.dataset, matched)
+        _, dropped = store_predictions(request.dataset, matched)
         summary, _ = rescore(request.dataset, request.name, folds, request.options)
+    if dropped:
+        log(f"{dropped} predicted box(es) below confidence {MIN_CONFIDENCE} not stored (review's floor)")
     write_audit(request.folder, summary)
     return summary

@@ -32,6 +32,7 @@ from fabricdata.review.audit_scores import (
     score_images,
     sure_from,
 )
+from fabricdata.review.review import MIN_CONFIDENCE
 from fabricdata.store.columns import StoredSample, read_samples
 from fabricdata.store.dataset import (
     ATTR_AUDIT_BADLOC,
@@ -95,31 +96,34 @@ class AuditSummary:
 # --- predictions in ------------------------------------------------------------------------------------------
 
 
-def store_predictions(dataset_name: str, matched: dict[str, tuple[PredictionRecord, int, str]]) -> int:
+def store_predictions(
+    dataset_name: str, matched: dict[str, tuple[PredictionRecord, int, str]], min_confidence: float = MIN_CONFIDENCE
+) -> tuple[int, int]:
     """Store each sample's out-of-fold prediction (sample id -> record, fold, run or file) as ``audit_predictions``
-    with ``audit_fold`` and ``audit_run``; an earlier audit's predictions and scores are removed first. Returns the
-    number of boxes stored."""
+    with ``audit_fold`` and ``audit_run``; an earlier audit's predictions and scores are removed first. Boxes below
+    ``min_confidence`` are not stored (``review``'s floor: a weak model's junk would swamp the scores). Returns the
+    boxes stored and the boxes below the floor."""
     fo = fiftyone()
     dataset = load_dataset(dataset_name)
     ensure_audit_schema(dataset)
     _clear(dataset)
     values: dict[str, Any] = {}
-    boxes = 0
+    stored = dropped = 0
     for sample in read_samples(dataset.select(list(matched)), boxes={}):
-        record = matched[sample.id][0]
+        kept = [d for d in matched[sample.id][0].detections if d.confidence >= min_confidence]
+        dropped += len(matched[sample.id][0].detections) - len(kept)
+        size = sample.size
         detections = [
-            fo.Detection(
-                label=d.label, bounding_box=box_to_fiftyone(Box(*d.bbox), sample.size), confidence=d.confidence
-            )
-            for d in record.detections
+            fo.Detection(label=d.label, bounding_box=box_to_fiftyone(Box(*d.bbox), size), confidence=d.confidence)
+            for d in kept
         ]
         values[sample.id] = fo.Detections(detections=detections)
-        boxes += len(detections)
+        stored += len(detections)
     view = dataset.select(list(values))
     view.set_values(AUDIT_PRED_FIELD, values, key_field="id")
     view.set_values(F_AUDIT_FOLD, {sid: matched[sid][1] for sid in values}, key_field="id")
     view.set_values(F_AUDIT_RUN, {sid: matched[sid][2] for sid in values}, key_field="id")
-    return boxes
+    return stored, dropped
 
 
 def _clear(dataset: Any) -> None:
@@ -154,9 +158,7 @@ def rescore(
     if not len(audited):
         raise DatasetError(f"dataset {dataset_name!r} has no audit predictions; run 'fabricdata audit' first")
     say("reading labels and predictions")
-    samples = list(read_samples(audited, {GT_FIELD: (), AUDIT_PRED_FIELD: ("confidence",)}, fields=[F_AUDIT_FOLD]))
-    classes = _classes(dataset, samples)
-    labels, predictions = _arrays(samples, classes)
+    samples, classes, labels, predictions = audit_inputs(dataset)
     say("scoring (cleanlab)")
     scores = score_images(labels, predictions, len(classes), options)
     say("storing scores and views")
@@ -181,6 +183,14 @@ def rescore(
     )
     summary.warnings = limits(summary)
     return summary, scores
+
+
+def audit_inputs(dataset: Any) -> tuple[list[StoredSample], list[str], list[ImageBoxes], list[ImageBoxes]]:
+    """The audited samples (one bulk read), the class list, and per sample its labels and predictions as arrays."""
+    audited = dataset.exists(AUDIT_PRED_FIELD)
+    samples = list(read_samples(audited, {GT_FIELD: (), AUDIT_PRED_FIELD: ("confidence",)}, fields=[F_AUDIT_FOLD]))
+    classes = _classes(dataset, samples)
+    return (samples, classes, *_arrays(samples, classes))
 
 
 def _classes(dataset: Any, samples: list[StoredSample]) -> list[str]:

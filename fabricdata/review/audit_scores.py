@@ -141,7 +141,7 @@ def score_images(
     images = _cleanlab_scores(aux, evidence, owners, options)
     for image, a, keep, confidences, owner in zip(images, aux, evidence, raw, owners, strict=True):
         image.support = _support(a, keep, confidences)
-        image.matched = np.isin(np.arange(len(confidences)), list(owner))
+        image.matched = _flags(len(confidences), owner)
     for image, a, keep, prediction in zip(images, aux, evidence, predictions, strict=True):
         _decide(image, a, keep, options)
         _to_input_order(image, prediction)
@@ -189,15 +189,24 @@ def cleanlab_predictions(image: ImageBoxes, classes: int) -> list[FloatArray]:
 def _match(a: dict[str, Any]) -> dict[int, int]:
     """Prediction index -> label index: COCO's greedy matching, most confident first, same class, IoU >= 0.5."""
     owner: dict[int, int] = {}
-    taken: set[int] = set()
     iou, lab, pred = a["iou_matrix"], a["lab_labels"], a["pred_labels"]
+    if not len(lab):
+        return owner
+    free = np.ones(len(lab), bool)
     for j in np.argsort(-a["pred_label_probs"], kind="stable"):
-        candidates = [(iou[i, j], i) for i in range(len(lab)) if i not in taken and lab[i] == pred[j]]
-        best = max(candidates, default=(0.0, -1))
-        if best[0] >= MATCH_IOU:
-            owner[int(j)] = best[1]
-            taken.add(best[1])
+        overlap = np.where(free & (lab == pred[j]), iou[:, j], -1.0)
+        best = int(np.argmax(overlap))
+        if overlap[best] >= MATCH_IOU:
+            owner[int(j)] = best
+            free[best] = False
     return owner
+
+
+def _flags(count: int, owner: dict[int, int]) -> np.ndarray:
+    """``(count,)`` booleans: which predictions are matched."""
+    flags = np.zeros(count, bool)
+    flags[list(owner)] = True
+    return flags
 
 
 def _calibrate(
@@ -206,8 +215,7 @@ def _calibrate(
     """The isotonic map confidence -> precision (as knots for ``np.interp``) and the AP50 of the predictions."""
     confidences = np.concatenate([a["pred_label_probs"] for a in aux] or [np.zeros(0)])
     matched = np.concatenate(
-        [np.isin(np.arange(len(a["pred_labels"])), list(o)) for a, o in zip(aux, owners, strict=True)]
-        or [np.zeros(0, bool)]
+        [_flags(len(a["pred_labels"]), o) for a, o in zip(aux, owners, strict=True)] or [np.zeros(0, bool)]
     )
     truths = sum(len(a["lab_labels"]) for a in aux)
     ap50 = average_precision(confidences, matched, truths)
