@@ -314,11 +314,12 @@ def test_audit_with_the_tiny_model_resumes_after_a_kill_in_its_second_fold(
     report = (folder / "audit.md").read_text()
     assert "| 0 |" in report and "images trained on" in report and "best val loss" in report
     assert "fold 0 (" in out and "trained on" in out
-    # the same audit again, killed in its second fold's training, then rerun
+    # the same audit again, killed in its second fold's training (its third checkpoint save: ``best`` and ``last``
+    # of epoch 1 are written), then rerun
     saves = _checkpoint_saves(folder / "fold-0")
     args = _audit_args(tiny_model_dir, name, "killed", tmp_path / "b")
     marker = tmp_path / "paused"
-    env = {**os.environ, "FABRICDATA_PAUSE_AT": f"train.checkpoint:{saves + 1}", "FABRICDATA_PAUSE_FILE": str(marker)}
+    env = {**os.environ, "FABRICDATA_PAUSE_AT": f"train.checkpoint:{saves + 3}", "FABRICDATA_PAUSE_FILE": str(marker)}
     process = subprocess.Popen(
         [sys.executable, "-m", "fabricdata", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )

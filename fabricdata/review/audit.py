@@ -213,21 +213,21 @@ def _arrays(samples: list[StoredSample], classes: list[str]) -> tuple[list[Image
     return labels, predictions
 
 
-def _store_scores(dataset: Any, samples: list[StoredSample], scores: AuditScores) -> list[str]:
-    """Per sample its label quality; per box its issue, scores and disputing prediction. Returns the ids of the
-    predictions that dispute a box."""
+def _store_scores(dataset: Any, samples: list[StoredSample], scores: AuditScores) -> dict[str, list[str]]:
+    """Per sample its label quality; per box its issue, scores and disputing prediction. Returns, per issue, the ids
+    of the predictions that dispute a box."""
     dataset.select([s.id for s in samples]).set_values(
         F_AUDIT_SCORE, {s.id: image.quality for s, image in zip(samples, scores.images, strict=True)}, key_field="id"
     )
     truth: dict[str, list[dict[str, Any]]] = defaultdict(list)
     guess: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    disputing = []
+    disputing: dict[str, list[str]] = defaultdict(list)
     for sample, image in zip(samples, scores.images, strict=True):
         preds = sample.boxes[AUDIT_PRED_FIELD]
         for i, box in enumerate(sample.boxes[GT_FIELD]):
             by = image.disputed_by[i]
             if by >= 0 and image.issues[i] is not None:
-                disputing.append(preds[by].id)
+                disputing[str(image.issues[i])].append(preds[by].id)
             row = {
                 ATTR_AUDIT_ISSUE: image.issues[i],
                 ATTR_AUDIT_SCORE: image.scores[i],
@@ -264,14 +264,16 @@ def _set_box_values(
 # --- views -------------------------------------------------------------------------------------------------------
 
 
-def _save_views(dataset: Any, audited: Any, disputing: list[str]) -> None:
+def _save_views(dataset: Any, audited: Any, disputing: dict[str, list[str]]) -> None:
     """One saved view per issue (the disputed boxes beside the predictions disputing them, worst first) and the
     images by label quality."""
     from bson import ObjectId
 
     F = fiftyone().ViewField  # noqa: N806 - FiftyOne's own idiom
-    issue_is = F(ATTR_AUDIT_ISSUE).__eq__
-    shown = F("_id").is_in([ObjectId(i) for i in disputing])
+
+    def issue_is(issue: str) -> Any:
+        return F(ATTR_AUDIT_ISSUE) == issue
+
     views: dict[str, Any] = {
         "missing": audited.filter_labels(AUDIT_PRED_FIELD, issue_is("missing")).sort_by(
             F(f"{AUDIT_PRED_FIELD}.detections.{ATTR_AUDIT_SCORE}").min()
@@ -280,6 +282,7 @@ def _save_views(dataset: Any, audited: Any, disputing: list[str]) -> None:
     for issue in ("swapped", "mislocated", "spurious"):
         disputed = audited.filter_labels(GT_FIELD, issue_is(issue))
         if issue != "spurious":  # beside each box, the prediction that disputes it
+            shown = F("_id").is_in([ObjectId(i) for i in disputing.get(issue, [])])
             disputed = disputed.filter_labels(AUDIT_PRED_FIELD, shown, only_matches=False)
         views[issue] = disputed.sort_by([(F(f"{GT_FIELD}.detections.{ATTR_AUDIT_SCORE}").min(), 1), (F_AUDIT_SCORE, 1)])
     views["worst"] = audited.sort_by(F_AUDIT_SCORE)
