@@ -311,6 +311,11 @@ def test_audit_with_the_tiny_model_resumes_after_a_kill_in_its_second_fold(
         ).is_file()
     straight = _scores(name)
     assert len(straight) == 12 and {fold for fold, *_ in straight.values()} == {0, 1}  # every image, by its fold
+    import fiftyone as fo
+
+    views = fo.load_dataset(name).list_saved_views()
+    assert {f"audit-{v}" for v in (*KINDS, "worst")} <= set(views) and not any("fold-export" in v for v in views)
+    assert len(fo.load_dataset(name).load_saved_view("audit-worst")) == 12
     report = (folder / "audit.md").read_text()
     assert "| 0 |" in report and "images trained on" in report and "best val loss" in report
     assert "fold 0 (" in out and "trained on" in out
