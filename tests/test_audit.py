@@ -93,6 +93,7 @@ def _ap_per_kind(dataset: Any, planted: Planted) -> dict[str, float]:
     return aps
 
 
+@pytest.mark.slow  # 1000 images synthesized and imported (about a minute)
 def test_planted_errors_are_ranked_first_in_every_kind(planted_audit: Any) -> None:
     import fiftyone as fo
 
@@ -104,6 +105,7 @@ def test_planted_errors_are_ranked_first_in_every_kind(planted_audit: Any) -> No
     assert all(aps[kind] >= 0.8 for kind in KINDS), aps
 
 
+@pytest.mark.slow  # 1000 images synthesized and imported (about a minute)
 def test_the_views_open_the_planted_errors_worst_first(planted_audit: Any) -> None:
     import fiftyone as fo
 
@@ -129,6 +131,7 @@ def test_the_views_open_the_planted_errors_worst_first(planted_audit: Any) -> No
     assert {Path(p).name for p in samples.distinct("audit_run")} == {"fold-0.jsonl", "fold-1.jsonl"}
 
 
+@pytest.mark.slow  # 1000 images synthesized and imported (about a minute)
 def test_rescore_after_a_fix_clears_the_fixed_box(planted_audit: Any, capsys: pytest.CaptureFixture[str]) -> None:
     import fiftyone as fo
 
