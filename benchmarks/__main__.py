@@ -8,6 +8,7 @@ from pathlib import Path
 
 from benchmarks import (
     bench_assist,
+    bench_audit,
     bench_augment,
     bench_export,
     bench_finetune,
@@ -26,6 +27,7 @@ MODULES = [
     bench_export,
     bench_finetune,
     bench_review,
+    bench_audit,
     bench_assist,
     bench_tiles,
     bench_versions,

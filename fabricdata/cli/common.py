@@ -24,8 +24,8 @@ from fabricdata.core.errors import AnnotationError, ConfigError
 #: `fabricdata --help` lists the commands in the order of the loop (tests/test_cli.py checks every command is here)
 ORDER = (
     "synth", "import", "stats", "app", "writeback", "split", "augment", "balance", "validate", "snapshot",
-    "versions", "diff", "restore", "export",
-    "tiny-model", "train", "predict", "export-model", "review", "prelabel", "serve", "sweep", "runs", "demo",
+    "versions", "diff", "restore", "export", "tiny-model", "train", "predict", "export-model", "review", "audit",
+    "prelabel", "serve", "sweep", "runs", "demo",
     "version",
 )  # fmt: skip
 

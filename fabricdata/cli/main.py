@@ -1,7 +1,8 @@
 """The ``fabricdata`` command line (typer + rich). Commands stay thin; heavy imports happen inside them.
 
-The commands live in ``store``, ``versions``, ``prepare``, ``model``, ``experiments`` and ``demo`` of this package
-and share ``common``; this module only registers them and is the entry point (``fabricdata``, ``python -m fabricdata``).
+The commands live in ``store``, ``versions``, ``prepare``, ``model``, ``audit``, ``experiments`` and ``demo`` of
+this package and share ``common``; this module only registers them and is the entry point (``fabricdata``,
+``python -m fabricdata``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from fabricdata.cli import (  # noqa: F401 - they register the commands
+    audit,
     demo,
     experiments,
     model,

@@ -375,3 +375,43 @@ class RunFolder:
     def inside_checkpoints(cls, path: Path) -> bool:
         """Whether ``path`` lies in some run's checkpoints folder (a checkpoint holds a config.yaml too)."""
         return cls.CHECKPOINTS in path.parts
+
+
+@dataclass(frozen=True)
+class AuditFolder:
+    """An out-of-fold label audit (``fabricdata audit --name NAME``), under the runs root as ``audit-NAME``::
+
+    A/folds.json            the fold plan: each original's fold, and per fold the split tag of each sample
+    A/exports/fold-K/       ExportFolder of fold K: train and valid from the other folds, test = fold K
+    A/fold-K/               RunFolder trained on that export; its predictions.jsonl predicts fold K
+    A/audit.json            per fold: the run or predictions file, images trained on, validation loss
+    A/audit.md              the report for the annotators: counts per class and issue, views, commands
+    """
+
+    root: Path
+
+    PREFIX: ClassVar[str] = "audit-"
+
+    @classmethod
+    def named(cls, runs_root: Path, name: str) -> AuditFolder:
+        return cls(runs_root / f"{cls.PREFIX}{name}")
+
+    def run(self, fold: int) -> Path:
+        """The RunFolder of fold ``fold`` (0-based)."""
+        return self.root / f"fold-{fold}"
+
+    def export(self, fold: int) -> Path:
+        """The ExportFolder fold ``fold``'s run trains on."""
+        return self.root / "exports" / f"fold-{fold}"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "folds.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "audit.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "audit.md"

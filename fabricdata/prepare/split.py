@@ -62,13 +62,15 @@ def stratify(
     fixed: dict[str, str],
     ratios: Sequence[float],
     seed: int,
+    names: Sequence[str] = SPLITS,
 ) -> dict[str, str]:
-    """Assign every group id of ``groups`` (its set of labels) to a split; ``fixed`` ones keep theirs."""
+    """Assign every group id of ``groups`` (its set of labels) to a split; ``fixed`` ones keep theirs. ``names``
+    are the splits, one per ratio (the audit's folds use their own)."""
     rng = np.random.default_rng(seed)
     labels = sorted({label for group in groups.values() for label in group})
     totals = Counter(label for group in groups.values() for label in group)
-    need = {s: {label: ratios[i] * totals[label] for label in labels} for i, s in enumerate(SPLITS)}
-    size_need = {s: ratios[i] * len(groups) for i, s in enumerate(SPLITS)}
+    need = {s: {label: ratios[i] * totals[label] for label in labels} for i, s in enumerate(names)}
+    size_need = {s: ratios[i] * len(groups) for i, s in enumerate(names)}
     assignment: dict[str, str] = {}
     for gid, split in fixed.items():
         if gid in groups:
@@ -81,7 +83,7 @@ def stratify(
         for gid in order:
             if gid in assignment or rarest not in groups[gid]:
                 continue
-            split = max(SPLITS, key=lambda s: (need[s][rarest], size_need[s], -SPLITS.index(s)))
+            split = max(names, key=lambda s: (need[s][rarest], size_need[s], -list(names).index(s)))
             _place(gid, split, groups, need, size_need, assignment)
     return assignment
 

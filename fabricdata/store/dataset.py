@@ -59,6 +59,22 @@ F_SEED = "aug_seed"
 F_COPY = "aug_copy"
 #: recipe digest, seed, copy and source id: what makes a variant unique (re-running augment adds nothing)
 F_KEY = "aug_key"
+#: audit (``fabricdata audit``): per sample its label quality (cleanlab's, 1.0 = no doubt), the fold it was held out
+#: in and the run (or predictions file) that predicted it; the out-of-fold predictions as their own label field
+F_AUDIT_SCORE = "audit_score"
+F_AUDIT_FOLD = "audit_fold"
+F_AUDIT_RUN = "audit_run"
+F_AUDIT_PREDICTIONS = "audit_predictions"
+#: audit attributes of a box (ground truth and audit predictions): its issue (missing, swapped, mislocated,
+#: spurious or None) and that issue's score (lower is worse); on a disputed box, the prediction disputing it
+ATTR_AUDIT_ISSUE = "audit_issue"
+ATTR_AUDIT_SCORE = "audit_score"
+ATTR_AUDIT_DISPUTED_BY = "audit_disputed_by"
+#: every score of a ground-truth box (swapped, mislocated, support) and a prediction's calibrated confidence
+ATTR_AUDIT_SWAP = "audit_swap"
+ATTR_AUDIT_BADLOC = "audit_badloc"
+ATTR_AUDIT_SUPPORT = "audit_support"
+ATTR_AUDIT_CALIBRATED = "audit_calibrated"
 VARIANT_FIELDS: dict[str, str] = {
     F_RECIPE: "string",
     F_RECIPE_HASH: "string",
@@ -195,6 +211,29 @@ def ensure_unique_filepaths(dataset: fo.Dataset) -> None:
         dataset.create_index("filepath", unique=True)
     finally:
         quiet.setLevel(level)
+
+
+def ensure_audit_schema(dataset: fo.Dataset) -> None:
+    """Declare the audit's fields (only on datasets that are audited, so the App shows them only there)."""
+    fo = fiftyone()
+    schema = dataset.get_field_schema(flat=True)
+    gt, pred = f"{GT_FIELD}.detections", f"{F_AUDIT_PREDICTIONS}.detections"
+    wanted: dict[str, Any] = {
+        F_AUDIT_SCORE: (fo.FloatField, {}),
+        F_AUDIT_FOLD: (fo.IntField, {}),
+        F_AUDIT_RUN: (fo.StringField, {}),
+        F_AUDIT_PREDICTIONS: (fo.EmbeddedDocumentField, {"embedded_doc_type": fo.Detections}),
+        **{f"{gt}.{name}": (fo.StringField, {}) for name in (ATTR_AUDIT_ISSUE, ATTR_AUDIT_DISPUTED_BY)},
+        **{f"{gt}.{name}": (fo.FloatField, {}) for name in (ATTR_AUDIT_SCORE, ATTR_AUDIT_SWAP, ATTR_AUDIT_BADLOC)},
+        f"{gt}.{ATTR_AUDIT_SUPPORT}": (fo.FloatField, {}),
+        f"{pred}.{ATTR_AUDIT_ISSUE}": (fo.StringField, {}),
+        f"{pred}.{ATTR_AUDIT_SCORE}": (fo.FloatField, {}),
+        f"{pred}.{ATTR_AUDIT_CALIBRATED}": (fo.FloatField, {}),
+    }
+    for path, (ftype, kwargs) in wanted.items():
+        if path not in schema:
+            dataset.add_sample_field(path, ftype, **kwargs)
+            schema = dataset.get_field_schema(flat=True)
 
 
 def pending_drafts(samples: Any) -> Any:
