@@ -1,8 +1,9 @@
 """Training data from a Florence-2 export: records, images, collation in DataLoader workers, and the seeded
 per-epoch order each process reads them in (so a resumed run continues exactly where it stopped).
 
-Images are read as stored (EXIF orientation ignored, as LabelImg and fabricdata do). Collation runs the
-processor on the CPU inside the workers and never touches CUDA; the loop moves batches to the device.
+Images are decoded by the one decode of fabricdata (:func:`fabricdata.core.images.load_rgb`: stored pixels, 16-bit
+and float frames scaled to 8 bits as for ``predict``, ``augment`` and the App's proxies). Collation runs the processor
+on the CPU inside the workers and never touches CUDA; the loop moves batches to the device.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from fabricdata.core.contracts import ExportFolder
 from fabricdata.core.errors import FabricDataError, InvalidValueError
+from fabricdata.core.images import load_rgb
 from fabricdata.core.jsonl import LineError, read_jsonl
 
 if TYPE_CHECKING:
@@ -47,11 +49,9 @@ def read_records(folder: str | Path, tasks: Sequence[str] | None = None) -> list
     return [r for r in records if tasks is None or any(r.prefix.startswith(t) for t in tasks)]
 
 
-def load_image(path: Path) -> Any:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.convert("RGB")
+def load_image(path: str | Path, max_pixels: int | None = None) -> Any:
+    """The RGB PIL image a model sees of ``path``: :func:`fabricdata.core.images.load_rgb`."""
+    return load_rgb(path, max_pixels)
 
 
 class UnreadableImageError(FabricDataError):
@@ -62,13 +62,17 @@ class UnreadableImageError(FabricDataError):
         super().__init__(f"{path}: cannot be read as an image ({self.kind}: {cause})")
 
 
-def read_image(path: str | Path) -> Any:
-    """RGB pixels of ``path`` (stored orientation), or UnreadableImageError: the one policy of everything that
-    reads photos for a model (predict, prelabel, serve); the rest of a batch goes on."""
+def read_image(path: str | Path, max_pixels: int | None = None) -> Any:
+    """RGB pixels of ``path`` (:func:`load_image`), or UnreadableImageError: the one policy of everything that
+    reads photos for a model (predict, prelabel, serve); the rest of a batch goes on.
+
+    Raises:
+        UnreadableImageError: not an image, truncated, or more than ``max_pixels`` pixels.
+    """
     from PIL import Image
 
     try:
-        return load_image(Path(path))
+        return load_image(path, max_pixels)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise UnreadableImageError(path, exc) from None
 
