@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from fabricdata.core.contracts import ExportFolder
 from fabricdata.core.errors import FabricDataError, InvalidValueError
+from fabricdata.core.florence import suffix_problem
 from fabricdata.core.images import load_rgb
 from fabricdata.core.jsonl import LineError, read_jsonl
 
@@ -32,7 +33,13 @@ class Record:
 def read_records(folder: str | Path, tasks: Sequence[str] | None = None) -> list[Record]:
     """Every record of ``folder/annotations.jsonl`` (an empty list when the split is empty).
 
-    A malformed line is an error naming the file and line: lines are never skipped silently.
+    A malformed line is an error naming the file, the line and the value: lines are never skipped silently. Every
+    suffix must parse under the Florence-2 grammar the export writes (:func:`fabricdata.core.florence.suffix_problem`:
+    labels, and boxes of four location tokens ``<loc_0>`` .. ``<loc_999>``), so a record the tokenizer would split
+    into text pieces (maestro's ``<loc_1000>``) stops training before it starts.
+
+    Raises:
+        InvalidValueError: no annotations file, a malformed line, an image not found, a suffix off the grammar.
     """
     root = Path(folder)
     path = root / ExportFolder.ANNOTATIONS
@@ -43,6 +50,9 @@ def read_records(folder: str | Path, tasks: Sequence[str] | None = None) -> list
         record = Record(root / data["image"], str(data["prefix"]), str(data["suffix"]))
         if not record.image.is_file():
             raise LineError("", "image not found", data["image"])
+        problem = suffix_problem(record.suffix)
+        if problem is not None:
+            raise LineError("suffix", problem[0], problem[1])
         return record
 
     records = read_jsonl(path, "an export record", build)

@@ -227,3 +227,35 @@ def test_training_killed_between_checkpoint_renames_resumes_to_the_same_adapter(
     b = load_file(str(killed / "checkpoints" / "last" / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     assert not [p.name for p in (killed / "checkpoints").iterdir() if p.suffix in (".tmp", ".old")]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "problem"),
+    [
+        # maestro rounds a box at the right or bottom edge to <loc_1000>, a token Florence-2 does not have
+        (
+            "drop<loc_10><loc_20><loc_1000><loc_40>",
+            "not one of the location tokens <loc_0>..<loc_999> (got '<loc_1000>')",
+        ),
+        ("drop<loc_10><loc_20><loc_30>", "a label needs boxes of 4 location tokens each (got 3) (got 'drop')"),
+        ("<loc_10><loc_20><loc_30><loc_40>", "a location token without a label before it (got '<loc_10>')"),
+        ("drop<loc_10><loc_20><loc_30><loc_40></s>", "not a location token"),
+    ],
+)
+def test_records_off_the_florence_grammar_stop_training_before_it_starts(
+    suffix: str, problem: str, exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    import shutil
+
+    data = tmp_path / "maestro"
+    shutil.copytree(exports["seen"], data)
+    annotations = data / "train" / "annotations.jsonl"
+    lines = annotations.read_text().splitlines()
+    lines[1] = json.dumps({**json.loads(lines[1]), "suffix": suffix})
+    annotations.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    args = ["train", "--set", f"model={tiny_model_dir}", "--set", f"data={data}", "--set", f"out={out}", *FAST]
+    code, _, err = run(args, capsys)
+    assert code == 1 and f"{annotations}: line 2 suffix: {problem}" in " ".join(err.split()), err
+    assert not out.exists()  # nothing trained, no run folder
