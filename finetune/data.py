@@ -8,13 +8,14 @@ on the CPU inside the workers and never touches CUDA; the loop moves batches to 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fabricdata.core.contracts import ExportFolder
-from fabricdata.core.errors import FabricDataError, InvalidValueError
+from fabricdata.core.errors import ConfigError, FabricDataError, InvalidValueError
 from fabricdata.core.florence import suffix_problem
 from fabricdata.core.images import load_rgb
 from fabricdata.core.jsonl import LineError, read_jsonl
@@ -87,18 +88,119 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> Any:
         raise UnreadableImageError(path, exc) from None
 
 
-class RecordDataset:
-    """A map-style dataset of (image, prefix, suffix)."""
+class ExportReplacedError(FabricDataError):
+    """The export a run trains on was replaced (``export florence`` swaps a new export in whole) while it ran."""
 
-    def __init__(self, records: Sequence[Record]) -> None:
+
+@dataclass(frozen=True, slots=True)
+class ExportPin:
+    """The export folder a run started on, by identity (device and inode): ``export florence`` swaps a new
+    export in whole (:func:`fabricdata.core.fileio.swap_in`), which gives the name another folder."""
+
+    root: Path
+    identity: tuple[int, int]
+
+    @classmethod
+    def of(cls, root: Path) -> ExportPin:
+        info = root.stat()
+        return cls(root, (info.st_dev, info.st_ino))
+
+    def check(self) -> None:
+        """Raise ExportReplacedError unless ``root`` is still the folder the run started on."""
+        try:
+            info = self.root.stat()
+        except FileNotFoundError:
+            info = None
+        if info is None or (info.st_dev, info.st_ino) != self.identity:
+            raise ExportReplacedError(self.message)
+
+    @property
+    def message(self) -> str:
+        return (
+            f"{self.root}: the export was replaced while training read it (a new 'export florence'?); stopped "
+            "before any of the new export was trained on. Train a new run on the new export"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingData:
+    """The records a run trains and validates on, and the export folder they were read from."""
+
+    pin: ExportPin | None
+    train: list[Record]
+    val: list[Record]
+
+
+def training_data(config: TrainConfig, started: Path | None = None) -> TrainingData:
+    """The train and val records of ``config.data``, pinned to the export folder they were read from. On resume,
+    ``started`` is the run's copy of the export manifest: the export must still hold the records the run started
+    with.
+
+    Raises:
+        InvalidValueError: a bad record (see :func:`read_records`).
+        ConfigError: no training records; the export changed since the run started.
+        ExportReplacedError: the export was replaced while its records were read.
+    """
+    export = ExportFolder(Path(config.data))
+    pin = ExportPin.of(export.root) if export.root.is_dir() else None
+    train = read_records(export.split("train"), config.tasks)
+    val = read_records(export.split("val"), config.tasks)
+    if pin is not None:
+        pin.check()  # the records are the pinned folder's
+    if started is not None:
+        same_export(started, export.manifest)
+    if not train:
+        raise ConfigError(f"{export.annotations('train')} has no records to train on")
+    return TrainingData(pin, train, val)
+
+
+def same_export(started: Path, manifest: Path) -> None:
+    """Refuse to resume on an export whose records differ from those the run started with (``started``: the
+    run's copy of the export manifest; ``manifest``: the export's own; the ``content_hash`` of each).
+
+    Raises:
+        ConfigError: the two content hashes differ.
+    """
+
+    def content_hash(path: Path) -> str | None:
+        try:
+            value = json.loads(path.read_text(encoding="utf-8")).get("content_hash")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) else None
+
+    before, now = content_hash(started), content_hash(manifest)
+    if before and now and before != now:
+        raise ConfigError(
+            f"{manifest}: the export changed since this run started (content hash {before[:16]}, now {now[:16]}): "
+            "not resumed; train a new run on it"
+        )
+
+
+class RecordDataset:
+    """A map-style dataset of (image, prefix, suffix). With a ``pin``, every image is read from the pinned export
+    folder or not at all: the folder's identity is checked before and after each read, so an image of an export
+    swapped in meanwhile raises ExportReplacedError instead of joining the batch."""
+
+    def __init__(self, records: Sequence[Record], pin: ExportPin | None = None) -> None:
         self.records = list(records)
+        self.pin = pin
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[Any, str, str]:
         record = self.records[index]
-        return load_image(record.image), record.prefix, record.suffix
+        if self.pin is None:
+            return load_image(record.image), record.prefix, record.suffix
+        self.pin.check()
+        try:
+            image = load_image(record.image)
+        except FileNotFoundError:
+            self.pin.check()  # the old export deleted under us: say so
+            raise
+        self.pin.check()
+        return image, record.prefix, record.suffix
 
 
 class Collator:
@@ -154,6 +256,32 @@ class EpochSampler:
 
     def __len__(self) -> int:
         return per_rank(self.size, self.world) - self.skip
+
+
+def check_handover(dataset: RecordDataset, collate: Collator, config: TrainConfig) -> None:
+    """Refuse DataLoader workers that could not hand their batches over: a worker sends each batch's tensors to
+    the training process in shared-memory files (one per tensor, in ``/dev/shm``), and under a file size limit
+    (RLIMIT_FSIZE, ``ulimit -f``) below a batch's largest tensor the worker's send fails in a background thread
+    and training would wait forever. Checked on one collated batch, only where such a limit is set.
+
+    Raises:
+        ConfigError: naming the shared-memory files, the batch's size and the limit.
+    """
+    try:
+        import resource
+    except ImportError:  # no such limits on this system
+        return
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if config.num_workers == 0 or soft == resource.RLIM_INFINITY or not len(dataset):
+        return
+    batch = collate([dataset[i] for i in range(min(config.batch_size, len(dataset)))])
+    largest = max(tensor.numel() * tensor.element_size() for tensor in batch.values())
+    if largest > soft:
+        raise ConfigError(
+            f"/dev/shm: DataLoader workers hand each batch over in shared-memory files of up to {largest} bytes, "
+            f"more than this process's file size limit (ulimit -f: {soft} bytes); set num_workers=0 or raise the "
+            "limit"
+        )
 
 
 def _one_thread(_: int) -> None:

@@ -169,7 +169,7 @@ def test_a_sweep_killed_in_its_second_run_resumes_it(
     assert straight.returncode == 0, straight.stderr
     cmd = _sweep_cmd(tmp_path / "b", tiny_model_dir, data)
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    second = tmp_path / "b" / "k" / "lr0.002" / "checkpoints" / "last" / "trainer_state.pt"
+    second = tmp_path / "b" / "k" / "lr0.002" / "checkpoints" / "last" / "trainer_state.json"
     deadline = time.monotonic() + 300
     while not second.is_file() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -203,3 +203,31 @@ def test_sweep_review_puts_map_beside_the_losses(
         assert fo.load_dataset(name).has_saved_view(f"rv-{combo}-missed")
     header = next(line for line in out.splitlines() if "best val loss" in line)
     assert "mAP" in header and "lora.targets" in header
+
+
+def test_a_sweep_never_resumes_a_checkpoint_it_did_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A planted ``last`` (an old pickled one, or a new-format one without this sweep's run id) stops the sweep
+    before anything loads or trains; the pickle never runs."""
+    import json
+
+    from tests.test_finetune import _live_pickle
+
+    marker = tmp_path / "ran"
+    args = ["sweep", "--name", "s", "--root", str(tmp_path), "--set", "model=none", "--set", "data=none"]
+    last = tmp_path / "s" / "lr0.001" / "checkpoints" / "last"
+    _live_pickle(last / "trainer_state.pt", marker)
+    (last / "adapter_model.safetensors").write_bytes(b"")
+    code, _, err = run([*args, "--grid", "lr=1e-3,2e-3"], capsys)
+    assert code == 1 and "a checkpoint of an older fabricdata" in err and not marker.exists(), err
+    (last / "trainer_state.pt").unlink()
+    (last / "trainer_state.json").write_text(json.dumps({"format": 2, "run_id": "someone-elses"}))
+    (last / "trainer_state.safetensors").write_bytes(b"")
+    code, _, err = run([*args, "--grid", "lr=1e-3,2e-3"], capsys)
+    flat = " ".join(err.split())
+    assert (
+        code == 1
+        and "not written by this sweep (its run id is 'someone-elses'; this sweep started no run there)" in flat
+    ), err
+    assert not (tmp_path / "s" / "lr0.002").exists()  # nothing trained
