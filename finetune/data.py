@@ -69,7 +69,7 @@ class UnreadableImageError(FabricDataError):
     """A file given as an image that does not decode (not an image, truncated, a decompression bomb)."""
 
     def __init__(self, path: str | Path, cause: Exception) -> None:
-        self.path, self.kind = str(path), cause.__class__.__name__
+        self.path, self.kind, self.detail = str(path), cause.__class__.__name__, str(cause)
         super().__init__(f"{path}: cannot be read as an image ({self.kind}: {cause})")
 
 

@@ -179,10 +179,12 @@ def test_prelabel_decodes_the_same(corpus: dict[str, Path], decoded: dict[str, A
 
 def test_serve_decodes_the_same(corpus: dict[str, Path], decoded: dict[str, Any]) -> None:
     from fabricdata.assist.serve import _handlers
+    from finetune.predict import PredictOptions
 
     class Spy:
         phrases: tuple[tuple[str, str], ...] = ()
         device = "cpu"
+        options = PredictOptions(batch_size=5)
 
         def __init__(self) -> None:
             self.seen: dict[str, Any] = {}
