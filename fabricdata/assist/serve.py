@@ -7,8 +7,8 @@ The confidence slider filters the boxes of the last run without running the mode
 
 Limits, for a page others can reach: uploads above ``max_upload_mb`` are refused by gradio, images above
 ``max_pixels`` are named and skipped before they are decoded, a request decodes one batch of images at a time and
-keeps only copies of at most :data:`DISPLAY_MAX_SIDE` pixels for the page (the model sees every image whole), and
-gradio's upload cache is a folder only this user can read (removed at the end). Bound to a loopback address, the
+keeps only copies of at most :data:`DISPLAY_MAX_SIDE` pixels for the page (the model sees every image whole) and
+gives the memory of the full-size images back to the system after the request, and gradio's upload cache is a folder only this user can read (removed at the end). Bound to a loopback address, the
 page answers only requests addressed to localhost or 127.0.0.1 (see :func:`fabricdata.store.appserver.allowed_hosts`).
 """
 
@@ -256,6 +256,7 @@ def _handlers(
             problems += unreadable
             seconds += spent
             del images, found  # the full-size images of this batch go before the next is decoded
+        give_back_memory()
         return (
             drawn(photos, min_confidence),
             table(photos, min_confidence),
@@ -269,6 +270,23 @@ def _handlers(
         return drawn(photos, min_confidence), table(photos, min_confidence)
 
     return detect, refilter
+
+
+def give_back_memory() -> None:
+    """Return the memory of a request's freed full-size images to the system. glibc keeps freed heap memory of
+    large allocations for reuse, so without this a server's footprint stays at its largest request (two 7000 x 7000
+    PNGs: 510 MiB after the request instead of 68 MiB). Nothing elsewhere than glibc."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        trim = getattr(ctypes.CDLL("libc.so.6"), "malloc_trim", None)
+    except OSError:
+        return
+    if trim is not None:
+        trim(0)
 
 
 @contextlib.contextmanager
