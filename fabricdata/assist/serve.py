@@ -6,10 +6,11 @@ model is loaded once per process (bf16 on a CUDA GPU) and the images of one requ
 The confidence slider filters the boxes of the last run without running the model again.
 
 Limits, for a page others can reach: uploads above ``max_upload_mb`` are refused by gradio, images above
-``max_pixels`` are named and skipped before they are decoded, a request decodes one batch of images at a time and
+``max_pixels`` are named and skipped before they are decoded, a request decodes one batch of images at a time,
 keeps only copies of at most :data:`DISPLAY_MAX_SIDE` pixels for the page (the model sees every image whole) and
-gives the memory of the full-size images back to the system after the request, and gradio's upload cache is a folder only this user can read (removed at the end). Bound to a loopback address, the
-page answers only requests addressed to localhost or 127.0.0.1 (see :func:`fabricdata.store.appserver.allowed_hosts`).
+gives the memory of the full-size images back to the system after the request; gradio's upload cache is a folder
+only this user can read (removed at the end). Bound to a loopback address, the page answers only requests
+addressed to localhost or 127.0.0.1 (see :func:`fabricdata.store.appserver.allowed_hosts`).
 """
 
 from __future__ import annotations
