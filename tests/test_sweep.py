@@ -5,6 +5,7 @@ mAP beside the losses."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -112,14 +113,18 @@ def test_two_by_two_sweep_rerun_runs_table_and_plot(
     args += ["--grid", "lora.r=4,8", "--grid", "lr=1e-4,1e-3"]
     code, out, err = run(args, capsys)
     assert code == 0, err
-    folders = sorted(p.name for p in (tmp_path / "grid").iterdir())
+    folders = sorted(p.name for p in (tmp_path / "grid").iterdir() if p.is_dir())
     assert folders == ["r4-lr0.0001", "r4-lr0.001", "r8-lr0.0001", "r8-lr0.001"]
+    ledger = json.loads((tmp_path / "grid" / "sweep.json").read_text())["runs"]  # the sweep's own runs, by id
+    assert sorted(ledger) == folders and len(set(ledger.values())) == 4
     for folder in folders:
         config = yaml.safe_load((tmp_path / "grid" / folder / "config.yaml").read_text())
         r, lr = int(folder[1]), float(folder.split("lr")[1])
         assert (config["lora"]["r"], config["lora"]["alpha"], config["lr"]) == (r, 2 * r, lr)
         assert config["out"] == str(tmp_path / "grid" / folder)
-        assert (tmp_path / "grid" / folder / "checkpoints" / "last" / "adapter_model.safetensors").is_file()
+        last = tmp_path / "grid" / folder / "checkpoints" / "last"
+        assert (last / "adapter_model.safetensors").is_file()
+        assert json.loads((last / "trainer_state.json").read_text())["run_id"] == ledger[folder]
     assert "sweep grid" in out and "best val loss" in out
     said = out + err
     assert "adapter checksum" not in said and "precision no" not in said and "full precision (fp32)" in said
@@ -210,8 +215,6 @@ def test_a_sweep_never_resumes_a_checkpoint_it_did_not_write(
 ) -> None:
     """A planted ``last`` (an old pickled one, or a new-format one without this sweep's run id) stops the sweep
     before anything loads or trains; the pickle never runs."""
-    import json
-
     from tests.test_finetune import _live_pickle
 
     marker = tmp_path / "ran"
