@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Figure, render
+from benchmarks.harness import Figure, best_rate, render
 
 
 def write_export(folder: Path, images: int, width: int, height: int) -> Path:
@@ -68,6 +68,58 @@ def train_ours(model: str, data: str, batch: int, epochs: int, device: str) -> d
             "num_workers=2", "lr=1e-4", "lora.targets=language+vision"]  # fmt: skip
     summary = train(load_config(None, sets), log=lambda *_: None)
     return {"samples_per_s": summary.samples_per_s, "peak_mib": _peak(device)}
+
+
+def _plain_decode(path: str | Path) -> Any:
+    """How images were decoded before the one decode (issue #21): PIL's ``convert("RGB")``, which clips 16-bit."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def train_plain_decode(model: str, data: str, batch: int, epochs: int, device: str) -> dict[str, float]:
+    """Our loop with the training records decoded the pre-#21 way: the baseline of the one decode's cost."""
+    import finetune.data
+
+    finetune.data.load_image = lambda path, max_pixels=None: _plain_decode(path)  # type: ignore[assignment]
+    return train_ours(model, data, batch, epochs, device)
+
+
+def decode_figures(repeats: int = 30) -> list[Figure]:
+    """Decode cost of one 2048x1536 8-bit JPEG: the one decode (for a model and for augment) versus PIL's plain
+    convert and OpenCV's imread (what training and augment used before it)."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from fabricdata.core.images import load_rgb
+    from fabricdata.prepare.synth import SynthConfig
+    from fabricdata.prepare.synth import render as render_fabric
+
+    path = Path(tempfile.mkdtemp(prefix="bench-decode-")) / "frame.jpg"
+    pixels, _ = render_fabric(SynthConfig(images=1, seed=3, width=2048, height=1536), 0)
+    Image.fromarray(pixels).save(path, quality=92)
+
+    def rate(decode: Any) -> float:
+        def work() -> int:
+            for _ in range(repeats):
+                decode(path)
+            return repeats
+
+        return best_rate(work)
+
+    def opencv(source: Path) -> Any:
+        image = cv2.imread(str(source), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+    section = "Decode (one 2048x1536 8-bit JPEG)"
+    return [
+        Figure(section, "load_rgb (the one decode: training, predict, prelabel, serve)", rate(load_rgb),
+               "PIL open + convert('RGB') (the decode before it)", rate(_plain_decode), unit="images/s"),
+        Figure(section, "numpy array of load_rgb (augment)", rate(lambda p: np.asarray(load_rgb(p))),
+               "cv2.imread + BGR->RGB (augment's decode before it)", rate(opencv), unit="images/s"),
+    ]  # fmt: skip
 
 
 def train_tutorial(model: str, data: str, batch: int, epochs: int, device: str) -> dict[str, float]:
@@ -147,6 +199,7 @@ def compare(size: str = "tiny", device: str = "cpu", images: int = 32, batch: in
     model = str(build_tiny_florence(root / "model", size=size))
     data = str(write_export(root / "export", images, 512 if size == "tiny" else 768, 384 if size == "tiny" else 768))
     ours = _child("train-ours", model, data, batch, epochs, device)
+    plain = _child("train-plain-decode", model, data, batch, epochs, device)
     tutorial = _child("train-tutorial", model, data, batch, epochs, device)
     batched = _child("predict", model, data, batch, epochs, device)
     single = _child("predict", model, data, 1, epochs, device)
@@ -157,6 +210,9 @@ def compare(size: str = "tiny", device: str = "cpu", images: int = 32, batch: in
                f"{'bf16' if device == 'cuda' else 'fp32'})", ours["samples_per_s"],
                "tutorial-style loop (fp32, processor in main process, no workers)", tutorial["samples_per_s"],
                unit="samples/s", note="goal on a GPU: >= 2x"),
+        Figure(section, "our loop, images by the one decode (load_rgb)", ours["samples_per_s"],
+               "our loop, images by PIL's plain convert (before #21)", plain["samples_per_s"], unit="samples/s",
+               note="goal: >= 0.95x (the one decode costs training nothing)"),
         Figure(section, "peak memory, our loop", ours["peak_mib"], "peak memory, tutorial-style loop",
                tutorial["peak_mib"], unit="MiB", higher_is_better=False),
         Figure(section, f"prediction, batches of {batch} (beam 3)", batched["images_per_s"],
@@ -166,12 +222,12 @@ def compare(size: str = "tiny", device: str = "cpu", images: int = 32, batch: in
 
 
 def run() -> list[Figure]:
-    return compare()
+    return [*decode_figures(), *compare()]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--worker", choices=["train-ours", "train-tutorial", "predict"])
+    parser.add_argument("--worker", choices=["train-ours", "train-plain-decode", "train-tutorial", "predict"])
     parser.add_argument("--model")
     parser.add_argument("--data")
     parser.add_argument("--batch", type=int, default=8)
@@ -183,6 +239,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.worker == "train-ours":
         result = train_ours(args.model, args.data, args.batch, args.epochs, args.device)
+    elif args.worker == "train-plain-decode":
+        result = train_plain_decode(args.model, args.data, args.batch, args.epochs, args.device)
     elif args.worker == "train-tutorial":
         result = train_tutorial(args.model, args.data, args.batch, args.epochs, args.device)
     elif args.worker == "predict":

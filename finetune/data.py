@@ -1,19 +1,23 @@
 """Training data from a Florence-2 export: records, images, collation in DataLoader workers, and the seeded
 per-epoch order each process reads them in (so a resumed run continues exactly where it stopped).
 
-Images are read as stored (EXIF orientation ignored, as LabelImg and fabricdata do). Collation runs the
-processor on the CPU inside the workers and never touches CUDA; the loop moves batches to the device.
+Images are decoded by the one decode of fabricdata (:func:`fabricdata.core.images.load_rgb`: stored pixels, 16-bit
+and float frames scaled to 8 bits as for ``predict``, ``augment`` and the App's proxies). Collation runs the processor
+on the CPU inside the workers and never touches CUDA; the loop moves batches to the device.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fabricdata.core.contracts import ExportFolder
-from fabricdata.core.errors import FabricDataError, InvalidValueError
+from fabricdata.core.errors import ConfigError, FabricDataError, InvalidValueError
+from fabricdata.core.florence import suffix_problem
+from fabricdata.core.images import load_rgb
 from fabricdata.core.jsonl import LineError, read_jsonl
 
 if TYPE_CHECKING:
@@ -30,7 +34,13 @@ class Record:
 def read_records(folder: str | Path, tasks: Sequence[str] | None = None) -> list[Record]:
     """Every record of ``folder/annotations.jsonl`` (an empty list when the split is empty).
 
-    A malformed line is an error naming the file and line: lines are never skipped silently.
+    A malformed line is an error naming the file, the line and the value: lines are never skipped silently. Every
+    suffix must parse under the Florence-2 grammar the export writes (:func:`fabricdata.core.florence.suffix_problem`:
+    labels, and boxes of four location tokens ``<loc_0>`` .. ``<loc_999>``), so a record the tokenizer would split
+    into text pieces (maestro's ``<loc_1000>``) stops training before it starts.
+
+    Raises:
+        InvalidValueError: no annotations file, a malformed line, an image not found, a suffix off the grammar.
     """
     root = Path(folder)
     path = root / ExportFolder.ANNOTATIONS
@@ -41,50 +51,156 @@ def read_records(folder: str | Path, tasks: Sequence[str] | None = None) -> list
         record = Record(root / data["image"], str(data["prefix"]), str(data["suffix"]))
         if not record.image.is_file():
             raise LineError("", "image not found", data["image"])
+        problem = suffix_problem(record.suffix)
+        if problem is not None:
+            raise LineError("suffix", problem[0], problem[1])
         return record
 
     records = read_jsonl(path, "an export record", build)
     return [r for r in records if tasks is None or any(r.prefix.startswith(t) for t in tasks)]
 
 
-def load_image(path: Path) -> Any:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.convert("RGB")
+def load_image(path: str | Path, max_pixels: int | None = None) -> Any:
+    """The RGB PIL image a model sees of ``path``: :func:`fabricdata.core.images.load_rgb`."""
+    return load_rgb(path, max_pixels)
 
 
 class UnreadableImageError(FabricDataError):
     """A file given as an image that does not decode (not an image, truncated, a decompression bomb)."""
 
     def __init__(self, path: str | Path, cause: Exception) -> None:
-        self.path, self.kind = str(path), cause.__class__.__name__
+        self.path, self.kind, self.detail = str(path), cause.__class__.__name__, str(cause)
         super().__init__(f"{path}: cannot be read as an image ({self.kind}: {cause})")
 
 
-def read_image(path: str | Path) -> Any:
-    """RGB pixels of ``path`` (stored orientation), or UnreadableImageError: the one policy of everything that
-    reads photos for a model (predict, prelabel, serve); the rest of a batch goes on."""
+def read_image(path: str | Path, max_pixels: int | None = None) -> Any:
+    """RGB pixels of ``path`` (:func:`load_image`), or UnreadableImageError: the one policy of everything that
+    reads photos for a model (predict, prelabel, serve); the rest of a batch goes on.
+
+    Raises:
+        UnreadableImageError: not an image, truncated, or more than ``max_pixels`` pixels.
+    """
     from PIL import Image
 
     try:
-        return load_image(Path(path))
+        return load_image(path, max_pixels)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise UnreadableImageError(path, exc) from None
 
 
-class RecordDataset:
-    """A map-style dataset of (image, prefix, suffix)."""
+class ExportReplacedError(FabricDataError):
+    """The export a run trains on was replaced (``export florence`` swaps a new export in whole) while it ran."""
 
-    def __init__(self, records: Sequence[Record]) -> None:
+
+@dataclass(frozen=True, slots=True)
+class ExportPin:
+    """The export folder a run started on, by identity (device and inode): ``export florence`` swaps a new
+    export in whole (:func:`fabricdata.core.fileio.swap_in`), which gives the name another folder."""
+
+    root: Path
+    identity: tuple[int, int]
+
+    @classmethod
+    def of(cls, root: Path) -> ExportPin:
+        info = root.stat()
+        return cls(root, (info.st_dev, info.st_ino))
+
+    def check(self) -> None:
+        """Raise ExportReplacedError unless ``root`` is still the folder the run started on."""
+        try:
+            info = self.root.stat()
+        except FileNotFoundError:
+            info = None
+        if info is None or (info.st_dev, info.st_ino) != self.identity:
+            raise ExportReplacedError(self.message)
+
+    @property
+    def message(self) -> str:
+        return (
+            f"{self.root}: the export was replaced while training read it (a new 'export florence'?); stopped "
+            "before any of the new export was trained on. Train a new run on the new export"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingData:
+    """The records a run trains and validates on, and the export folder they were read from."""
+
+    pin: ExportPin | None
+    train: list[Record]
+    val: list[Record]
+
+
+def training_data(config: TrainConfig, started: Path | None = None) -> TrainingData:
+    """The train and val records of ``config.data``, pinned to the export folder they were read from. On resume,
+    ``started`` is the run's copy of the export manifest: the export must still hold the records the run started
+    with.
+
+    Raises:
+        InvalidValueError: a bad record (see :func:`read_records`).
+        ConfigError: no training records; the export changed since the run started.
+        ExportReplacedError: the export was replaced while its records were read.
+    """
+    export = ExportFolder(Path(config.data))
+    pin = ExportPin.of(export.root) if export.root.is_dir() else None
+    train = read_records(export.split("train"), config.tasks)
+    val = read_records(export.split("val"), config.tasks)
+    if pin is not None:
+        pin.check()  # the records are the pinned folder's
+    if started is not None:
+        same_export(started, export.manifest)
+    if not train:
+        raise ConfigError(f"{export.annotations('train')} has no records to train on")
+    return TrainingData(pin, train, val)
+
+
+def same_export(started: Path, manifest: Path) -> None:
+    """Refuse to resume on an export whose records differ from those the run started with (``started``: the
+    run's copy of the export manifest; ``manifest``: the export's own; the ``content_hash`` of each).
+
+    Raises:
+        ConfigError: the two content hashes differ.
+    """
+
+    def content_hash(path: Path) -> str | None:
+        try:
+            value = json.loads(path.read_text(encoding="utf-8")).get("content_hash")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) else None
+
+    before, now = content_hash(started), content_hash(manifest)
+    if before and now and before != now:
+        raise ConfigError(
+            f"{manifest}: the export changed since this run started (content hash {before[:16]}, now {now[:16]}): "
+            "not resumed; train a new run on it"
+        )
+
+
+class RecordDataset:
+    """A map-style dataset of (image, prefix, suffix). With a ``pin``, every image is read from the pinned export
+    folder or not at all: the folder's identity is checked before and after each read, so an image of an export
+    swapped in meanwhile raises ExportReplacedError instead of joining the batch."""
+
+    def __init__(self, records: Sequence[Record], pin: ExportPin | None = None) -> None:
         self.records = list(records)
+        self.pin = pin
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[Any, str, str]:
         record = self.records[index]
-        return load_image(record.image), record.prefix, record.suffix
+        if self.pin is None:
+            return load_image(record.image), record.prefix, record.suffix
+        self.pin.check()
+        try:
+            image = load_image(record.image)
+        except FileNotFoundError:
+            self.pin.check()  # the old export deleted under us: say so
+            raise
+        self.pin.check()
+        return image, record.prefix, record.suffix
 
 
 class Collator:
@@ -140,6 +256,32 @@ class EpochSampler:
 
     def __len__(self) -> int:
         return per_rank(self.size, self.world) - self.skip
+
+
+def check_handover(dataset: RecordDataset, collate: Collator, config: TrainConfig) -> None:
+    """Refuse DataLoader workers that could not hand their batches over: a worker sends each batch's tensors to
+    the training process in shared-memory files (one per tensor, in ``/dev/shm``), and under a file size limit
+    (RLIMIT_FSIZE, ``ulimit -f``) below a batch's largest tensor the worker's send fails in a background thread
+    and training would wait forever. Checked on one collated batch, only where such a limit is set.
+
+    Raises:
+        ConfigError: naming the shared-memory files, the batch's size and the limit.
+    """
+    try:
+        import resource
+    except ImportError:  # no such limits on this system
+        return
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if config.num_workers == 0 or soft == resource.RLIM_INFINITY or not len(dataset):
+        return
+    batch = collate([dataset[i] for i in range(min(config.batch_size, len(dataset)))])
+    largest = max(tensor.numel() * tensor.element_size() for tensor in batch.values())
+    if largest > soft:
+        raise ConfigError(
+            f"/dev/shm: DataLoader workers hand each batch over in shared-memory files of up to {largest} bytes, "
+            f"more than this process's file size limit (ulimit -f: {soft} bytes); set num_workers=0 or raise the "
+            "limit"
+        )
 
 
 def _one_thread(_: int) -> None:

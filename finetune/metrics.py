@@ -1,9 +1,14 @@
-"""metrics.csv (one row per optimizer step and per validation) and loss_curve.png."""
+"""metrics.csv (one row per optimizer step and per validation), loss_curve.png and summary.json."""
 
 from __future__ import annotations
 
 import csv
+import json
+from dataclasses import dataclass
 from pathlib import Path
+
+from fabricdata.core.contracts import RunFolder
+from fabricdata.core.fileio import atomic_write_text
 
 COLUMNS = ("step", "epoch", "split", "loss", "lr", "samples_per_s")
 
@@ -56,3 +61,31 @@ def plot(metrics: Path, out: Path) -> Path:
 def _rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
+
+
+@dataclass(slots=True)
+class RunSummary:
+    out: Path
+    global_step: int
+    epochs_done: int
+    train_loss: float
+    #: the lowest validation loss of the run (None without a validation split)
+    best_val_loss: float | None
+    stopped_early: bool
+    samples_per_s: float
+    run_id: str = ""
+
+
+def write_summary(summary: RunSummary, seconds: float) -> None:
+    """``summary.json``: whether the run finished, and its figures (read by sweeps and ``fabricdata runs``)."""
+    data = {
+        "finished": not summary.stopped_early,
+        "global_step": summary.global_step,
+        "epochs_done": summary.epochs_done,
+        "train_loss": summary.train_loss,
+        "best_val_loss": summary.best_val_loss,
+        "samples_per_s": summary.samples_per_s,
+        "train_seconds": seconds,
+        "run_id": summary.run_id,
+    }
+    atomic_write_text(RunFolder(summary.out).summary, json.dumps(data, indent=1) + "\n")

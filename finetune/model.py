@@ -1,7 +1,9 @@
 """Loading Florence-2 (hub id, local folder, merged model, or a run's adapter) and wrapping it with LoRA/DoRA.
 
 One code path serves ``florence-community/Florence-2-base``, a local checkpoint and the tiny offline model:
-native transformers classes, no remote code.
+native transformers classes, no remote code. Weights are read from safetensors only (``use_safetensors=True``, and
+an adapter without ``adapter_model.safetensors`` is refused): a pickled ``pytorch_model.bin`` / ``adapter_model.bin``
+is never unpickled, so a model folder from elsewhere cannot run code. Processors are JSON and text files.
 """
 
 from __future__ import annotations
@@ -15,16 +17,23 @@ from fabricdata.core.errors import ConfigError
 from finetune.config import TARGET_PRESETS, LoraSettings
 
 ADAPTER_FILE = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def load_base(model_id: str, dtype: Any = None, device: Any = None) -> tuple[Any, Any]:
-    """A Florence-2 model and its processor from a hub id or a local folder."""
+    """A Florence-2 model and its processor from a hub id or a local folder (safetensors weights only).
+
+    Raises:
+        ConfigError: the model or processor cannot be loaded (missing, no safetensors weights, ...).
+    """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     local = Path(model_id).is_dir()
     try:
         processor = AutoProcessor.from_pretrained(model_id, local_files_only=local)  # type: ignore[no-untyped-call]
-        model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype, local_files_only=local)
+        model = AutoModelForImageTextToText.from_pretrained(
+            model_id, dtype=dtype, local_files_only=local, use_safetensors=True
+        )
     except OSError as exc:
         raise ConfigError(f"model {model_id!r} cannot be loaded: {str(exc).splitlines()[0]}") from None
     if device is not None:
@@ -43,6 +52,8 @@ def load_for_inference(source: str | Path, dtype: Any = None, device: Any = None
 
         from peft import PeftModel
 
+        if not (adapter / ADAPTER_WEIGHTS).is_file():
+            raise ConfigError(f"{adapter}: no {ADAPTER_WEIGHTS} (pickled adapter weights are never loaded)")
         base = json.loads((adapter / ADAPTER_FILE).read_text())["base_model_name_or_path"]
         model, _ = load_base(base, dtype, device)
         model = PeftModel.from_pretrained(model, str(adapter))

@@ -4,7 +4,9 @@
 instead). Every combination is validated against the typed config before anything trains; a combination is
 named by its varied values (``r8-lr3e-6``). When only ``lora.r`` is swept, ``lora.alpha`` follows ``2 x r``
 unless the config file or ``--set`` gives it. A finished combination (``summary.json``) is skipped on rerun; an
-interrupted one resumes from its ``last`` checkpoint. Like the rest of ``finetune``, this never imports FiftyOne.
+interrupted one resumes from its ``last`` checkpoint, but only one this sweep wrote: the sweep gives each run an id
+(kept in ``S/sweep.json``, recorded in every ``last`` checkpoint), and a checkpoint with another id (copied in,
+planted, left by another run) stops the sweep. Like the rest of ``finetune``, this never imports FiftyOne.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,9 +181,14 @@ def _unique(name: str, taken: set[str]) -> str:
 # --- state of a run folder ----------------------------------------------------------------------------------
 
 
-def run_state(config: TrainConfig) -> State:
-    """``done`` when the run finished with this config, ``resume`` when it has a resumable checkpoint, else
-    ``new``; a folder trained with another config is an error (the sweep would mix two experiments)."""
+#: the sweep's own record of the runs it started: ``{"runs": {combination: run id}}``
+LEDGER = "sweep.json"
+
+
+def run_state(config: TrainConfig, run_id: str | None = None) -> State:
+    """``done`` when the run finished with this config, ``resume`` when it has a resumable checkpoint written by
+    the run ``run_id``, else ``new``. A folder trained with another config, or a checkpoint another run wrote, is an
+    error (the sweep would mix two experiments, or resume what it did not write)."""
     from finetune import checkpoint
 
     out = Path(config.out)
@@ -192,7 +200,15 @@ def run_state(config: TrainConfig) -> State:
     summary = read_summary(out)
     if summary is not None and summary.get("finished"):
         return "done"
-    if checkpoint.resumable(RunFolder(out).checkpoint("last")):
+    last = RunFolder(out).checkpoint("last")
+    if checkpoint.resumable(last):
+        found = checkpoint.run_id(last)
+        if run_id is None or found != run_id:
+            whose = f"this sweep's is {run_id!r}" if run_id else "this sweep started no run there"
+            raise ConfigError(
+                f"{last}: not written by this sweep (its run id is {found!r}; {whose}): not resumed; remove the "
+                "folder or use another --name"
+            )
         return "resume"
     return "new"
 
@@ -208,23 +224,49 @@ def read_summary(run: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def read_ledger(sweep_dir: Path) -> dict[str, str]:
+    """Combination -> run id of the runs this sweep started (empty for a new sweep)."""
+    try:
+        data = json.loads((sweep_dir / LEDGER).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{sweep_dir / LEDGER}: unreadable ({exc})") from None
+    runs = data.get("runs") if isinstance(data, dict) else None
+    if not isinstance(runs, dict):
+        raise ConfigError(f"{sweep_dir / LEDGER}: expected {{'runs': {{combination: run id}}}}")
+    return {str(name): str(value) for name, value in runs.items()}
+
+
+def _record(sweep_dir: Path, ledger: dict[str, str]) -> None:
+    from fabricdata.core.fileio import atomic_write_text
+
+    atomic_write_text(sweep_dir / LEDGER, json.dumps({"runs": ledger}, indent=1) + "\n")
+
+
 def run_sweep(
     planned: Sequence[PlannedRun],
-    train: Callable[[TrainConfig, bool], Any],
+    train: Callable[[TrainConfig, bool, str], Any],
     log: Callable[[str], None] = print,
     after_run: Callable[[PlannedRun], None] | None = None,
 ) -> dict[str, State]:
-    """Train every planned run that is not done (resuming interrupted ones); ``after_run`` follows every finished
-    run (e.g. predict + review, which skips what it did before). Returns each run's state before the sweep."""
-    states = {run.name: run_state(run.config) for run in planned}  # every folder checked before training
+    """Train every planned run that is not done (resuming interrupted ones it started itself); ``after_run``
+    follows every finished run (e.g. predict + review, which skips what it did before). ``train(config, resume,
+    run_id)`` trains one run. Returns each run's state before the sweep."""
+    sweep_dir = Path(planned[0].config.out).parent if planned else Path()
+    ledger = read_ledger(sweep_dir) if planned else {}
+    states = {run.name: run_state(run.config, ledger.get(run.name)) for run in planned}  # checked before training
     for index, run in enumerate(planned, start=1):
         state = states[run.name]
         head = f"[{index}/{len(planned)}] {run.name}"
         if state == "done":
             log(f"{head}: finished earlier, skipped")
         else:
+            if state == "new":
+                ledger[run.name] = uuid.uuid4().hex
+                _record(sweep_dir, ledger)
             log(f"{head}: {'resuming' if state == 'resume' else 'training'} ({', '.join(run.overrides[:-1])})")
-            summary = train(run.config, state == "resume")
+            summary = train(run.config, state == "resume", ledger[run.name])
             if getattr(summary, "stopped_early", False):
                 log(f"{head}: stopped early; rerun the sweep to continue it")
                 break

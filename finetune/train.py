@@ -12,12 +12,12 @@ processes, so a resumed run continues exactly where the interrupted one stopped.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -26,25 +26,23 @@ from typing import Any, Literal
 
 from fabricdata.core.contracts import ExportFolder, RunFolder
 from fabricdata.core.errors import ConfigError, FabricDataError
-from fabricdata.core.fileio import atomic_write_text
 from finetune import checkpoint
 from finetune.checkpoint import Progress
 from finetune.config import TrainConfig, dump_config, load_config
-from finetune.data import Collator, EpochSampler, RecordDataset, epoch_order, make_loader, per_rank, read_records
-from finetune.metrics import MetricsLog, plot
+from finetune.data import (
+    Collator,
+    EpochSampler,
+    ExportPin,
+    ExportReplacedError,
+    RecordDataset,
+    check_handover,
+    epoch_order,
+    make_loader,
+    per_rank,
+    training_data,
+)
+from finetune.metrics import MetricsLog, RunSummary, plot, write_summary
 from finetune.model import add_adapter, load_base
-
-
-@dataclass(slots=True)
-class RunSummary:
-    out: Path
-    global_step: int
-    epochs_done: int
-    train_loss: float
-    #: the lowest validation loss of the run (None without a validation split)
-    best_val_loss: float | None
-    stopped_early: bool
-    samples_per_s: float
 
 
 def _accelerator(config: TrainConfig) -> Any:
@@ -102,13 +100,27 @@ Log = Callable[[str], None]
 OnStep = Callable[[int, int], None]
 
 
-def train(config: TrainConfig, resume: bool = False, log: Log = print, on_step: OnStep | None = None) -> RunSummary:
-    """Run (or ``resume``) a fine-tune; ``on_step(done, total)`` is called after every optimizer step."""
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    log: Log = print,
+    on_step: OnStep | None = None,
+    run_id: str | None = None,
+) -> RunSummary:
+    """Run (or ``resume``) a fine-tune; ``on_step(done, total)`` is called after every optimizer step.
+
+    ``run_id`` names the run in its ``last`` checkpoints (default: a new random id; a resumed run keeps its own);
+    resuming with a ``run_id`` refuses a checkpoint another run wrote (how sweeps resume only their own runs).
+
+    Raises:
+        FabricDataError: bad config or records, a checkpoint that cannot be saved or resumed, a loss that is not
+            finite, an export replaced while training reads it.
+    """
     import torch
 
     torch.set_flush_denormal(True)  # avoids random 3-5x CPU slowdowns in tiny-model training
     try:
-        run = _setup(config, resume, log, on_step)
+        run = _setup(config, resume, log, on_step, run_id)
         return _run(run)
     finally:  # a process-wide FPU flag: the caller's floating point is left as it was (IEEE subnormals)
         torch.set_flush_denormal(False)
@@ -135,6 +147,12 @@ class Run:
     batches_per_epoch: int
     steps_per_epoch: int
     total_steps: int
+    #: the id written into the run's ``last`` checkpoints
+    run_id: str = ""
+    #: the export folder the run reads (None: not a folder, so nothing can replace it)
+    pin: ExportPin | None = None
+    #: the optimizer step of the last ``last`` checkpoint (0: none yet)
+    saved_step: int = 0
     #: the mean loss of every optimizer step of this process, and samples seen by all processes
     losses: list[float] = field(default_factory=list)
     seen: int = 0
@@ -145,7 +163,7 @@ class Run:
         return bool(self.accelerator.is_main_process)
 
 
-def _setup(config: TrainConfig, resume: bool, log: Log, on_step: OnStep | None) -> Run:
+def _setup(config: TrainConfig, resume: bool, log: Log, on_step: OnStep | None, run_id: str | None) -> Run:
     """Records, model with its adapter, optimizer, schedule, loaders and run folder; the checkpoint restored."""
     import torch
     from accelerate.utils import set_seed
@@ -157,12 +175,8 @@ def _setup(config: TrainConfig, resume: bool, log: Log, on_step: OnStep | None) 
     if resume and not checkpoint.resumable(last):
         raise ConfigError(f"--resume: {last} has no resumable checkpoint")
     set_seed(config.seed)
-    # data
-    export = ExportFolder(Path(config.data))
-    train_records = read_records(export.split("train"), config.tasks)
-    val_records = read_records(export.split("val"), config.tasks)
-    if not train_records:
-        raise ConfigError(f"{export.annotations('train')} has no records to train on")
+    data = training_data(config, RunFolder(out).export_manifest if resume else None)
+    pin, train_records, val_records = data.pin, data.train, data.val
     # model, optimizer, schedule
     model, processor = load_base(config.model)
     model = add_adapter(model, config.lora)
@@ -177,7 +191,9 @@ def _setup(config: TrainConfig, resume: bool, log: Log, on_step: OnStep | None) 
     model = accelerator.prepare(model)
     # restored after the model is on its device: the optimizer's state follows its parameters' device when
     # loaded (restored before, it stayed on the CPU and the first step on a GPU failed)
-    progress = checkpoint.restore(last, accelerator.unwrap_model(model), optimizer, scheduler) if resume else Progress()
+    progress, saved_id = Progress(), None
+    if resume:
+        progress, saved_id = checkpoint.restore(last, accelerator.unwrap_model(model), optimizer, scheduler, run_id)
     # the run folder
     if main:
         _start_folder(out, config, processor)
@@ -185,16 +201,18 @@ def _setup(config: TrainConfig, resume: bool, log: Log, on_step: OnStep | None) 
     # loaders: training in a seeded order per epoch, validation sharded across processes without loss or repeat
     collate = Collator(processor)
     sampler = EpochSampler(len(train_records), config.seed, rank, world)
-    loader = make_loader(RecordDataset(train_records), sampler, config, collate)
+    check_handover(RecordDataset(train_records, pin), collate, config)
+    loader = make_loader(RecordDataset(train_records, pin), sampler, config, collate)
     val_loader = None
     if val_records:
         val_order = epoch_order(len(val_records), 0, 0, 0, 1)[rank::world]
-        val_loader = make_loader(RecordDataset(val_records), val_order, config, collate)
+        val_loader = make_loader(RecordDataset(val_records, pin), val_order, config, collate)
     run = Run(
         config, accelerator, model, trainable, optimizer, scheduler, progress, sampler, loader, val_loader,
         metrics, log if main else (lambda *_: None), on_step if main else None, out,
-        batches_per_epoch, steps_per_epoch, total_steps,
+        batches_per_epoch, steps_per_epoch, total_steps, saved_id or run_id or uuid.uuid4().hex,
     )  # fmt: skip
+    run.pin, run.saved_step = pin, progress.global_step if resume else 0
     if not val_records:
         run.say("note: the validation split is empty: no validation loss; 'best' is the last epoch's adapter")
     run.say(
@@ -231,6 +249,8 @@ def _run(run: Run) -> RunSummary:
         run.say("interrupted: saving 'last' at the last completed optimizer step (continue with --resume)")
         _save(run, "last")
         raise
+    except ExportReplacedError:  # raised in a DataLoader worker, it arrives wrapped in the worker's traceback
+        raise ExportReplacedError(run.pin.message if run.pin else "the export was replaced") from None
     finally:
         elapsed = time.perf_counter() - run.started  # the loop only: loading and the loss plot do not count
     if stopped:
@@ -254,9 +274,10 @@ def _run(run: Run) -> RunSummary:
         progress.best_val,
         stopped,
         run.seen / elapsed if elapsed else 0.0,
+        run.run_id,
     )
     if run.main:
-        _write_summary(summary, elapsed)
+        write_summary(summary, elapsed)
     return summary
 
 
@@ -288,9 +309,39 @@ def _accumulated(loader: Any, grad_accum: int, batches_left: int) -> Iterator[tu
         yield batch, index % grad_accum == 0 or index == batches_left
 
 
+class NonFiniteLossError(FabricDataError):
+    """The training loss became NaN or infinite: training stops before the step is applied."""
+
+
+def _check_finite(run: Run, loss: float) -> None:
+    """Stop (every process alike) before applying a step whose loss is NaN or infinite on any process.
+
+    Raises:
+        NonFiniteLossError: naming the step and what is kept.
+    """
+    value = loss
+    if run.accelerator.num_processes > 1:  # one scalar all-reduce: NaN or inf anywhere makes the sum so
+        import torch
+
+        value = float(run.accelerator.reduce(torch.tensor([loss], device=run.accelerator.device), "sum")[0])
+    if math.isfinite(value):
+        return
+    kept = f"checkpoints/last of step {run.saved_step} is kept" if run.saved_step else "no checkpoint was saved yet"
+    fp32 = " or train in fp32 (precision=fp32)" if run.accelerator.mixed_precision == "bf16" else ""
+    raise NonFiniteLossError(
+        f"{run.out}: step {run.progress.global_step + 1} (epoch {run.progress.epoch + 1}): the training loss is "
+        f"{value} (not finite); stopped before the step was applied, {kept}. Lower lr ({run.config.lr:g}){fp32}"
+    )
+
+
 def _optimizer_step(run: Run, step_losses: list[float]) -> None:
-    """Clip, step, schedule; record the step (metrics, progress callback) and save ``last`` when due."""
+    """Clip, step, schedule; record the step (metrics, progress callback) and save ``last`` when due.
+
+    Raises:
+        NonFiniteLossError: the step's loss is NaN or infinite (nothing of the step is applied).
+    """
     config, progress = run.config, run.progress
+    _check_finite(run, sum(step_losses) / len(step_losses))
     run.losses.append(sum(step_losses) / len(step_losses))
     run.accelerator.clip_grad_norm_(run.trainable, config.max_grad_norm)
     run.optimizer.step()
@@ -335,23 +386,10 @@ def _save(run: Run, which: Literal["last", "best"]) -> None:
     folder, processor = RunFolder(run.out).checkpoint(which), RunFolder(run.out).processor
     model = run.accelerator.unwrap_model(run.model)
     if which == "last":
-        checkpoint.save(folder, model, processor, run.config, run.progress, run.optimizer, run.scheduler)
+        checkpoint.save(folder, model, processor, run.config, run.progress, run.optimizer, run.scheduler, run.run_id)
+        run.saved_step = run.progress.global_step
     else:
         checkpoint.save(folder, model, processor, run.config)
-
-
-def _write_summary(summary: RunSummary, seconds: float) -> None:
-    """``summary.json``: whether the run finished, and its figures (read by sweeps and ``fabricdata runs``)."""
-    data = {
-        "finished": not summary.stopped_early,
-        "global_step": summary.global_step,
-        "epochs_done": summary.epochs_done,
-        "train_loss": summary.train_loss,
-        "best_val_loss": summary.best_val_loss,
-        "samples_per_s": summary.samples_per_s,
-        "train_seconds": seconds,
-    }
-    atomic_write_text(RunFolder(summary.out).summary, json.dumps(data, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -184,38 +184,82 @@ def _edit(sample, moved: Box | None) -> None:  # type: ignore[no-untyped-def]
     sample.save()
 
 
-@pytest.mark.slow
-def test_prelabel_verify_and_write_back(
-    taught: dict[str, Path], tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _incoming(root: Path) -> tuple[Path, Path]:
+    """New photos (4 synthetic ones in a nested folder, a plain PNG, and one photo that has a label file), and the
+    folder of their LabelImg truth."""
+    labelled = root / "labelled"
+    generate(SynthConfig(images=IMAGES, seed=1, width=SIZE.width, height=SIZE.height), labelled)
+    incoming = root / "incoming"
+    (incoming / "line 2").mkdir(parents=True)
+    for image in sorted(labelled.glob("*.jpg")):
+        shutil.copy(image, incoming / "line 2" / image.name)
+    shutil.copy(labelled / "fabric_00000.jpg", incoming / "labelled.jpg")  # has a label file: import's
+    shutil.copy(labelled / "fabric_00000.xml", incoming / "labelled.xml")
+    Image.new("RGB", (64, 64), (10, 200, 10)).save(incoming / "plain.png")  # no defect
+    return incoming, labelled
+
+
+class Oracle:
+    """A predictor that knows the truth: every true box of ``fabric_0000K.jpg`` at confidence 0.5 + 0.1 K (so
+    the view's order is known), plus one box below the minimum confidence and one of a class the dataset does
+    not have; nothing for other images. It records what it was asked and checks it got the one decode."""
+
+    def __init__(self, truth: dict[str, list[tuple[str, tuple[float, ...]]]]) -> None:
+        self.truth = truth
+        self.asked: list[str] = []
+
+    def __call__(self, paths: list[Path], images: list[Image.Image]) -> list[list[dict[str, object]]]:
+        from fabricdata.core.images import load_rgb
+
+        found: list[list[dict[str, object]]] = []
+        for path, image in zip(paths, images, strict=True):
+            assert np.array_equal(np.asarray(image), np.asarray(load_rgb(path))), path
+            self.asked.append(path.name)
+            if path.name not in self.truth:
+                found.append([])
+                continue
+            confidence = 0.5 + 0.1 * int(path.stem[-1])
+            boxes = [
+                {"label": label, "bbox": list(box), "confidence": confidence} for label, box in self.truth[path.name]
+            ]
+            boxes.append({"label": "drop", "bbox": [1, 1, 9, 9], "confidence": 0.1})
+            boxes.append({"label": "stain", "bbox": [2, 2, 20, 20], "confidence": 0.99})
+            found.append(boxes)
+        return found
+
+
+def test_prelabel_verify_and_write_back(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """prelabel's bookkeeping with known boxes (an oracle predictor), then the annotators' loop through the CLI."""
     import fiftyone as fo
+
+    from fabricdata.assist.prelabel import prelabel
 
     # the dataset the mill already has: other labelled photos in LabelImg VOC
     generate(SynthConfig(images=4, seed=9, width=SIZE.width, height=SIZE.height), tmp_path / "known")
     assert run(["import", str(tmp_path / "known"), "-d", name], capsys)[0] == 0
-    incoming = tmp_path / "incoming"
-    shutil.copytree(taught["photos"], incoming)
-    shutil.copy(taught["labelled"] / "fabric_00000.jpg", incoming / "labelled.jpg")  # has a label file: import's
-    shutil.copy(taught["labelled"] / "fabric_00000.xml", incoming / "labelled.xml")
-    Image.new("RGB", (64, 64), (10, 200, 10)).save(incoming / "plain.png")  # no defect the model knows
-    code, text, err = run(["prelabel", str(incoming), "--run", str(taught["run"]), "-d", name], capsys)
-    assert code == 0, err
-    assert "5 images prelabeled" in text and "1 with a label file" in text and "taught-to-verify" in text
+    incoming, labelled = _incoming(tmp_path)
+    truth = _truth(labelled)
+    oracle = Oracle(truth)
+    report = prelabel(incoming, name, tmp_path / "runs" / "taught", predictor=oracle)
+    assert sorted(oracle.asked) == sorted([*truth, "plain.png"])  # the labelled photo is import's, never asked
+    assert (report.added, report.labeled, report.known, report.view) == (5, 1, 0, "taught-to-verify")
+    assert report.boxes == sum(len(boxes) for boxes in truth.values())
+    assert report.below_confidence == 4 and report.other_labels == {"stain": 4} and report.unreadable == []
     dataset = fo.load_dataset(name)
     drafts = dataset.match_tags("prelabeled")
     assert len(drafts) == 5 and len(dataset) == 9
-    truth = _truth(taught["labelled"])
     for sample in drafts:
         dets = sample.ground_truth.detections
-        assert all(d.proposal is True and 0.25 <= d.confidence <= 1 for d in dets)
-        if sample.filepath.endswith(".jpg"):
-            found = [(d.label, _pixels(d.bounding_box)) for d in dets]
-            assert _matches(found, truth[Path(sample.filepath).name]), sample.filepath
-            assert sample.prelabel_confidence == max(d.confidence for d in dets)
+        assert all(d.proposal is True for d in dets)
+        found = sorted((d.label, _pixels(d.bounding_box)) for d in dets)
+        expected = truth.get(Path(sample.filepath).name, [])
+        assert [f[0] for f in found] == [e[0] for e in expected], sample.filepath
+        assert all(np.allclose(f[1], e[1], atol=1e-6) for f, e in zip(found, expected, strict=True))
+        confidence = 0.5 + 0.1 * int(Path(sample.filepath).stem[-1]) if expected else None
+        assert sample.prelabel_confidence == confidence and all(d.confidence == confidence for d in dets)
     # most uncertain first: the lowest best-box confidence, then the image without any box
     view = dataset.load_saved_view("taught-to-verify")
-    best = view.values("prelabel_confidence")
-    assert len(view) == 5 and best[-1] is None and best[:-1] == sorted(best[:-1])
+    assert [Path(p).name for p in view.values("filepath")] == [*sorted(truth), "plain.png"]
     # drafts wait: stats counts them apart, exports leave them out
     code, text, _ = run(["stats", "-d", name], capsys)
     assert code == 0 and "5 prelabeled images wait for verification" in text
@@ -226,7 +270,7 @@ def test_prelabel_verify_and_write_back(
                                     for i in (0, 1, 2, 3))  # fmt: skip
     _edit(first, Box(10, 12, 60, 70))
     _edit(second, None)
-    third.ground_truth.detections = third.ground_truth.detections[:1]
+    third.ground_truth.detections = third.ground_truth.detections[:0]
     third.save()
     # ... and someone boxed the fourth in LabelImg meanwhile: that file is never overwritten
     theirs = Path(fourth.filepath).with_suffix(".xml")
@@ -241,17 +285,16 @@ def test_prelabel_verify_and_write_back(
     assert written == ["fabric_00000.xml", "fabric_00001.xml", "fabric_00003.xml", "labelled.xml"]
     one = read_voc(Path(first.filepath).with_suffix(".xml"))
     assert one.verified and one.filename == "fabric_00000.jpg"
-    assert sorted(o.box.as_tuple() for o in one.objects)[0] == (10, 12, 60, 70)
-    assert len(one.objects) == len(truth["fabric_00000.jpg"])
+    assert [o.box.as_tuple() for o in one.objects] == [(10, 12, 60, 70)]  # the one true box, moved
     assert read_voc(Path(second.filepath).with_suffix(".xml")).objects == ()
-    # reruns change nothing: writeback writes nothing new, prelabel adds nothing and keeps the edit
+    # reruns change nothing: writeback writes nothing new, prelabel asks nothing and keeps the edit
     code, text, _ = run(["writeback", "-d", name], capsys)
     assert "0 files written" in text.replace("file(s)", "files")
-    code, text, _ = run(["prelabel", str(incoming), "--run", str(taught["run"]), "-d", name], capsys)
-    assert code == 0 and "0 images prelabeled" in text and "5 already in" in text
+    again = prelabel(incoming, name, tmp_path / "runs" / "taught", predictor=Oracle(truth))
+    assert (again.added, again.known, again.labeled) == (0, 5, 1)
     assert len(fo.load_dataset(name)) == 9
     kept = fo.load_dataset(name).match(fo.ViewField("filepath") == third.filepath).first()
-    assert len(kept.ground_truth.detections) == 1
+    assert len(kept.ground_truth.detections) == 0
     # re-import: the written files are unchanged, LabelImg's file replaces the untouched draft, the labelled
     # image comes in; the two drafts still to verify stay out of the statistics
     code, text, err = run(["import", str(incoming), "-d", name], capsys)
@@ -262,6 +305,43 @@ def test_prelabel_verify_and_write_back(
     code, text, _ = run(["stats", "-d", name, "--json"], capsys)
     stats = json.loads(text)
     assert stats["samples"] == 8 and stats["drafts_to_verify"] == 2
+
+
+@pytest.mark.slow
+def test_prelabel_drafts_what_the_trained_model_predicts(
+    taught: dict[str, Path], tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real model through the CLI: the drafts are the boxes ``predict`` writes for the same photos with the
+    same model (at or above the minimum confidence, of the dataset's classes), whatever the model predicts."""
+    import fiftyone as fo
+
+    generate(SynthConfig(images=4, seed=9, width=SIZE.width, height=SIZE.height), tmp_path / "known")
+    assert run(["import", str(tmp_path / "known"), "-d", name], capsys)[0] == 0
+    incoming, _ = _incoming(tmp_path)
+    code, text, err = run(["prelabel", str(incoming), "--run", str(taught["run"]), "-d", name], capsys)
+    assert code == 0, err
+    assert "5 images prelabeled" in text and "1 with a label file" in text and "taught-to-verify" in text
+    (incoming / "labelled.jpg").unlink()
+    out = tmp_path / "predicted"
+    args = ["predict", "--run", str(out), "--model", str(taught["run"]), "--images", str(incoming)]
+    assert run(args, capsys)[0] == 0
+    classes = set(fo.load_dataset(name).default_classes)
+    predicted = {
+        Path(r["filepath"]).name: sorted(
+            (d["label"], tuple(d["bbox"]), d["confidence"])
+            for d in r["detections"] if d["confidence"] >= 0.25 and d["label"] in classes
+        )
+        for r in prediction_records(out / "predictions.jsonl")
+    }  # fmt: skip
+    drafts = fo.load_dataset(name).match_tags("prelabeled")
+    assert len(drafts) == 5
+    for sample in drafts:
+        found = sorted((d.label, _pixels(d.bounding_box), d.confidence) for d in sample.ground_truth.detections)
+        expected = predicted[Path(sample.filepath).name]
+        assert [f[0] for f in found] == [e[0] for e in expected], sample.filepath
+        for (_, box, confidence), (_, want, want_confidence) in zip(found, expected, strict=True):
+            assert _close(box, want) and abs(confidence - want_confidence) < 0.02
+        assert all(d.proposal is True for d in sample.ground_truth.detections)
 
 
 def _pixels(relative: list[float]) -> tuple[float, ...]:

@@ -16,7 +16,7 @@ import pytest
 from fabricdata.core.boxes import ImageSize, florence_bin_width
 from fabricdata.core.florence import parse
 from fabricdata.prepare.synth import SynthConfig, generate
-from tests.helpers import new_name, prediction_records, run
+from tests.helpers import imported_synth, new_name, prediction_records, run
 
 FAST = ["--set", "num_workers=0", "--set", "batch_size=4"]
 OVERFIT = [
@@ -227,3 +227,234 @@ def test_training_killed_between_checkpoint_renames_resumes_to_the_same_adapter(
     b = load_file(str(killed / "checkpoints" / "last" / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     assert not [p.name for p in (killed / "checkpoints").iterdir() if p.suffix in (".tmp", ".old")]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "problem"),
+    [
+        # maestro rounds a box at the right or bottom edge to <loc_1000>, a token Florence-2 does not have
+        (
+            "drop<loc_10><loc_20><loc_1000><loc_40>",
+            "not one of the location tokens <loc_0>..<loc_999> (got '<loc_1000>')",
+        ),
+        ("drop<loc_10><loc_20><loc_30>", "a label needs boxes of 4 location tokens each (got 3) (got 'drop')"),
+        ("<loc_10><loc_20><loc_30><loc_40>", "a location token without a label before it (got '<loc_10>')"),
+        ("drop<loc_10><loc_20><loc_30><loc_40></s>", "not a location token"),
+    ],
+)
+def test_records_off_the_florence_grammar_stop_training_before_it_starts(
+    suffix: str, problem: str, exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    import shutil
+
+    data = tmp_path / "maestro"
+    shutil.copytree(exports["seen"], data)
+    annotations = data / "train" / "annotations.jsonl"
+    lines = annotations.read_text().splitlines()
+    lines[1] = json.dumps({**json.loads(lines[1]), "suffix": suffix})
+    annotations.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    args = ["train", "--set", f"model={tiny_model_dir}", "--set", f"data={data}", "--set", f"out={out}", *FAST]
+    code, _, err = run(args, capsys)
+    assert code == 1 and f"{annotations}: line 2 suffix: {problem}" in " ".join(err.split()), err
+    assert not out.exists()  # nothing trained, no run folder
+
+
+# --- nothing executable in what a run folder holds (#28) -------------------------------------------------------
+
+
+class Payload:
+    """Pickled, it calls ``Path.write_text(marker, "ran")`` when unpickled: code from data."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (Path.write_text, (self.marker, "ran"))
+
+
+def _live_pickle(path: Path, marker: Path) -> None:
+    """A pickle whose loading runs code, shown live: ``torch.load(weights_only=False)`` (the old loader) runs it."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pickled = path.with_name("payload.pt")  # torch.load reads a *.safetensors name as safetensors
+    torch.save({"progress": Payload(marker)}, pickled)
+    torch.load(pickled, weights_only=False)
+    assert marker.read_text() == "ran"
+    marker.unlink()
+    pickled.rename(path)
+
+
+def test_pickled_payloads_in_run_and_model_folders_never_run(
+    exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    marker = tmp_path / "ran"
+    common = ["--set", f"model={tiny_model_dir}", "--set", f"data={exports['seen']}", *FAST]
+    # an old checkpoint (trainer state pickled): refused, never opened
+    old = tmp_path / "old-run"
+    last = old / "checkpoints" / "last"
+    _live_pickle(last / "trainer_state.pt", marker)
+    (last / "adapter_model.safetensors").write_bytes(b"")
+    code, _, err = run(["train", *common, "--set", f"out={old}", "--resume"], capsys)
+    assert code == 1 and "a checkpoint of an older fabricdata (trainer_state.pt is a pickle" in err, err
+    # a pickle where the safetensors trainer state belongs: not unpickled either
+    forged = tmp_path / "forged-run"
+    last = forged / "checkpoints" / "last"
+    _live_pickle(last / "trainer_state.safetensors", marker)
+    (last / "trainer_state.json").write_text(json.dumps({"format": 2, "optimizer": {"__tensor__": "x"}}))
+    (last / "adapter_model.safetensors").write_bytes(b"")
+    code, _, err = run(["train", *common, "--set", f"out={forged}", "--set", "epochs=1", "--resume"], capsys)
+    assert code == 1 and "unreadable trainer state" in " ".join(err.split()), err
+    # a run whose adapter is pickled (adapter_model.bin): predict refuses it
+    adapter = tmp_path / "bin-run" / "checkpoints" / "best"
+    _live_pickle(adapter / "adapter_model.bin", marker)
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_model_dir)}))
+    (tmp_path / "bin-run" / "config.yaml").write_text(f"data: {exports['seen']}\n")
+    code, _, err = run(["predict", "--run", str(tmp_path / "bin-run"), "--split", "train"], capsys)
+    assert code == 1 and "no adapter_model.safetensors (pickled adapter weights are never loaded)" in err, err
+    # a model folder whose weights are a pickle (pytorch_model.bin): transformers is told safetensors only
+    model = tmp_path / "pickled-model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "model.safetensors").unlink()
+    _live_pickle(model / "pytorch_model.bin", marker)
+    args = ["predict", "--run", str(tmp_path / "p"), "--model", str(model), "--data", str(exports["seen"])]
+    code, _, err = run([*args, "--split", "train"], capsys)
+    assert code == 1 and "cannot be loaded: Error no file named model.safetensors" in err, err
+    assert not marker.exists()  # no payload ran
+
+
+def test_checkpoint_state_round_trips_exactly_without_pickle(tmp_path: Path) -> None:
+    """Optimizer, scheduler and every RNG state come back equal from JSON + safetensors."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from finetune import checkpoint
+
+    weights = torch.nn.Parameter(torch.randn(3, 2))
+    optimizer = torch.optim.AdamW([weights], lr=1e-3, betas=(0.8, 0.99))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (step + 1))
+    for _ in range(3):
+        weights.grad = torch.randn(3, 2)
+        optimizer.step()
+        scheduler.step()
+    state = checkpoint._trainer_state(checkpoint.Progress(1, 2, 3, 0.5), optimizer, scheduler, "abc")
+    checkpoint._write_state(tmp_path, state)
+    back = checkpoint.read_state(tmp_path)
+    assert back["run_id"] == "abc" and back["progress"] == {"epoch": 1, "batches_done": 2, "global_step": 3,
+                                                           "best_val": 0.5}  # fmt: skip
+    assert back["scheduler"] == scheduler.state_dict()
+    assert back["optimizer"]["param_groups"] == optimizer.state_dict()["param_groups"]
+    for key, value in optimizer.state_dict()["state"][0].items():
+        assert torch.equal(back["optimizer"]["state"][0][key], value), key
+    assert torch.equal(back["rng"]["torch"], torch.get_rng_state())
+    numpy_state = np.random.get_state()
+    assert back["rng"]["numpy"][0] == numpy_state[0] and back["rng"]["numpy"][2:] == numpy_state[2:]
+    assert np.array_equal(back["rng"]["numpy"][1], numpy_state[1]) and back["rng"]["numpy"][1].dtype == np.uint32
+    assert back["rng"]["python"] == random.getstate()
+    assert not list(tmp_path.glob("*.pt"))
+
+
+# --- training when the world fails under it (#28) ---------------------------------------------------------------
+
+
+def test_an_export_swapped_in_under_a_dataset_is_never_read(exports: dict[str, Path], tmp_path: Path) -> None:
+    """The pinned export: images are read from the folder training started on or not at all."""
+    import shutil
+
+    from fabricdata.core.fileio import new_stage, swap_in
+    from finetune.data import ExportPin, ExportReplacedError, RecordDataset, read_records
+
+    export = tmp_path / "export"
+    shutil.copytree(exports["seen"], export)
+    dataset = RecordDataset(read_records(export / "train"), ExportPin.of(export))
+    assert dataset[0][0].size == (256, 192)
+    stage = new_stage(export)
+    shutil.copytree(exports["unseen"], stage, dirs_exist_ok=True)  # what 'export florence' does: a new folder
+    swap_in(stage, export)
+    with pytest.raises(ExportReplacedError, match="the export was replaced while training read it"):
+        dataset[1]
+
+
+def test_a_loss_that_is_not_finite_stops_training_naming_the_step(
+    exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """lr=1e30 makes the first step's update overflow the model: step 2's loss is NaN. Training stops there, exit
+    1, and checkpoints/last stays the one of step 1."""
+    out = tmp_path / "nan"
+    args = ["train", "--set", f"model={tiny_model_dir}", "--set", f"data={exports['seen']}", "--set", f"out={out}"]
+    code, _, err = run([*args, *FAST, "--set", "lr=1e30", "--set", "save_every_steps=1", "--set", "epochs=2"], capsys)
+    flat = " ".join(err.split())
+    assert code == 1 and f"{out}: step 2 (epoch 1): the training loss is nan (not finite)" in flat, err
+    assert "checkpoints/last of step 1 is kept" in flat
+    state = json.loads((out / "checkpoints" / "last" / "trainer_state.json").read_text())
+    assert state["progress"]["global_step"] == 1
+    assert not (out / "summary.json").exists()  # not "done"
+
+
+@pytest.mark.slow
+def test_an_export_replaced_during_training_stops_it_and_resume_refuses_the_new_one(
+    tiny_model_dir: Path, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """'export florence' to the folder a run trains on (DataLoader workers reading it): one clear line, exit 1,
+    nothing of the new export trained on; --resume then refuses the changed export."""
+    from fabricdata.core.errors import FabricDataError
+    from finetune.config import load_config
+    from finetune.train import train
+
+    imported_synth(tmp_path / "fabric", name, capsys, images=8, seed=2)
+    assert run(["split", "-d", name, "--ratios", "1,0,0"], capsys)[0] == 0
+    export = tmp_path / "export"
+    export_args = ["export", "florence", str(export), "-d", name, "--allow-empty-split"]
+    assert run([*export_args, "--tasks", "od"], capsys)[0] == 0
+    out = tmp_path / "run"
+    sets = [f"model={tiny_model_dir}", f"data={export}", f"out={out}", "num_workers=2", "batch_size=1",
+            "epochs=2", "save_every_steps=1"]  # fmt: skip
+
+    def re_export(done: int, total: int) -> None:
+        if done == 2:  # mid-epoch: the users' other terminal exports again
+            assert run([*export_args, "--tasks", "od,dense"], capsys)[0] == 0
+
+    with pytest.raises(FabricDataError) as raised:
+        train(load_config(None, sets), log=lambda *_: None, on_step=re_export)
+    assert str(raised.value) == (
+        f"{export}: the export was replaced while training read it (a new 'export florence'?); stopped before any "
+        "of the new export was trained on. Train a new run on the new export"
+    )
+    code, _, err = run(["train", *(f"--set={item}" for item in sets), "--resume"], capsys)
+    assert code == 1 and "the export changed since this run started" in err, err
+
+
+@pytest.mark.slow
+def test_a_file_size_limit_is_a_clear_error_not_a_hang(
+    exports: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """RLIMIT_FSIZE (ulimit -f) of 300 kB in a child process with DataLoader workers: a batch that cannot be handed
+    over is refused before training; a checkpoint too large to write is one line naming it and the OS error, and
+    leaves nothing partial. Neither hangs."""
+    script = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000)); "
+        "from fabricdata.cli.main import main; main(sys.argv[1:])"
+    )
+    common = ["train", "--set", f"model={tiny_model_dir}", "--set", f"data={exports['seen']}", "--set", "epochs=1",
+              "--set", "num_workers=2"]  # fmt: skip
+    outcomes = []
+    for batch in (4, 1):  # 4 x 3 x 128 x 128 float32 = 786 kB per batch; 1: 197 kB, but a 512 kB trainer state
+        out = tmp_path / f"b{batch}"
+        cmd = [sys.executable, "-c", script, *common, "--set", f"batch_size={batch}", "--set", f"out={out}"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=400, cwd=Path(__file__).parents[1])
+        outcomes.append((done.returncode, " ".join(done.stderr.split())))
+        assert not list(out.glob("checkpoints/*.tmp"))
+    assert (
+        outcomes[0][0] == 1
+        and "/dev/shm: DataLoader workers hand each batch over in shared-memory files of up "
+        "to 786432 bytes, more than this process's file size limit (ulimit -f: 300000 bytes)"
+        in outcomes[0][1]
+    )
+    last = tmp_path / "b1" / "checkpoints" / "last"
+    assert outcomes[1][0] == 1 and f"{last}: checkpoint not saved (File too large [EFBIG])" in outcomes[1][1]

@@ -101,6 +101,43 @@ def test_encode_then_parse_round_trip(raw: list[tuple[str, int]]) -> None:
     assert sorted(box_to_florence(b, size) for _, b in parsed) == sorted(box_to_florence(b, size) for _, b in objects)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["drop", "broken weft", "fil cassé"]), st.integers(0, 1023)), max_size=6),
+    st.booleans(),
+)
+def test_every_suffix_the_export_writes_is_in_the_grammar_training_checks(
+    raw: list[tuple[str, int]], grouped: bool
+) -> None:
+    size = ImageSize(1024, 768)
+    boxes = [(label, Box(v / 2, v / 3, v / 2 + 1, min(768.0, v / 3 + 1))) for label, v in raw]
+    if grouped:
+        groups: dict[str, list[Box]] = {}
+        for label, box in boxes:
+            groups.setdefault(label, []).append(box)
+        text = fl.encode_grounding(list(groups.items()), size)
+    else:
+        text = fl.encode_objects(boxes, size)
+    assert fl.suffix_problem(text) is None, text
+
+
+@pytest.mark.parametrize(
+    ("text", "problem", "value"),
+    [
+        ("drop<loc_1><loc_2><loc_3><loc_1000>", "not one of the location tokens <loc_0>..<loc_999>", "<loc_1000>"),
+        ("drop<loc_01><loc_2><loc_3><loc_4>", "not one of the location tokens <loc_0>..<loc_999>", "<loc_01>"),
+        ("drop<loc_1><loc_2><loc_3>", "a label needs boxes of 4 location tokens each (got 3)", "drop"),
+        ("drop<loc_1><loc_2><loc_3><loc_4>wrinkle", "a label needs boxes of 4 location tokens each (got 0)", "wrinkle"),
+        ("<loc_1><loc_2><loc_3><loc_4>", "a location token without a label before it", "<loc_1>"),
+        ("drop<loc_1><loc_2><loc_3><loc_4></s>", "not a location token (a suffix holds labels and <loc_N> tokens only)",
+         "</s>"),
+        ("drop<loc_1><loc_2><loc_3><loc_4> <loc_1><loc_2><loc_3><loc_4>", "a blank label", " "),
+    ],
+)  # fmt: skip
+def test_suffixes_off_the_grammar_name_their_problem(text: str, problem: str, value: str) -> None:
+    assert fl.suffix_problem(text) == (problem, value)
+
+
 def _random_boxes(rng: random.Random, n: int) -> list[tuple[ImageSize, Box]]:
     cases = []
     for _ in range(n):

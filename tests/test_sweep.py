@@ -5,6 +5,7 @@ mAP beside the losses."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -112,14 +113,18 @@ def test_two_by_two_sweep_rerun_runs_table_and_plot(
     args += ["--grid", "lora.r=4,8", "--grid", "lr=1e-4,1e-3"]
     code, out, err = run(args, capsys)
     assert code == 0, err
-    folders = sorted(p.name for p in (tmp_path / "grid").iterdir())
+    folders = sorted(p.name for p in (tmp_path / "grid").iterdir() if p.is_dir())
     assert folders == ["r4-lr0.0001", "r4-lr0.001", "r8-lr0.0001", "r8-lr0.001"]
+    ledger = json.loads((tmp_path / "grid" / "sweep.json").read_text())["runs"]  # the sweep's own runs, by id
+    assert sorted(ledger) == folders and len(set(ledger.values())) == 4
     for folder in folders:
         config = yaml.safe_load((tmp_path / "grid" / folder / "config.yaml").read_text())
         r, lr = int(folder[1]), float(folder.split("lr")[1])
         assert (config["lora"]["r"], config["lora"]["alpha"], config["lr"]) == (r, 2 * r, lr)
         assert config["out"] == str(tmp_path / "grid" / folder)
-        assert (tmp_path / "grid" / folder / "checkpoints" / "last" / "adapter_model.safetensors").is_file()
+        last = tmp_path / "grid" / folder / "checkpoints" / "last"
+        assert (last / "adapter_model.safetensors").is_file()
+        assert json.loads((last / "trainer_state.json").read_text())["run_id"] == ledger[folder]
     assert "sweep grid" in out and "best val loss" in out
     said = out + err
     assert "adapter checksum" not in said and "precision no" not in said and "full precision (fp32)" in said
@@ -169,7 +174,7 @@ def test_a_sweep_killed_in_its_second_run_resumes_it(
     assert straight.returncode == 0, straight.stderr
     cmd = _sweep_cmd(tmp_path / "b", tiny_model_dir, data)
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    second = tmp_path / "b" / "k" / "lr0.002" / "checkpoints" / "last" / "trainer_state.pt"
+    second = tmp_path / "b" / "k" / "lr0.002" / "checkpoints" / "last" / "trainer_state.json"
     deadline = time.monotonic() + 300
     while not second.is_file() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -203,3 +208,29 @@ def test_sweep_review_puts_map_beside_the_losses(
         assert fo.load_dataset(name).has_saved_view(f"rv-{combo}-missed")
     header = next(line for line in out.splitlines() if "best val loss" in line)
     assert "mAP" in header and "lora.targets" in header
+
+
+def test_a_sweep_never_resumes_a_checkpoint_it_did_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A planted ``last`` (an old pickled one, or a new-format one without this sweep's run id) stops the sweep
+    before anything loads or trains; the pickle never runs."""
+    from tests.test_finetune import _live_pickle
+
+    marker = tmp_path / "ran"
+    args = ["sweep", "--name", "s", "--root", str(tmp_path), "--set", "model=none", "--set", "data=none"]
+    last = tmp_path / "s" / "lr0.001" / "checkpoints" / "last"
+    _live_pickle(last / "trainer_state.pt", marker)
+    (last / "adapter_model.safetensors").write_bytes(b"")
+    code, _, err = run([*args, "--grid", "lr=1e-3,2e-3"], capsys)
+    assert code == 1 and "a checkpoint of an older fabricdata" in err and not marker.exists(), err
+    (last / "trainer_state.pt").unlink()
+    (last / "trainer_state.json").write_text(json.dumps({"format": 2, "run_id": "someone-elses"}))
+    (last / "trainer_state.safetensors").write_bytes(b"")
+    code, _, err = run([*args, "--grid", "lr=1e-3,2e-3"], capsys)
+    flat = " ".join(err.split())
+    assert (
+        code == 1
+        and "not written by this sweep (its run id is 'someone-elses'; this sweep started no run there)" in flat
+    ), err
+    assert not (tmp_path / "s" / "lr0.002").exists()  # nothing trained

@@ -69,6 +69,41 @@ def to_verify_view(run_name: str) -> str:
     return f"{run_name}-to-verify"
 
 
+#: what drafts the boxes: the new images' paths and their decoded RGB pixels (:func:`fabricdata.core.images.load_rgb`)
+#: in, per image its ``<OD>`` detections out (``{"label", "bbox": [xmin, ymin, xmax, ymax] in pixels, "confidence"}``)
+Predictor = Callable[[Sequence[Path], Sequence[Any]], list[list[dict[str, Any]]]]
+
+
+def model_predictor(
+    run: Path,
+    model: str | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int | None = None,
+    tiling: Tiling | Literal["export"] | None = "export",
+    tile_and_full: bool = False,
+) -> Predictor:
+    """The run's model (or ``model``), loaded once, as a :data:`Predictor`: ``<OD>`` in batches of
+    ``batch_size`` generations, the run's label budget unless ``max_new_tokens`` is given; ``tiling`` slices each
+    photo and merges the boxes back onto it (``"export"``: the tiling the run trained on, if any)."""
+    from finetune.model import load_for_inference
+    from finetune.predict import PredictOptions, describe, inference_placement, label_budget, run_export
+    from finetune.tiles import chosen_tiling
+
+    data = run_export(run)
+    options = PredictOptions(
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens or label_budget(data),
+        tiling=chosen_tiling(tiling, run, data, tile_and_full),
+        tile_and_full=tile_and_full,
+    )
+    loaded, processor = load_for_inference(model or str(run), **inference_placement())
+
+    def predict(paths: Sequence[Path], images: Sequence[Any]) -> list[list[dict[str, Any]]]:
+        return [found[0]["detections"] for found in describe(loaded, processor, images, options)]
+
+    return predict
+
+
 @holds_dataset("prelabel")
 def prelabel(
     folder: str | Path,
@@ -82,16 +117,15 @@ def prelabel(
     max_new_tokens: int | None = None,
     tiling: Tiling | Literal["export"] | None = "export",
     tile_and_full: bool = False,
+    predictor: Predictor | None = None,
 ) -> PrelabelReport:
     """Draft boxes for the new, unlabeled images of ``folder`` with a run's model (see the module docstring).
 
-    ``on_total`` is called once with the number of new images; ``progress`` advances per image. ``tiling``
-    slices each photo and merges the boxes back onto it (``"export"``: the tiling the run trained on, if any).
+    ``predictor`` drafts the boxes instead of the run's model (an oracle in tests, any detector in scripts); the
+    model is loaded only when there are new images. ``tiling`` slices each photo and merges the boxes back onto
+    it (``"export"``: the tiling the run trained on, if any). ``on_total`` is called once with the number of new
+    images; ``progress`` advances per image.
     """
-    from finetune.model import load_for_inference
-    from finetune.predict import PredictOptions, describe, inference_placement, label_budget, run_export
-    from finetune.tiles import chosen_tiling
-
     root = Path(folder).resolve()
     report = PrelabelReport(view=to_verify_view(run.name))
     dataset = open_dataset(dataset_name)
@@ -99,24 +133,17 @@ def prelabel(
     if on_total is not None:
         on_total(len(new))
     if new:
-        data = run_export(run)
-        options = PredictOptions(
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens or label_budget(data),
-            tiling=chosen_tiling(tiling, run, data, tile_and_full),
-            tile_and_full=tile_and_full,
-        )
-        model_and_processor = load_for_inference(model or str(run), **inference_placement())
+        draft = predictor or model_predictor(run, model, batch_size, max_new_tokens, tiling, tile_and_full)
         drafter = _Drafter(run.name, root, min_confidence, set(dataset.default_classes or []), report)
         proxies = managed_dir(dataset_name, "proxies")
         for start in range(0, len(new), batch_size):
             batch = new[start : start + batch_size]
             readable = _readable(batch, proxies, report)
             if readable:
-                results = describe(*model_and_processor, [image for *_, image in readable], options)
+                found = draft([path for path, *_ in readable], [image for *_, image in readable])
                 samples = [
-                    drafter.sample(path, info, proxy, result[0]["detections"])
-                    for (path, info, proxy, _), result in zip(readable, results, strict=True)
+                    drafter.sample(path, info, proxy, detections)
+                    for (path, info, proxy, _), detections in zip(readable, found, strict=True)
                 ]
                 dataset.add_samples(samples, progress=False)
             if progress:

@@ -60,7 +60,7 @@ def sweep(
     show_runs(_load(root / name, "val_loss" if not review else "map"), f"sweep {name}")
 
 
-def _train_one(config: TrainConfig, resume: bool) -> Any:
+def _train_one(config: TrainConfig, resume: bool, run_id: str) -> Any:
     from finetune.train import train as run_train
 
     with progress_bar() as bar:
@@ -70,6 +70,7 @@ def _train_one(config: TrainConfig, resume: bool) -> Any:
             resume=resume,
             log=bar.console.print,
             on_step=lambda done, total: bar.update(task, completed=done, total=total),
+            run_id=run_id,
         )
 
 

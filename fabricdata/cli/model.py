@@ -267,7 +267,13 @@ def serve(
     run: Annotated[str | None, typer.Option(help="Run name (runs/NAME) or folder whose adapter to serve.")] = None,
     model: Annotated[str | None, typer.Option(help="A merged model folder or a base model, instead of a run.")] = None,
     images: Annotated[Path | None, typer.Option(help="A folder whose images the page offers to pick from.")] = None,
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: the whole network).")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on. 0.0.0.0: every machine that can reach this one may use the page and upload "
+            "to it; only on a trusted network."
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the page.")] = 7860,
     batch_size: Annotated[int, typer.Option(min=1, help="Generations per generate call.")] = 8,
     num_beams: Annotated[int, typer.Option(min=1, help="Beam width.")] = 3,
@@ -275,19 +281,24 @@ def serve(
     tile: TileOption = None,
     overlap: OverlapOption = None,
     tile_and_full: TileAndFullOption = False,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Images with more pixels are refused (checked before decoding).")
+    ] = 64_000_000,
+    max_upload_mb: Annotated[int, typer.Option(min=1, help="Larger uploads are refused.")] = 64,
 ) -> None:
     """Serve the model in a web page: upload photos, pick a task, see the defects boxed with their confidences.
 
     Tasks: od (defects), dense (region captions), grounding (type a phrase such as 'broken weft'; without one,
     every class phrase of the run's export) and caption. The confidence slider filters boxes without running
     the model again. The model is loaded once, in bf16 on a CUDA GPU. A run trained on a tiled export finds the
-    boxes tile by tile, merged onto each whole photo (--tile to choose another tiling, --tile none).
+    boxes tile by tile, merged onto each whole photo (--tile to choose another tiling, --tile none). Uploads stay
+    in a folder only you can read; on 127.0.0.1 the page answers only requests addressed to localhost or 127.0.0.1.
 
     Examples:
 
       fabricdata serve --run r1
 
-      fabricdata serve --run r1 --images incoming --host 0.0.0.0 --port 8080
+      fabricdata serve --run r1 --images incoming --port 8080
 
       fabricdata serve --run strips --tile-and-full
 
@@ -295,6 +306,7 @@ def serve(
     """
     import os
 
+    from fabricdata.assist.serve import allowed_hosts
     from fabricdata.assist.serve import serve as run_server
     from finetune.predict import label_budget, run_export, run_phrases
     from finetune.tiles import chosen_tiling
@@ -307,10 +319,14 @@ def serve(
     tiling = chosen_tiling(tiling_choice(tile, overlap, tile_and_full), folder, data, tile_and_full)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     source = str(folder) if folder is not None else str(model)
+    if allowed_hosts(host) == ["*"]:
+        err_console.print(f"[yellow]warning:[/] the page on {host} takes uploads from every machine that can reach "
+                          "this one", highlight=False, soft_wrap=True)  # fmt: skip
     console.print(f"serving {source} on http://{host}:{port} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
     run_server(
-        source, host, port, images, run_phrases(data), batch_size, max_new_tokens, num_beams, tiling, tile_and_full
-    )
+        source, host, port, images, run_phrases(data), batch_size, max_new_tokens, num_beams, max_pixels,
+        max_upload_mb, tiling, tile_and_full,
+    )  # fmt: skip
     console.print("stopped")
 
 

@@ -17,6 +17,7 @@ from fabricdata.cli.common import (
     classes_option,
     console,
     counted,
+    err_console,
     error_table,
     export_app,
     parse_size,
@@ -288,7 +289,13 @@ def app_(
     dataset: DatasetOption = "fabric",
     view: Annotated[str | None, typer.Option(help="Open this saved view.")] = None,
     port: Annotated[int, typer.Option(help="Port of the App server.")] = 5151,
-    address: Annotated[str, typer.Option(help="Address to serve on (0.0.0.0 for remote annotators).")] = "127.0.0.1",
+    address: Annotated[
+        str,
+        typer.Option(
+            help="Address to serve on. Careful: 0.0.0.0 lets every machine that can reach this one use the App, "
+            "and the App serves any file this user can read (its media route); only on a trusted network."
+        ),
+    ] = "127.0.0.1",
     runs: Annotated[Path, typer.Option(help="Folder that holds the runs (the runs panel, the run pickers).")] = Path(
         "runs"
     ),
@@ -301,32 +308,50 @@ def app_(
     plugins stay available. Prelabel and review run as FiftyOne delegated operations: start the command it prints
     ('fiftyone delegated launch' with this plugins folder) in a second terminal to run them.
 
+    On 127.0.0.1 (the default) the App answers only requests addressed to localhost or 127.0.0.1 (a web page
+    elsewhere cannot reach it by DNS rebinding). --address 0.0.0.0 serves the whole network, and with it every
+    file this user can read: use it only on a trusted network.
+
     Examples:
 
       fabricdata app
 
-      fabricdata app --view run1-missed --port 5152 --address 0.0.0.0
+      fabricdata app --view run1-missed --port 5152
     """
+    from fabricdata.app import server as appserver
     from fabricdata.app.plugins import enable
+    from fabricdata.assist.serve import allowed_hosts
     from fabricdata.store.dataset import fiftyone, load_view
 
     fo = fiftyone()
     _, target = load_view(dataset, view)
-    plugins = enable(runs)
+    plugins = enable(runs)  # before the server starts: it inherits the plugins folder
+    if allowed_hosts(address) == ["*"]:
+        err_console.print(
+            f"[yellow]warning:[/] the App on {address} serves every file this user can read to every machine that "
+            "can reach this one",
+            highlight=False,
+            soft_wrap=True,
+        )
     url = f"http://{address}:{port}/datasets/{dataset}" + (f"?view={_slug(view)}" if view is not None else "")
-    session = fo.launch_app(target, port=port, address=address, remote=True, auto=False)
-    console.print(f"FiftyOne App: [bold]{url}[/]  (Ctrl-C to stop)")
-    console.print(
-        f"delegated operations (prelabel, review): FIFTYONE_PLUGINS_DIR={plugins} fiftyone delegated launch",
-        highlight=False,
-        soft_wrap=True,
-    )
+    server = appserver.start(port, address)
     try:
-        session.wait(-1)
-    except KeyboardInterrupt:
-        pass
+        session = fo.launch_app(target, port=port, address=address, remote=True, auto=False)
+        console.print(f"FiftyOne App: [bold]{url}[/]  (Ctrl-C to stop)")
+        console.print(
+            f"delegated operations (prelabel, review): FIFTYONE_PLUGINS_DIR={plugins} fiftyone delegated launch",
+            highlight=False,
+            soft_wrap=True,
+        )
+        try:
+            session.wait(-1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            session.close()
     finally:
-        session.close()
+        server.terminate()
+        server.wait(timeout=30)
         console.print("App stopped")
 
 

@@ -6,6 +6,7 @@ import contextlib
 import glob
 import hashlib
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -198,15 +199,22 @@ _RENAME_EXCHANGE = 2
 
 
 def new_stage(target: Path) -> Path:
-    """A fresh, empty sibling folder to build a replacement of ``target`` in (``.NAME.stage-PID-XXXX``).
-    Stages left by killed processes (their pid no longer alive) are removed first."""
+    """A fresh, empty sibling folder to build a replacement of ``target`` in (``.NAME.stage-PID-XXXXXXXX``), with
+    the permissions of any folder the user makes (``0o777`` less the umask; ``mkdtemp`` would make it ``0o700``,
+    and it becomes ``target``). Stages left by killed processes (their pid no longer alive) are removed first."""
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{short_name(target.name, 100)}.stage-"
     for leftover in target.parent.glob(f"{glob.escape(prefix)}*"):
         pid = leftover.name[len(prefix) :].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(leftover, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=target.parent))
+    while True:
+        stage = target.parent / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            stage.mkdir()
+        except FileExistsError:
+            continue
+        return stage
 
 
 def swap_in(stage: Path, target: Path) -> None:

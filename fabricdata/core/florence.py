@@ -113,6 +113,46 @@ def parse_pieces(pieces: Sequence[str]) -> list[ParsedBox]:
     return found
 
 
+#: the pieces of a training suffix: location tokens, other special tokens, stray brackets, text
+_SUFFIX_PIECE = re.compile(r"<loc_(\d+)>|<[^<>]*>|[<>]|[^<>]+")
+
+
+def suffix_problem(text: str) -> tuple[str, str] | None:
+    """Why ``text`` is not a suffix of the grammar the export writes, and the offending piece; None when it is.
+
+    The grammar: ``(label (<loc_a><loc_b><loc_c><loc_d>)+)*`` with each ``<loc_N>`` one of the 1000 location
+    tokens ``<loc_0>`` .. ``<loc_999>`` (written without leading zeros), labels free text without ``<``/``>``;
+    empty for an image without boxes. Anything else is split by the tokenizer into text pieces and trains
+    silently wrong (e.g. maestro's rounding writes ``<loc_1000>`` for boxes at the right or bottom edge).
+    """
+    label, locs = "", 0  # the label being read, and the location tokens after it
+    for match in _SUFFIX_PIECE.finditer(text):
+        piece, number = match.group(0), match.group(1)
+        if number is not None:
+            if number != str(int(number)) or int(number) >= LOC_BINS:
+                return f"not one of the location tokens <loc_0>..<loc_{LOC_BINS - 1}>", piece
+            if not label:
+                return "a location token without a label before it", piece
+            locs += 1
+        elif len(piece) > 1 and piece.startswith("<"):
+            return "not a location token (a suffix holds labels and <loc_N> tokens only)", piece
+        elif piece in ("<", ">"):
+            return "a stray bracket", text[max(0, match.start() - 20) : match.end() + 20]
+        else:
+            problem = _boxes_problem(label, locs) or (("a blank label", piece) if not piece.strip() else None)
+            if problem is not None:
+                return problem
+            label, locs = piece, 0
+    return _boxes_problem(label, locs)
+
+
+def _boxes_problem(label: str, locs: int) -> tuple[str, str] | None:
+    """A label must be followed by one or more boxes of four location tokens."""
+    if label and (locs == 0 or locs % LOC_TOKENS_PER_BOX):
+        return f"a label needs boxes of {LOC_TOKENS_PER_BOX} location tokens each (got {locs})", label
+    return None
+
+
 def parse(text: str, size: ImageSize) -> list[tuple[str, Box]]:
     """Parse generated text into ``(label, box)`` pairs in pixels of an image of ``size``."""
     return [(item.label, item.box(size)) for item in parse_pieces([text])]

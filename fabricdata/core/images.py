@@ -1,4 +1,4 @@
-"""Image headers: real sizes, read without decoding pixels.
+"""Image headers (real sizes, read without decoding pixels) and the one decode of pixels (:func:`load_pixels`).
 
 EXIF orientation rule: LabelImg draws on the image's stored pixels and ignores the EXIF orientation tag, so
 boxes in its files are in stored-pixel coordinates. fabricdata follows the same rule everywhere: sizes are the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import struct
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -146,35 +147,135 @@ def image_size(path: str | Path) -> ImageSize:
     return image_info(path).size
 
 
-def load_pixels(source: str | Path) -> Any:
-    """The stored pixels of an image as an 8-bit PIL image in mode ``L`` or ``RGB`` (EXIF orientation ignored, as
-    LabelImg does). 16-bit, 32-bit integer and float frames are stretched from their own minimum to maximum.
+def load_pixels(source: str | Path, max_pixels: int | None = None) -> Any:
+    """The one decode of an image: its stored pixels as an 8-bit PIL image in mode ``L`` (one channel) or ``RGB``.
+
+    Every consumer reads images through this function (or :func:`load_rgb`): training records, ``predict``,
+    ``prelabel``, ``serve``, ``augment``, the App's proxies, fingerprints. The rule (README "Bring your own folder"):
+
+    - stored pixels: the EXIF orientation tag is ignored, as LabelImg does; the first frame of a multi-page file;
+    - 8-bit ``L`` and ``RGB`` as stored; palette, ``1``-bit, ``LA``, ``RGBA``, ``CMYK``, ... by PIL's conversion
+      (``1`` and ``LA`` to ``L``, the others to ``RGB``; alpha dropped, never composited);
+    - unsigned integer frames of more than 8 bits are scaled by their bit depth, not by their content: an 8-bit
+      value is the sample's top 8 significant bits (``v >> (bits - 8)``; 16-bit: the high byte, which is also how
+      PIL itself reads 16-bit RGB). ``bits`` is what the file declares (TIFF ``BitsPerSample``, PNG ``sBIT``), else
+      the container's 16. A camera's bit depth is fixed, so each value maps to one 8-bit value in every frame,
+      and decoding commutes with crops, flips and tiles (a crop of a frame decodes to the crop of its decode);
+    - frames without a natural full scale (float, signed or 32-bit integer) are stretched from their own minimum
+      to maximum (floats already within 0..1, the usual convention, are scaled by 255 instead); non-finite values
+      count as the minimum. Derived pictures (augmented variants, tiles) are cut from this decode of the whole
+      frame, so they stay the same picture; an external crop of such a file may stretch differently.
+
+    ``max_pixels`` (default: the import limit, :func:`pixel_limit`) is checked against the header before any
+    pixel is decoded.
 
     Raises:
-        OSError, ValueError, PIL.Image.DecompressionBombError: the file cannot be decoded.
+        OSError, ValueError, SyntaxError: the file cannot be decoded.
+        PIL.Image.DecompressionBombError: more than ``max_pixels`` pixels.
     """
-    import numpy as np
     from PIL import Image
 
-    with Image.open(source) as opened:
-        opened.load()
-        if opened.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            pixels = np.asarray(opened, dtype=np.float64)
-            low, high = float(pixels.min()), float(pixels.max())
-            scaled = (pixels - low) * (255.0 / (high - low)) if high > low else np.zeros_like(pixels)
-            return Image.fromarray(scaled.round().astype(np.uint8))
-        return opened.copy() if opened.mode in ("L", "RGB") else opened.convert("RGB")
+    limit = max_pixels or _max_pixels
+    Image.MAX_IMAGE_PIXELS = limit  # PIL refuses at twice it; the exact check is ours, below
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            opened = Image.open(source)
+        except Image.DecompressionBombError:  # PIL's own check, at twice the limit
+            raise Image.DecompressionBombError(f"more than {limit} pixels") from None
+    try:
+        width, height = opened.size
+        if width * height > limit:
+            raise Image.DecompressionBombError(f"{width}x{height}: more than {limit} pixels")
+        opened.load()  # the first frame
+        if opened.mode in ("L", "RGB") and getattr(opened, "fp", None) is None:
+            return opened  # decoded, and its file closed by PIL: no copy (it costs as much as a JPEG's decode)
+        converted = _eight_bit(opened)
+    except BaseException:
+        opened.close()
+        raise
+    opened.close()
+    return converted
 
 
-def load_rgb(source: str | Path) -> Any:
-    """The one decode of an image for every consumer (training records, prediction, augmentation, fingerprints):
-    :func:`load_pixels` as an 8-bit ``RGB`` PIL image.
+def load_rgb(source: str | Path, max_pixels: int | None = None) -> Any:
+    """:func:`load_pixels` as an 8-bit ``RGB`` PIL image (a grey frame's one channel repeated): what a model,
+    ``augment`` and fingerprints read.
 
     Raises:
-        OSError, ValueError, PIL.Image.DecompressionBombError: the file cannot be decoded.
+        OSError, ValueError, SyntaxError, PIL.Image.DecompressionBombError: as :func:`load_pixels`.
     """
-    image = load_pixels(source)
+    image = load_pixels(source, max_pixels)
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+#: modes PIL converts to ``L`` (one channel); other non-numeric modes become ``RGB``
+_GREY_MODES = frozenset({"1", "L", "LA"})
+
+
+def _eight_bit(image: Any) -> Any:
+    """A decoded frame of any mode as a new 8-bit ``L`` or ``RGB`` image (see :func:`load_pixels`)."""
+    from PIL import Image
+
+    if not image.mode.startswith(("I", "F")):
+        return image.convert("L" if image.mode in _GREY_MODES else "RGB")
+    import numpy as np
+
+    samples = np.asarray(image)
+    bits = _declared_bits(image) if samples.dtype.kind in "ui" else None
+    if bits is not None and samples.min() >= 0:
+        shifted = samples.astype(np.uint32) >> max(0, bits - 8)
+        return Image.fromarray(np.minimum(shifted, 255).astype(np.uint8))
+    return Image.fromarray(_stretch(samples.astype(np.float64)))
+
+
+def _stretch(samples: Any) -> Any:
+    """Floats within 0..1 times 255; anything else from its minimum to its maximum (non-finite: the minimum)."""
+    import numpy as np
+
+    finite = np.isfinite(samples)
+    low = float(samples[finite].min()) if finite.any() else 0.0
+    high = float(samples[finite].max()) if finite.any() else 0.0
+    samples = np.where(finite, samples, low)
+    if low >= 0.0 and high <= 1.0:
+        scaled = samples * 255.0
+    else:
+        scaled = (samples - low) * (255.0 / (high - low)) if high > low else np.zeros_like(samples)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _declared_bits(image: Any) -> int | None:
+    """Significant bits of an unsigned integer frame of at most 16 bits: the file's own word (TIFF
+    ``BitsPerSample``, PNG ``sBIT``), else 16 for PIL's 16-bit modes; None where there is no fixed full scale
+    (32-bit or signed samples)."""
+    tags = getattr(image, "tag_v2", None)
+    if tags is not None:  # TIFF
+        bits = tags.get(258, (16,))
+        bits = int(bits[0] if isinstance(bits, tuple) else bits)
+        signed = tags.get(339, (1,))
+        unsigned = int(signed[0] if isinstance(signed, tuple) else signed) == 1
+        return bits if unsigned and bits <= 16 else None
+    if image.format == "PNG":  # PNG samples are 16 bits at most
+        return _png_significant_bits(image.filename) or 16
+    return 16 if image.mode.startswith("I;16") else None
+
+
+def _png_significant_bits(path: str) -> int | None:
+    """The grey (or first colour) sample's significant bits from a PNG's ``sBIT`` chunk, which precedes the
+    image data; None without one."""
+    if not path:
+        return None
+    with Path(path).open("rb") as handle:
+        handle.seek(8)  # the signature
+        while len(head := handle.read(8)) == 8:
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"sBIT":
+                data = handle.read(length)
+                return int(data[0]) if data else None
+            if kind in (b"IDAT", b"IEND"):
+                return None
+            handle.seek(length + 4, 1)  # the data and its CRC
+    return None
 
 
 def write_proxy(source: str | Path, target: Path) -> None:

@@ -37,7 +37,7 @@ from finetune.config import TrainConfig, load_config
 from finetune.sweep import PlannedRun, read_summary, run_sweep
 
 Log = Callable[[str], None]
-Train = Callable[[TrainConfig, bool], Any]
+Train = Callable[[TrainConfig, bool, str], Any]
 Predict = Callable[[Path], Any]
 
 

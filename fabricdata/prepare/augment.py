@@ -21,7 +21,7 @@ from fabricdata.core.boxes import Box, ImageSize, albumentations_to_box, box_pro
 from fabricdata.core.contracts import shipped
 from fabricdata.core.errors import ConfigError, DatasetError
 from fabricdata.core.fileio import atomic_write_bytes, sha256_file, short_name
-from fabricdata.core.images import is_browser_suffix
+from fabricdata.core.images import is_browser_suffix, load_rgb
 from fabricdata.prepare.workers import process_pool
 from fabricdata.store.dataset import F_COPY, F_KEY, F_RECIPE, F_RECIPE_HASH, F_SEED
 from fabricdata.store.locks import holds_dataset
@@ -118,13 +118,19 @@ def _init_worker(recipe: Recipe) -> None:
 
 
 def read_rgb(path: str) -> Any:
-    """Decode stored pixels (EXIF orientation ignored, as LabelImg does) as RGB."""
-    import cv2
+    """The RGB pixels (H x W x 3 uint8) of the one decode every consumer shares
+    (:func:`fabricdata.core.images.load_rgb`), so a variant is made from the picture the model sees of its source.
 
-    image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None:
-        raise DatasetError(f"{path}: image cannot be read")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    Raises:
+        DatasetError: the image cannot be decoded.
+    """
+    import numpy as np
+    from PIL import Image
+
+    try:
+        return np.asarray(load_rgb(path))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DatasetError(f"{path}: image cannot be read ({exc.__class__.__name__}: {exc})") from None
 
 
 def encode(image: Any, suffix: str) -> bytes:

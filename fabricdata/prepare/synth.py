@@ -24,6 +24,7 @@ import numpy as np
 from fabricdata.core.annotation import DEFAULT_CLASSES, ImageAnnotation, LabeledBox
 from fabricdata.core.boxes import Box, ImageSize
 from fabricdata.core.fileio import atomic_write_bytes
+from fabricdata.core.images import load_rgb
 from fabricdata.formats.voc import voc_to_bytes
 from fabricdata.formats.yolo import write_classes
 from fabricdata.prepare.workers import process_pool
@@ -272,8 +273,7 @@ def contact_sheet(folder: str | Path, out: str | Path, columns: int = 4, count: 
     tiles = []
     for xml in xmls:
         annotation = read_voc(xml)
-        with Image.open(source / annotation.filename) as opened:
-            image = opened.convert("RGB")
+        image = load_rgb(source / annotation.filename)
         draw = ImageDraw.Draw(image)
         for obj in annotation.objects:
             if obj.label not in names:
