@@ -112,8 +112,16 @@ def _import_scan(
         enable_proxies(dataset)
     report.added = len(new_items)
     _apply_changes(dataset, changed, force, report, progress)
+    _fingerprint(dataset, root)
     _handle_missing(dataset, root, scan.items, scan.errors, prune, report)
     return report
+
+
+def _fingerprint(dataset: Any, root: Path) -> None:
+    """Near-duplicate fingerprints of this folder's new images and of those whose file changed (store/fingerprints)."""
+    from fabricdata.store.fingerprints import refresh_fingerprints
+
+    refresh_fingerprints(dataset.match(fiftyone().ViewField(F_SOURCE_FOLDER) == str(root)))
 
 
 def _complete(items: Sequence[FolderItem], errors: list[AnnotationError]) -> list[FolderItem]:
