@@ -13,11 +13,12 @@ from benchmarks import (
     bench_finetune,
     bench_foundation,
     bench_review,
+    bench_similar,
     bench_store,
 )
 from benchmarks.harness import Figure, render
 
-MODULES = [bench_foundation, bench_store, bench_augment, bench_export, bench_finetune, bench_review, bench_assist]
+MODULES = [bench_foundation, bench_store, bench_augment, bench_export, bench_finetune, bench_review, bench_similar, bench_assist]
 
 
 def main() -> int:
