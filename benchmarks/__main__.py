@@ -18,7 +18,16 @@ from benchmarks import (
 )
 from benchmarks.harness import Figure, render
 
-MODULES = [bench_foundation, bench_store, bench_augment, bench_export, bench_finetune, bench_review, bench_similar, bench_assist]
+MODULES = [
+    bench_foundation,
+    bench_store,
+    bench_augment,
+    bench_export,
+    bench_finetune,
+    bench_review,
+    bench_similar,
+    bench_assist,
+]
 
 
 def main() -> int:

@@ -82,7 +82,7 @@ def test_flipped_rotated_cropped_rescaled_copies_are_flagged_then_grouped(
     assert f"fabricdata split --dataset {name} --reshuffle" in out
     assert "kept in one split\n" not in out and "each kept in one split" not in out
     # a set with train/val only: the exact command that gives a test split
-    assert f"split test is empty: every image keeps the split it was given" in out
+    assert "split test is empty: every image keeps the split it was given" in out
     assert f"'fabricdata split --dataset {name} --reshuffle --ratios 0.8,0.1,0.1'" in out
     code, _, err = run(["export", "florence", str(tmp_path / "x"), "-d", name, "--tasks", "od"], capsys)
     assert code == 1 and f"'fabricdata split --dataset {name} --reshuffle --ratios 0.8,0.1,0.1'" in err
