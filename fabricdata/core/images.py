@@ -146,9 +146,12 @@ def image_size(path: str | Path) -> ImageSize:
     return image_info(path).size
 
 
-def load_pixels(source: str | Path) -> Any:
+def load_pixels(source: str | Path, min_side: int | None = None) -> Any:
     """The stored pixels of an image as an 8-bit PIL image in mode ``L`` or ``RGB`` (EXIF orientation ignored, as
     LabelImg does). 16-bit, 32-bit integer and float frames are stretched from their own minimum to maximum.
+
+    ``min_side`` (for thumbnails): a JPEG may come back decoded at 1/2, 1/4 or 1/8 of its size by the decoder's DCT
+    scaling (PIL's ``draft``: less to decode), each side still at least ``min_side``; other formats ignore it.
 
     Raises:
         OSError, ValueError, PIL.Image.DecompressionBombError: the file cannot be decoded.
@@ -157,6 +160,8 @@ def load_pixels(source: str | Path) -> Any:
     from PIL import Image
 
     with Image.open(source) as opened:
+        if min_side is not None:
+            opened.draft(opened.mode, (min_side, min_side))
         opened.load()
         if opened.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
             pixels = np.asarray(opened, dtype=np.float64)

@@ -8,7 +8,9 @@ fingerprinted again, one that was only touched gets its key renewed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from fabricdata.core.fileio import sha256_file
 from fabricdata.store.dataset import F_FINGERPRINT, F_FINGERPRINT_KEY
 
 Mapper = Callable[[Callable[[str], Any], Iterable[str]], Iterator[Any]]
+#: threads that fingerprint new files (import, split, validate)
+THREADS = min(4, os.cpu_count() or 1)
 
 
 def file_key(path: str, digest: str | None = None) -> str:
@@ -71,8 +75,9 @@ class Refreshed:
 def refresh_fingerprints(
     samples: Any, mapper: Mapper | None = None, progress: Callable[[int], None] | None = None
 ) -> Refreshed:
-    """Make the stored fingerprint of every sample of ``samples`` describe its file; ``mapper`` (``map`` of a
-    process pool) computes the new ones in parallel. ``progress`` advances once per sample."""
+    """Make the stored fingerprint of every sample of ``samples`` describe its file. New ones are computed in
+    :data:`THREADS` threads (decoding and filtering release the GIL), or by ``mapper`` (``map`` of a pool).
+    ``progress`` advances once per sample."""
     ids, paths, keys = samples.values(["id", "filepath", F_FINGERPRINT_KEY])
     done = Refreshed()
     stale: list[tuple[str, str]] = []
@@ -92,7 +97,7 @@ def refresh_fingerprints(
                 progress(1)
             continue
         stale.append((sid, path))
-    results = (mapper or map)(compute, [path for _, path in stale])
+    results = (mapper or _threaded)(compute, [path for _, path in stale])
     computed_keys: dict[str, str] = {}
     prints: dict[str, np.ndarray] = {}
     for (sid, _), result in zip(stale, results, strict=True):
@@ -105,6 +110,15 @@ def refresh_fingerprints(
     _store(samples, prints, {**renewed, **computed_keys})
     done.computed, done.renewed = len(prints), len(renewed)
     return done
+
+
+def _threaded(function: Callable[[str], Any], paths: Iterable[str]) -> Iterator[Any]:
+    """``map`` in :data:`THREADS` threads (plain ``map`` for a few files)."""
+    items = list(paths)
+    if len(items) < 2 * THREADS or THREADS < 2:
+        return map(function, items)
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        return iter(list(pool.map(function, items)))
 
 
 def _same_bytes(path: str, digest: str | None) -> bool:
@@ -130,8 +144,8 @@ def read_fingerprints(samples: Any) -> tuple[list[str], np.ndarray]:
         if fp is not None and key and key.startswith(f"{similar.VERSION}:") and len(fp) == similar.LENGTH
     ]
     if not kept:
-        return [], np.zeros((0, similar.LENGTH), dtype=np.uint8)
-    return [sid for sid, _ in kept], np.stack([np.asarray(fp, dtype=np.uint8) for _, fp in kept])
+        return [], np.zeros((0, similar.LENGTH), dtype=np.int8)
+    return [sid for sid, _ in kept], np.stack([np.asarray(fp, dtype=np.int8) for _, fp in kept])
 
 
 def near_duplicate_pairs_of(samples: Any, consider: Callable[[str, str], bool] | None = None) -> list[tuple[str, str]]:
