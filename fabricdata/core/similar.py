@@ -58,9 +58,12 @@ SHARES = (1.0, 0.95, 0.9, 0.85, 0.8)
 QUERY_ANCHORS = 4
 NEIGHBOURS = 5
 MIN_WINDOW_SIMILARITY = 0.85
-#: inverted file: k-means cells probed per query window; below this many index windows the search is exhaustive
+#: inverted file (see neighbours): index windows per cell, cells probed per query window, dimensions of the cells;
+#: below EXHAUSTIVE_BELOW index windows the search is exhaustive
+CELL_SIZE = 256
 PROBES = 8
-EXHAUSTIVE_BELOW = 40_000
+CELL_DIMENSIONS = 6
+EXHAUSTIVE_BELOW = 20_000
 #: verification: least correlation of the aligned overlap (see verify), least share of the query's frame overlapping
 MIN_CORRELATION = 0.5
 MIN_OVERLAP = 0.5
@@ -105,16 +108,20 @@ def _aperiodic(image: np.ndarray) -> np.ndarray:
     their column's neighbourhood (whichever is higher: streaks along an axis are a line of the spectrum, not a peak)
     are cut down to that. A weave resolved in the thumbnail is the same in every photo of a fabric; its
     irregularities, defects and noise are what tell photos apart."""
-    from scipy.ndimage import median_filter
+    from numpy.lib.stride_tricks import sliding_window_view
 
-    spectrum = np.fft.fft2(image)
+    spectrum = np.fft.rfft2(image)
     magnitude = np.abs(spectrum)
-    along = [
-        median_filter(magnitude, size=size, mode="wrap") for size in ((1, PEAK_NEIGHBOURHOOD), (PEAK_NEIGHBOURHOOD, 1))
-    ]
-    background = np.maximum(*along)
+    reach = PEAK_NEIGHBOURHOOD // 2
+    down = np.pad(magnitude, ((reach, reach), (0, 0)), mode="wrap")  # rows of the half spectrum wrap around
+    across = np.pad(magnitude, ((0, 0), (reach, reach)), mode="reflect")  # its columns end at 0 and Nyquist
+    windows = (
+        sliding_window_view(down, PEAK_NEIGHBOURHOOD, axis=0),
+        sliding_window_view(across, PEAK_NEIGHBOURHOOD, axis=1),
+    )
+    background = np.maximum(*(np.partition(w, reach, axis=-1)[..., reach] for w in windows))  # medians
     kept = np.minimum(1.0, PEAK * background / np.maximum(magnitude, 1e-9))
-    out: np.ndarray = np.fft.ifft2(spectrum * kept).real.astype(np.float32)
+    out: np.ndarray = np.fft.irfft2(spectrum * kept, s=image.shape).astype(np.float32)
     return out
 
 
@@ -404,27 +411,25 @@ def neighbours(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each row of ``queries`` (Q, D) the most similar row of ``index`` (M, D) of each of ``count`` owners
     (``owner``: M labels), unit vectors, those at least ``floor`` similar: (query, index row, similarity) arrays.
-    An inverted file over k-means cells (scikit-learn's ``KMeans``; :data:`PROBES` cells per query) when the index
-    is large, else exhaustive."""
+
+    A large index is an inverted file: its cells are the Voronoi regions of a sample of its rows in a PCA projection
+    to :data:`CELL_DIMENSIONS` (scikit-learn), found through a k-d tree, about :data:`CELL_SIZE` rows each; a query
+    scans its :data:`PROBES` nearest cells. Time grows as n log n.
+    """
     if len(index) < EXHAUSTIVE_BELOW:
-        hits = _scan(queries, index, np.arange(len(queries)), np.arange(len(index)), floor)
-        return _top(*hits, count, owner)
-    cells = max(16, int(np.sqrt(len(queries) * PROBES)))
-    centres = _centres(index, cells)
-    home = _nearest(index, centres, 1)[:, 0]
-    probed = _nearest(queries, centres, PROBES)
+        return _top(*_scan(queries, index, np.arange(len(queries)), np.arange(len(index)), floor, count), count, owner)
+    cells, home, probed = _cells(index, queries)
     by_cell = np.argsort(home, kind="stable")
     bounds = np.searchsorted(home[by_cell], np.arange(cells + 1))
     asking = np.repeat(np.arange(len(queries)), PROBES)
-    cell_of = probed.reshape(-1)
-    order = np.argsort(cell_of, kind="stable")
-    ask_bounds = np.searchsorted(cell_of[order], np.arange(cells + 1))
+    order = np.argsort(probed.reshape(-1), kind="stable")
+    ask_bounds = np.searchsorted(probed.reshape(-1)[order], np.arange(cells + 1))
     parts = []
     for cell in range(cells):
         members = by_cell[bounds[cell] : bounds[cell + 1]]
         askers = asking[order[ask_bounds[cell] : ask_bounds[cell + 1]]]
         if len(members) and len(askers):
-            parts.append(_scan(queries, index, askers, members, floor))
+            parts.append(_scan(queries, index, askers, members, floor, count))
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0, dtype=np.float32)
@@ -432,17 +437,39 @@ def neighbours(
     return _top(asked, found, similarity, count, owner)
 
 
+def _cells(index: np.ndarray, queries: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Number of cells, the cell of each index row, the :data:`PROBES` cells of each query."""
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import KDTree
+
+    rng = np.random.default_rng(0)
+    cells = max(16, len(index) // CELL_SIZE)
+    projection = PCA(CELL_DIMENSIONS, random_state=0).fit(index[rng.choice(len(index), 20_000, replace=False)])
+    tree = KDTree(projection.transform(index[rng.choice(len(index), cells, replace=False)]))
+    home = tree.query(projection.transform(index), k=1, return_distance=False)[:, 0]
+    probed = tree.query(projection.transform(queries), k=PROBES, return_distance=False)
+    return cells, home, probed
+
+
 def _scan(
-    queries: np.ndarray, index: np.ndarray, askers: np.ndarray, members: np.ndarray, floor: float
+    queries: np.ndarray, index: np.ndarray, askers: np.ndarray, members: np.ndarray, floor: float, count: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All (query, index row, similarity) at least ``floor`` among ``askers`` x ``members``, in blocks."""
-    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    """(query, index row, similarity) of the pairs of ``askers`` and ``members`` at least ``floor`` similar, at most
+    4 x ``count`` per asker (the most similar: an owner has several windows)."""
+    keep = 4 * count
+    found = []
     for start in range(0, len(askers), 4096):
         block = askers[start : start + 4096]
         similarity = queries[block] @ index[members].T
-        row, col = np.nonzero(similarity >= floor)
+        hits = similarity >= floor
+        crowded = np.flatnonzero(hits.sum(axis=1) > keep)
+        if crowded.size:
+            least = -np.partition(-similarity[crowded], keep - 1, axis=1)[:, keep - 1]
+            hits[crowded] &= similarity[crowded] >= least[:, None]
+        row, col = np.nonzero(hits)
         found.append((block[row], members[col], similarity[row, col]))
-    return tuple(np.concatenate(part) for part in zip(*found, strict=True))  # type: ignore[return-value]
+    asked, hit, similarity = (np.concatenate(part) for part in zip(*found, strict=True))
+    return asked, hit, similarity
 
 
 def _top(
@@ -458,27 +485,3 @@ def _top(
     asked, found, similarity = asked[order], found[order], similarity[order]
     keep = np.arange(len(asked)) - np.searchsorted(asked, asked) < count
     return asked[keep], found[keep], similarity[keep]
-
-
-def _centres(vectors: np.ndarray, cells: int) -> np.ndarray:
-    """k-means centres of a sample of ``vectors`` (scikit-learn's KMeans, deterministic)."""
-    from sklearn.cluster import KMeans
-
-    rng = np.random.default_rng(0)
-    sample = vectors[rng.choice(len(vectors), min(len(vectors), 30 * cells), replace=False)]
-    model = KMeans(n_clusters=cells, init="random", n_init=1, max_iter=10, random_state=0)
-    centres: np.ndarray = model.fit(sample).cluster_centers_.astype(np.float32)
-    return centres
-
-
-def _nearest(vectors: np.ndarray, centres: np.ndarray, count: int) -> np.ndarray:
-    """(N, count) indices of the nearest ``centres`` of each vector (Euclidean), in blocks."""
-    half_norms = 0.5 * (centres * centres).sum(axis=1)
-    out = np.empty((len(vectors), count), dtype=np.int64)
-    for start in range(0, len(vectors), 16384):
-        score = vectors[start : start + 16384] @ centres.T - half_norms
-        if count == 1:
-            out[start : start + 16384, 0] = score.argmax(axis=1)
-        else:
-            out[start : start + 16384] = np.argpartition(-score, count - 1, axis=1)[:, :count]
-    return out
