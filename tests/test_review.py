@@ -311,3 +311,22 @@ def test_a_run_that_predicts_nothing_fixes_nothing(
         run(["review", "--run", str(tmp_path / "runs" / "good"), "-d", name, "--compare", str(empty)], capsys)[0] == 0
     )
     assert _ids(ds, "good-fixed") == with_boxes
+
+
+def test_a_run_that_predicted_nothing_says_so_instead_of_suspecting_every_label(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fiftyone as fo
+
+    imported_synth(tmp_path / "data", name, capsys, images=6)
+    ds = fo.load_dataset(name)
+    empty = tmp_path / "runs" / "empty"
+    empty.mkdir(parents=True)
+    record = {"task": "<OD>", "text": "", "detections": []}
+    lines = [json.dumps({"image": Path(s.filepath).name, "filepath": s.filepath, **record}) for s in ds]
+    (empty / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+    code, out, _ = run(["review", "--run", str(empty), "-d", name], capsys)
+    assert code == 0 and "the run predicted nothing" in out
+    with_boxes = set(ds.match(fo.ViewField("ground_truth.detections").length() > 0).values("id"))
+    assert with_boxes and _ids(ds, "empty-missed") == with_boxes  # every box is missed ...
+    assert len(ds.load_saved_view("empty-possible-spurious")) == 0  # ... and no label is suspect for it

@@ -86,7 +86,7 @@ def test_split_keeps_near_duplicate_photos_together_so_validate_finds_no_leak(
         (folder / f"again_{xml.stem}.xml").write_text(text)
     assert run(["import", str(folder), "-d", name], capsys)[0] == 0
     code, out, _ = run(["split", "-d", name, "--ratios", "0.5,0.25,0.25"], capsys)
-    assert code == 0 and "6 pairs of near-identical images kept in one split" in out
+    assert code == 0 and "6 groups of near-identical images: each kept in one split" in out
     splits = _splits(name)
     for xml in sorted(folder.glob("fabric_*.xml"))[:6]:
         assert splits[f"{xml.stem}.jpg"] == splits[f"again_{xml.stem}.jpg"]
@@ -187,8 +187,9 @@ def test_authors_splits_that_separate_near_duplicates_are_kept_and_named(
     (root / "test" / "copy.xml").write_text(first.read_text().replace(f"{first.stem}.jpg", "copy.jpg"))
     assert run(["import", str(root), "-d", name], capsys)[0] == 0
     code, out, _ = run(["split", "-d", name], capsys)
-    named = [line for line in out.splitlines() if "near-identical to an image kept in" in line]
-    assert code == 0 and len(named) == 1 and ("copy.jpg" in named[0] or f"{first.stem}.jpg" in named[0])
+    assert code == 0 and "1 group of near-identical images: 0 kept in one split, 1 left across" in out
+    named = [line for line in out.splitlines() if "copy.jpg (test)" in line]
+    assert len(named) == 1 and f"{first.stem}.jpg (train)" in named[0]
     splits = _splits(name)
     assert splits[f"{first.stem}.jpg"] == "train" and splits["copy.jpg"] == "test"  # the authors' word stands
     code, out, _ = run(["split", "-d", name, "--reshuffle"], capsys)

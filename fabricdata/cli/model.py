@@ -397,6 +397,11 @@ def review_(
     for name, count in summary.views.items():
         views.add_row(name, str(count))
     console.print(views)
+    if not summary.predictions:
+        console.print(
+            "[yellow]the run predicted nothing[/] (no box above --min-confidence): every box is missed, and there "
+            "are no label suspects (possible-missing, possible-spurious)"
+        )
     console.print("open a view in the App:")
     for name in summary.views:  # plain lines, whole, to copy
         console.print(f"  fabricdata app --dataset {dataset} --view {name}", highlight=False, soft_wrap=True)

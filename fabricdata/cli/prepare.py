@@ -22,6 +22,7 @@ from fabricdata.core.wording import plural
 
 if TYPE_CHECKING:
     from fabricdata.core.contracts import ExportTiling, ValidationReport
+    from fabricdata.prepare.split import SplitReport
 
 
 @export_app.command("florence")
@@ -183,8 +184,9 @@ def split(
 ) -> None:
     """Tag train/val/test per source group, stratified by class; stable as new images arrive.
 
-    A source image and all its variants always share one split, and so do near-identical photos (the pairs
-    'validate' would report as leakage). Existing assignments are kept (also the
+    A source image and all its variants always share one split, and so do near-identical photos (copies
+    flipped, rotated, cropped, rescaled or re-encoded: the groups 'validate' would report as leakage). Existing
+    assignments are kept (also the
     authors' splits that import read from folder names, list files or data.yaml); only new images are assigned,
     so the test set does not churn between fine-tunes (--reshuffle to start over). 'fabricdata stats' shows
     where each split came from.
@@ -198,7 +200,7 @@ def split(
     from fabricdata.prepare.split import parse_ratios, split_dataset
 
     shares = parse_ratios(ratios)
-    with counted("near-duplicate check") as bar:
+    with counted("fingerprints") as bar:
         report = split_dataset(
             dataset, shares, seed, reshuffle, min_per_split, progress=bar.advance, on_total=bar.total
         )
@@ -212,10 +214,33 @@ def split(
     console.print(table)
     if report.variants_retagged:
         console.print(f"{plural(report.variants_retagged, 'variant')} moved to their source's split")
-    if report.near_duplicates:
-        console.print(f"{plural(report.near_duplicates, 'pair')} of near-identical images kept in one split")
+    _say_near_duplicates(report, dataset)
     for line in report.warnings:
         console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
+
+
+def _say_near_duplicates(report: SplitReport, dataset: str) -> None:
+    """One statement of what happened to the near-duplicate groups, then the groups left across splits."""
+    groups, across = report.near_duplicate_groups, report.groups_across
+    if not groups:
+        return
+    if not across:
+        console.print(f"{plural(groups, 'group')} of near-identical images: each kept in one split")
+        return
+    together = groups - len(across)
+    console.print(
+        f"[yellow]{plural(groups, 'group')} of near-identical images: {together} kept in one split, {len(across)} "
+        f"left across the splits they were given[/] (leakage; 'fabricdata split --dataset {dataset} --reshuffle' "
+        "puts each group in one split):",
+        soft_wrap=True,
+    )
+    for members in across[:_GROUPS_SHOWN]:
+        console.print("  " + ", ".join(f"{path} ({split})" for path, split in members), highlight=False, soft_wrap=True)
+    if len(across) > _GROUPS_SHOWN:
+        console.print(f"  and {len(across) - _GROUPS_SHOWN} more (fabricdata validate names them all)")
+
+
+_GROUPS_SHOWN = 5
 
 
 @app.command()

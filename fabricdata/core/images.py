@@ -147,7 +147,7 @@ def image_size(path: str | Path) -> ImageSize:
     return image_info(path).size
 
 
-def load_pixels(source: str | Path, max_pixels: int | None = None) -> Any:
+def load_pixels(source: str | Path, max_pixels: int | None = None, min_side: int | None = None) -> Any:
     """The one decode of an image: its stored pixels as an 8-bit PIL image in mode ``L`` (one channel) or ``RGB``.
 
     Every consumer reads images through this function (or :func:`load_rgb`): training records, ``predict``,
@@ -169,6 +169,9 @@ def load_pixels(source: str | Path, max_pixels: int | None = None) -> Any:
     ``max_pixels`` (default: the import limit, :func:`pixel_limit`) is checked against the header before any
     pixel is decoded.
 
+    ``min_side`` (for thumbnails): a JPEG may come back decoded at 1/2, 1/4 or 1/8 of its size by the decoder's DCT
+    scaling (PIL's ``draft``: less to decode), each side still at least ``min_side``; other formats ignore it.
+
     Raises:
         OSError, ValueError, SyntaxError: the file cannot be decoded.
         PIL.Image.DecompressionBombError: more than ``max_pixels`` pixels.
@@ -187,6 +190,8 @@ def load_pixels(source: str | Path, max_pixels: int | None = None) -> Any:
         width, height = opened.size
         if width * height > limit:
             raise Image.DecompressionBombError(f"{width}x{height}: more than {limit} pixels")
+        if min_side is not None:
+            opened.draft(opened.mode, (min_side, min_side))
         opened.load()  # the first frame
         if opened.mode in ("L", "RGB") and getattr(opened, "fp", None) is None:
             return opened  # decoded, and its file closed by PIL: no copy (it costs as much as a JPEG's decode)

@@ -107,6 +107,8 @@ class Result:
     height: int
     #: (index of the source object, its new box) for every box that survived
     kept: tuple[tuple[int, tuple[float, float, float, float]], ...]
+    #: the written file's key and near-duplicate fingerprint (store/fingerprints.py), made in the worker
+    fingerprint: tuple[str, Any] | None = None
 
 
 _PIPELINE: Any = None
@@ -154,7 +156,9 @@ def run_job(job: Job) -> Result:
         (int(index), albumentations_to_box(box).as_tuple())
         for box, index in zip(out["bboxes"], out["object_index"], strict=True)
     )
-    return Result(job.target, int(width), int(height), kept)
+    from fabricdata.store.fingerprints import compute
+
+    return Result(job.target, int(width), int(height), kept, compute(job.target))
 
 
 def run_jobs(recipe: Recipe, jobs: Sequence[Job], workers: int) -> Iterator[Result]:
@@ -260,7 +264,14 @@ def _variant_sample(
     seed: int,
     source_field: str,
 ) -> Any:
-    from fabricdata.store.dataset import F_PROXY, GT_FIELD, fiftyone, objects_to_detections
+    from fabricdata.store.dataset import (
+        F_FINGERPRINT,
+        F_FINGERPRINT_KEY,
+        F_PROXY,
+        GT_FIELD,
+        fiftyone,
+        objects_to_detections,
+    )
 
     fo = fiftyone()
     size = ImageSize(result.width, result.height)
@@ -287,8 +298,15 @@ def _variant_sample(
             F_SEED: seed,
             F_COPY: copy,
             F_KEY: key,
+            **_fingerprint_fields(result, F_FINGERPRINT_KEY, F_FINGERPRINT),
         },
     )
+
+
+def _fingerprint_fields(result: Result, key_field: str, print_field: str) -> dict[str, Any]:
+    if result.fingerprint is None:
+        return {}  # unreadable: validate reports it, split fingerprints it again
+    return {key_field: result.fingerprint[0], print_field: result.fingerprint[1]}
 
 
 @holds_dataset("augment")

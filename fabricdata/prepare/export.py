@@ -163,10 +163,12 @@ def _refuse_empty_splits(view: Any) -> None:
     folders = ExportFolder.SPLIT_FOLDERS
     empty = [folders[tag] + (f" ({tag})" if folders[tag] != tag else "") for tag in folders if not counts.get(tag)]
     if empty:
+        from fabricdata.prepare.split import reshuffle_command
+
         raise ConfigError(
             f"split {', '.join(empty)} would be empty: Florence-2 trainers such as maestro refuse an export "
-            "without every split; run 'fabricdata split' (every split gets --min-per-split images) or pass "
-            "--allow-empty-split"
+            f"without every split; '{reshuffle_command(view.dataset_name)}' gives every split images (it "
+            "reassigns the splits a dataset was published with), or pass --allow-empty-split"
         )
 
 

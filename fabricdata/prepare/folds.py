@@ -59,12 +59,18 @@ class FoldPlan:
             raise ConfigError(f"not a fold plan ({exc.__class__.__name__}: {exc})") from None
 
 
-def near_duplicate_groups(originals: dict[str, str], progress: Callable[[int], None] | None = None) -> dict[str, str]:
-    """Sample id -> the id that stands for its group of near-identical originals (members only), from the images'
-    paths. The one call into the near-duplicate search (today ``split``'s own)."""
-    from fabricdata.prepare.split import SplitReport, _near_duplicate_groups
+def near_duplicate_groups(
+    dataset: Any, originals: dict[str, str], progress: Callable[[int], None] | None = None
+) -> dict[str, str]:
+    """Sample id -> the id that stands for its group of near-identical originals (members only): the groups
+    ``split`` keeps together, from the stored fingerprints (:mod:`fabricdata.store.fingerprints`; those missing or
+    stale are computed first, ``progress`` advancing once per original checked)."""
+    from fabricdata.store.fingerprints import near_duplicate_groups as groups_of
+    from fabricdata.store.fingerprints import refresh_fingerprints
 
-    return _near_duplicate_groups(originals, progress, SplitReport())
+    view = dataset.select(list(originals))
+    refresh_fingerprints(view, progress=progress)
+    return {sid: group[0] for group in groups_of(view) for sid in group}
 
 
 def plan_folds(
@@ -83,13 +89,14 @@ def plan_folds(
     """
     if folds < 2:
         raise ConfigError(f"--folds {folds}: an out-of-fold audit needs at least 2 folds")
-    ids, paths, sources, labels = labeled(load_dataset(dataset_name)).values(
+    dataset = load_dataset(dataset_name)
+    ids, paths, sources, labels = labeled(dataset).values(
         ["id", "filepath", F_SOURCE_ID, f"{GT_FIELD}.detections.label"]
     )
     originals = {sid: path for sid, path, source in zip(ids, paths, sources, strict=True) if not source}
     if on_total is not None:
         on_total(len(originals))
-    owner = near_duplicate_groups(originals, progress)
+    owner = near_duplicate_groups(dataset, originals, progress)
     group_of = {sid: f"g:{owner.get(sid, sid)}" for sid in originals}
     groups = _group_labels(group_of, dict(zip(ids, labels, strict=True)))
     if len(groups) < folds:

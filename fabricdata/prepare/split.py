@@ -10,11 +10,9 @@ test set does not churn between fine-tunes. Deterministic for a seed.
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,10 +33,18 @@ class SplitReport:
     kept: int = 0
     variants_retagged: int = 0
     images: dict[str, dict[str, int]] = field(default_factory=dict)
-    #: near-identical originals kept in one split together (pairs found)
-    near_duplicates: int = 0
-    #: one line each: an empty split, a class missing from a split, near-duplicates the kept splits separate
+    #: groups of near-identical originals (two or more images each), all of them
+    near_duplicate_groups: int = 0
+    #: those of them left across the splits their authors (or an earlier split) gave: (file, split) per member
+    groups_across: list[list[tuple[str, str]]] = field(default_factory=list)
+    #: one line each: an empty split, a class missing from a split (with the command that fixes it)
     warnings: list[str] = field(default_factory=list)
+
+
+def reshuffle_command(dataset_name: str, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> str:
+    """The command that gives every split images, the test split included (it reassigns every image)."""
+    shares = ratios if len(ratios) == 3 and ratios[2] > 0 else (0.8, 0.1, 0.1)
+    return f"fabricdata split --dataset {dataset_name} --reshuffle --ratios {','.join(f'{r:g}' for r in shares)}"
 
 
 def parse_ratios(text: str) -> tuple[float, float, float]:
@@ -114,11 +120,14 @@ def split_dataset(
 ) -> SplitReport:
     """Tag every sample ``train``/``val``/``test`` per source group (see the module docstring).
 
-    Near-identical original images (as ``validate`` pairs them) form one group, so a split never creates the
-    leak that validate reports. Every split with a positive ratio gets at least ``min_per_split`` groups where
-    there are enough. ``progress`` advances once per original image read for the near-duplicate check;
-    ``on_total`` is called once with their number.
+    Near-identical original images (:func:`fabricdata.store.fingerprints.near_duplicate_groups`, the groups
+    ``validate`` checks) form one group, so a split never creates the leak that validate reports; a group whose
+    members keep different splits (authors' splits, without ``reshuffle``) is reported, not moved. Every split
+    with a positive ratio gets at least ``min_per_split`` groups where there are enough. ``progress`` advances
+    once per original image whose stored fingerprint is checked; ``on_total`` is called once with their number.
     """
+    from fabricdata.store.fingerprints import near_duplicate_groups, refresh_fingerprints
+
     dataset = load_dataset(dataset_name)
     ids, paths, tags, sources, labels = labeled(dataset).values(
         ["id", "filepath", "tags", F_SOURCE_ID, f"{GT_FIELD}.detections.label"]
@@ -126,8 +135,12 @@ def split_dataset(
     originals = {sid: path for sid, path, source in zip(ids, paths, sources, strict=True) if not source}
     if on_total is not None:
         on_total(len(originals))
+    view = dataset.select(list(originals))
+    refresh_fingerprints(view, progress=progress)
     report = SplitReport()
-    owner = _near_duplicate_groups(originals, progress, report)
+    found = near_duplicate_groups(view)
+    report.near_duplicate_groups = len(found)
+    owner = {sid: group[0] for group in found for sid in group}
     groups: dict[str, set[str]] = {}
     fixed: dict[str, str] = {}
     group_of: dict[str, str] = {}
@@ -137,11 +150,7 @@ def split_dataset(
         gid = f"g:{owner.get(sid, sid)}"
         split = None if reshuffle else current_split(sample_tags)
         if split is not None and fixed.setdefault(gid, split) != split:
-            report.warnings.append(
-                f"{originals[sid]}: near-identical to an image kept in {fixed[gid]}, but given {split}, where it "
-                "stays; 'fabricdata split --reshuffle' puts them together"
-            )
-            gid = f"g:{sid}:alone"
+            gid = f"g:{sid}:alone"  # kept where it was given: reported below as a group across splits
             fixed[gid] = split
         group_of[sid] = gid
         groups.setdefault(gid, set()).update(set(sample_labels or []) or {DEFECT_FREE})
@@ -150,6 +159,7 @@ def split_dataset(
             group_labels.discard(DEFECT_FREE)
     groups_split = _with_minimum(stratify(groups, fixed, ratios, seed), groups, fixed, ratios, min_per_split)
     assignment = {sid: groups_split[gid] for sid, gid in group_of.items()}
+    report.groups_across = _across(found, assignment, originals)
     report.assigned, report.kept = len(groups) - len(fixed), len(fixed)
     wanted: dict[str, str] = {}
     for sid, sample_tags, source in zip(ids, tags, sources, strict=True):
@@ -161,8 +171,19 @@ def split_dataset(
             report.variants_retagged += bool(source)
     _retag(dataset, wanted, dict(zip(ids, sources, strict=True)))
     report.images = split_table(dataset)
-    report.warnings += _coverage_warnings(report.images, ratios, min_per_split)
+    report.warnings += _coverage_warnings(report.images, ratios, min_per_split, dataset_name, report.assigned)
     return report
+
+
+def _across(
+    groups: list[list[str]], assignment: dict[str, str], originals: dict[str, str]
+) -> list[list[tuple[str, str]]]:
+    """The near-duplicate groups whose members ended in more than one split, as (file, split) per member."""
+    return [
+        [(originals[sid], assignment[sid]) for sid in group]
+        for group in groups
+        if len({assignment.get(sid) for sid in group}) > 1
+    ]
 
 
 def _retag(dataset: Any, wanted: dict[str, str], source_of: dict[str, str | None]) -> None:
@@ -178,35 +199,6 @@ def _retag(dataset: Any, wanted: dict[str, str], source_of: dict[str, str | None
         view.set_values(
             F_SPLIT_SOURCE, [SPLIT_BY_VARIANT if source_of[sid] else SPLIT_BY_US for sid in view.values("id")]
         )
-
-
-def _near_duplicate_groups(
-    originals: dict[str, str], progress: Callable[[int], None] | None, report: SplitReport
-) -> dict[str, str]:
-    """Sample id -> the id that represents its group of near-identical originals (members only)."""
-    from fabricdata.core.similar import fingerprint, near_duplicate_pairs
-
-    prints = {}
-    for sid, path in originals.items():
-        if Path(path).is_file():
-            with contextlib.suppress(OSError, ValueError):  # validate reports unreadable images
-                prints[sid] = fingerprint(path)
-        if progress:
-            progress(1)
-    pairs = near_duplicate_pairs(prints)
-    report.near_duplicates = len(pairs)
-    parent: dict[str, str] = {}
-
-    def root(sid: str) -> str:
-        while parent.get(sid, sid) != sid:
-            sid = parent[sid]
-        return sid
-
-    for a, b in pairs:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return {sid: root(sid) for sid in parent}
 
 
 def _with_minimum(
@@ -233,7 +225,9 @@ def _with_minimum(
     return assignment
 
 
-def _coverage_warnings(images: dict[str, dict[str, int]], ratios: Sequence[float], minimum: int) -> list[str]:
+def _coverage_warnings(
+    images: dict[str, dict[str, int]], ratios: Sequence[float], minimum: int, dataset_name: str, assigned: int
+) -> list[str]:
     """One line per empty split and per class missing from a split that should have it, with what to do."""
     lines = []
     shares = ",".join(f"{r:g}" for r in ratios)
@@ -243,10 +237,7 @@ def _coverage_warnings(images: dict[str, dict[str, int]], ratios: Sequence[float
             continue
         row = images.get(split, {})
         if not row.get("(images)"):
-            lines.append(
-                f"split {split} is empty: too few images for --ratios {shares}; add images, change --ratios, "
-                f"or raise --min-per-split (now {minimum})"
-            )
+            lines.append(_empty_split(split, shares, minimum, dataset_name, ratios, assigned))
             continue
         for label in sorted(classes - set(row)):
             total = sum(r.get(label, 0) for r in images.values())
@@ -255,6 +246,23 @@ def _coverage_warnings(images: dict[str, dict[str, int]], ratios: Sequence[float
                 f"it or raise the {split} share of --ratios {shares} (with --reshuffle)"
             )
     return lines
+
+
+def _empty_split(
+    split: str, shares: str, minimum: int, dataset_name: str, ratios: Sequence[float], assigned: int
+) -> str:
+    """Why ``split`` stayed empty and the exact command that fills it."""
+    if not assigned:  # every image kept the split it was given (a set published with train/val only)
+        given = ", ".join(s for s in SPLITS if s != split)
+        return (
+            f"split {split} is empty: every image keeps the split it was given ({given}) and none was left to "
+            f"assign; '{reshuffle_command(dataset_name, ratios)}' reassigns every image with a {split} share "
+            "(or keep the authors' splits and export with --allow-empty-split)"
+        )
+    return (
+        f"split {split} is empty: too few images for --ratios {shares} (--min-per-split {minimum}); add images "
+        f"or '{reshuffle_command(dataset_name, ratios)}'"
+    )
 
 
 def split_table(dataset: Any) -> dict[str, dict[str, int]]:

@@ -9,19 +9,16 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fabricdata.core.boxes import Box, ImageSize, box_problem, iou
 from fabricdata.core.contracts import Finding, Severity, ValidationReport
-from fabricdata.core.fileio import sha256_file
-from fabricdata.core.similar import fingerprint, near_duplicate_pairs
 from fabricdata.core.wording import plural
 from fabricdata.prepare.split import current_split
 from fabricdata.store.columns import read_samples
-from fabricdata.store.dataset import F_SOURCE_ID, GT_FIELD, labeled, load_dataset
+from fabricdata.store.dataset import F_FINGERPRINT_KEY, F_SOURCE_ID, GT_FIELD, labeled, load_dataset
 from fabricdata.store.locks import holds_dataset
 
 VIEW_PREFIX = "validate-"
@@ -49,7 +46,6 @@ def validate(
     imbalance_ratio: float = 10.0,
     sigma: float = 5.0,
     duplicate_iou: float = 0.9,
-    near_duplicate_bits: int = 10,
     save_views: bool = True,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
@@ -64,7 +60,7 @@ def validate(
     findings: list[Finding] = []
     findings += _label_checks(rows, classes, min_instances, imbalance_ratio)
     findings += _box_checks(rows, sigma, duplicate_iou)
-    findings += _image_checks(rows, near_duplicate_bits, progress)
+    findings += _image_checks(rows, dataset, progress)
     findings += _lineage_checks(rows)
     findings += _tiling_checks(rows)
     variants = [sid for sid, _, _, source in rows.samples if source]
@@ -237,15 +233,17 @@ def _duplicates(by_sample: dict[str, list[tuple[str, str, Box]]], duplicate_iou:
     return duplicates
 
 
-def _image_checks(rows: _Rows, bits: int, progress: Callable[[int], None] | None) -> list[Finding]:
+def _image_checks(rows: _Rows, dataset: Any, progress: Callable[[int], None] | None) -> list[Finding]:
+    """Byte-identical images, and near-identical ones in different splits, from the fingerprints stored on the
+    samples (computed again only for files that changed since)."""
+    from fabricdata.store.fingerprints import key_digest, near_duplicate_pairs_of, refresh_fingerprints
+
+    view = dataset.select([sid for sid, _, _, _ in rows.samples])
+    refresh_fingerprints(view, progress=progress)
     digests: dict[str, list[str]] = defaultdict(list)
-    prints: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
-    for sid, path, _, _ in rows.samples:
-        if Path(path).is_file():
-            digests[sha256_file(path)].append(sid)
-            prints[sid] = fingerprint(path)
-        if progress:
-            progress(1)
+    for sid, key in zip(*view.values(["id", F_FINGERPRINT_KEY]), strict=True):
+        if key:
+            digests[str(key_digest(key))].append(sid)
     found: list[Finding] = []
     # byte-identical variants of one source are an augmentation artefact, not a data problem
     group = {sid: rows.source.get(sid) or sid for sid in rows.source}
@@ -259,31 +257,24 @@ def _image_checks(rows: _Rows, bits: int, progress: Callable[[int], None] | None
                 [sid for ids in exact for sid in ids],
             )
         )
-    leaks = _near_duplicates_across_splits(rows, prints, bits)
-    if leaks:
-        found.append(
-            _finding(
-                "near-duplicates-across-splits",
-                "error",
-                f"{plural(len(leaks), 'pair')} of near-identical images in different splits (leakage); "
-                "'fabricdata split --reshuffle' keeps near-duplicates together",
-                [sid for pair in leaks for sid in pair],
-            )
-        )
-    return found
-
-
-def _near_duplicates_across_splits(
-    rows: _Rows, prints: dict[str, tuple[int, np.ndarray, np.ndarray]], bits: int
-) -> list[tuple[str, str]]:
-    """Near-identical pairs in different splits that are not variants of one source."""
-    group = {sid: rows.source.get(sid) or sid for sid in prints}
 
     def leaks(a: str, b: str) -> bool:
         split_a, split_b = rows.split.get(a), rows.split.get(b)
         return bool(split_a and split_b and split_a != split_b and group[a] != group[b])
 
-    return near_duplicate_pairs(prints, bits, leaks)
+    pairs = near_duplicate_pairs_of(view, leaks)
+    if pairs:
+        found.append(
+            _finding(
+                "near-duplicates-across-splits",
+                "error",
+                f"{plural(len(pairs), 'pair')} of near-identical images (copies flipped, rotated, cropped, rescaled "
+                f"or re-encoded) in different splits (leakage); 'fabricdata split --dataset {dataset.name} "
+                "--reshuffle' keeps near-duplicates together",
+                [sid for pair in pairs for sid in pair],
+            )
+        )
+    return found
 
 
 def _lineage_checks(rows: _Rows) -> list[Finding]:

@@ -137,7 +137,7 @@ class Mistakes:
     confused: list[str] = field(default_factory=list)
     #: unmatched predictions above SURE_CONFIDENCE that no ground-truth box explains
     possible_missing: list[str] = field(default_factory=list)
-    #: unmatched ground-truth boxes that no prediction comes near
+    #: unmatched ground-truth boxes that no prediction comes near (none when the run predicted nothing at all)
     possible_spurious: list[str] = field(default_factory=list)
     confusion: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -166,13 +166,15 @@ def find_mistakes(rows: list[SampleRow], pairs: CrossMatches, classes: Sequence[
         matrix[BACKGROUND][column(guesses[pair.guess].label)] += 1
         matrix[truths[pair.truth].label][BACKGROUND] += 1
     paired = {i for pair in (*pairs.confused, *pairs.mislocated) for i in pair}
+    # a run that predicted nothing suspects nothing: "no prediction near this box" would hold for every box
+    predicted = any(row.guesses for row in rows)
     for row in rows:
         for g in row.truths:
             if g.match == "tp":
                 matrix[g.label][g.label] += 1
             elif g.id not in paired:
                 matrix[g.label][BACKGROUND] += 1
-                if not any(iou(g.box, p.box) >= MIN_MISLOCATED_IOU for p in row.guesses):
+                if predicted and not any(iou(g.box, p.box) >= MIN_MISLOCATED_IOU for p in row.guesses):
                     found.possible_spurious.append(g.id)
         for p in row.guesses:
             if p.match != "tp" and p.id not in paired:

@@ -50,6 +50,10 @@ TAG_VERIFIED = "verified"
 ATTR_PROPOSAL = "proposal"
 #: write-back's journal: set before a file is replaced, cleared once the new hashes are recorded (JSON)
 F_WRITEBACK_PENDING = "writeback_pending"
+#: the image's near-duplicate fingerprint (core/similar.py) and what it was computed from
+#: ("VERSION:size:mtime_ns:sha256" of the file): recomputed only when the file's bytes change
+F_FINGERPRINT = "fingerprint"
+F_FINGERPRINT_KEY = "fingerprint_key"
 #: set on augmented variants: the id of the sample they were made from
 F_SOURCE_ID = "source_id"
 #: the rest of a variant's lineage (docs/ARCHITECTURE.md): recipe name and digest, seed, copy index
@@ -174,6 +178,8 @@ def ensure_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
         F_PRELABEL_RUN: (fo.StringField, {}),
         F_PRELABEL_CONFIDENCE: (fo.FloatField, {}),
         F_WRITEBACK_PENDING: (fo.StringField, {}),
+        F_FINGERPRINT: (fo.VectorField, {}),
+        F_FINGERPRINT_KEY: (fo.StringField, {}),
         f"{GT_FIELD}.detections.{ATTR_PROPOSAL}": (fo.BooleanField, {}),
         **{name: (fo.IntField if kind == "int" else fo.StringField, {}) for name, kind in VARIANT_FIELDS.items()},
     }

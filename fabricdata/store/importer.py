@@ -139,6 +139,7 @@ def _import_scan(
         enable_proxies(dataset)
     report.added = len(new_items)
     _apply_changes(dataset, changed, force, report, progress)
+    _fingerprint(dataset, root)
     _handle_missing(dataset, root, scan.items, scan.errors, prune, report)
     _used_classes(dataset, report)
     return report
@@ -150,6 +151,13 @@ def _used_classes(dataset: Any, report: ImportReport) -> None:
     declared = list(dataset.default_classes or [])
     report.classes = [name for name in declared if name in used] + sorted(used - set(declared))
     report.unused_classes = [name for name in declared if name not in used]
+
+
+def _fingerprint(dataset: Any, root: Path) -> None:
+    """Near-duplicate fingerprints of this folder's new images and of those whose file changed (store/fingerprints)."""
+    from fabricdata.store.fingerprints import refresh_fingerprints
+
+    refresh_fingerprints(dataset.match(fiftyone().ViewField(F_SOURCE_FOLDER) == str(root)))
 
 
 def _complete(items: Sequence[FolderItem], errors: list[AnnotationError]) -> list[FolderItem]:
