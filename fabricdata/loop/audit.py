@@ -31,7 +31,7 @@ from fabricdata.review.audit_report import read_folds, write_audit
 from fabricdata.review.audit_scores import AuditOptions
 from fabricdata.review.predictions import load_predictions, match_samples
 from fabricdata.review.review import MIN_CONFIDENCE
-from fabricdata.store.dataset import F_SOURCE_ID, labeled, load_dataset
+from fabricdata.store.dataset import F_SOURCE_ID, labeled, load_dataset, scope
 from fabricdata.store.locks import dataset_lock
 from finetune.config import TrainConfig, load_config
 from finetune.sweep import PlannedRun, read_summary, run_sweep
@@ -174,7 +174,7 @@ def _matched(
 ) -> dict[str, tuple[PredictionRecord, int, str]]:
     """Sample id -> (its prediction, fold, source) from one predictions file per fold. With a plan, only the fold's
     held-out originals are taken (a run never scores the images it trained on)."""
-    dataset = load_dataset(dataset_name)
+    dataset, within = load_dataset(dataset_name), scope()
     matched: dict[str, tuple[PredictionRecord, int, str]] = {}
     for info, path in zip(folds, files, strict=True):
         found, unmatched = match_samples(dataset, load_predictions(path))
@@ -183,6 +183,8 @@ def _matched(
         for sid, record in found.items():
             if plan is not None and plan.roles[info.fold].get(sid) != HELD_OUT:
                 continue
+            if within is not None and sid not in within:
+                continue  # outside the view the API was given
             if sid in matched:
                 log(f"warning: {path}: {record.filepath or record.image} also predicted in fold {matched[sid][1]}")
             matched[sid] = (record, info.fold, info.source)

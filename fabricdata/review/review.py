@@ -41,7 +41,7 @@ from fabricdata.review.predictions import (
     store_predictions,
 )
 from fabricdata.review.report import previous_summary, write_report
-from fabricdata.store.dataset import GT_FIELD, fiftyone, load_dataset
+from fabricdata.store.dataset import GT_FIELD, fiftyone, load_dataset, scope
 from fabricdata.store.labeldiff import Side, diff_tables, statement
 from fabricdata.store.locks import holds_dataset
 from fabricdata.store.versions import VersionStore, run_version
@@ -120,6 +120,8 @@ def review(
     say = progress or (lambda _: None)
     # 1. the run's <OD> predictions, checked and matched to samples, stored beside any earlier review of R
     matched, unmatched = _read_run(dataset, folder)
+    if (within := scope()) is not None:  # a view's samples only (fabricdata.api)
+        matched = {sid: record for sid, record in matched.items() if sid in within}
     discard_staged(dataset, pred_field, eval_key)
     say("storing predictions")
     dropped = store_predictions(dataset, staged[0], matched, min_confidence)

@@ -10,7 +10,9 @@ import hashlib
 import json
 import logging
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -247,12 +249,44 @@ def pending_drafts(samples: Any) -> Any:
     return samples.match_tags(TAG_PRELABELED).match_tags(TAG_VERIFIED, bool=False)
 
 
-def labeled(samples: Any) -> Any:
-    """The samples whose labels are an annotator's: everything but unverified drafts. Statistics, splits,
-    augmentation, validation and exports read these, so a model's guesses never train a model."""
+def annotated(samples: Any) -> Any:
+    """The samples whose labels are an annotator's: everything but unverified drafts (whatever the scope)."""
     fo = fiftyone()
     tags = fo.ViewField("tags")
     return samples.match(~(tags.contains(TAG_PRELABELED) & ~tags.contains(TAG_VERIFIED)))
+
+
+def labeled(samples: Any) -> Any:
+    """The samples a verb works on: the annotators' labels (everything but unverified drafts, so a model's guesses
+    never train a model), within the caller's scope (:func:`scoped`). Statistics, splits, augmentation,
+    validation, audits and exports read these."""
+    return in_scope(annotated(samples))
+
+
+#: the sample ids of the view a Python API caller passed (fabricdata.api); None: the whole dataset
+_SCOPE: ContextVar[frozenset[str] | None] = ContextVar("fabricdata_scope", default=None)
+
+
+@contextmanager
+def scoped(sample_ids: Iterable[str]) -> Iterator[None]:
+    """Within the block, the verbs read only these samples of their dataset (:func:`labeled`, :func:`in_scope`):
+    how ``fabricdata.api`` runs a verb on an ``fo.DatasetView``."""
+    token = _SCOPE.set(frozenset(sample_ids))
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
+
+def scope() -> frozenset[str] | None:
+    """The sample ids of the current scope (:func:`scoped`); None outside one."""
+    return _SCOPE.get()
+
+
+def in_scope(samples: Any) -> Any:
+    """``samples`` restricted to the current scope (unchanged outside one)."""
+    ids = _SCOPE.get()
+    return samples if ids is None else samples.select(sorted(ids))
 
 
 def managed_dir(dataset_name: str, kind: str) -> Path:

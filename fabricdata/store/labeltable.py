@@ -36,9 +36,9 @@ from fabricdata.store.dataset import (
     F_SPLIT_SOURCE,
     F_VERIFIED,
     GT_FIELD,
+    annotated,
     document_shape,
     fiftyone,
-    labeled,
 )
 
 #: sample fields a version keeps besides file path, tags and metadata (write-back and re-import need them)
@@ -130,7 +130,7 @@ def without_gc() -> Iterator[None]:
 
 def originals(samples: Any) -> Any:
     """The images whose labels a version holds: annotators' labels (no unverified drafts), no augmented variant."""
-    return labeled(samples).exists(F_SOURCE_ID, bool=False)
+    return annotated(samples).exists(F_SOURCE_ID, bool=False)
 
 
 def box_attributes(dataset: Any) -> list[str]:

@@ -42,6 +42,7 @@ from fabricdata.store.dataset import (
     TAG_PRELABELED,
     TAG_VERIFIED,
     fiftyone,
+    in_scope,
     labels_digest,
     load_dataset,
     load_view,
@@ -368,6 +369,7 @@ def export_labelimg(
     A sidecar records which sample each file came from, so re-importing the folder updates those samples.
     """
     dataset, view = load_view(dataset_name, view_name)
+    view = in_scope(view)
     if tag is not None:
         view = view.match_tags(tag)
     if on_total is not None:
