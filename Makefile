@@ -26,8 +26,10 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not installed: the App browser test will be skipped (apt-get install chromium)"; fi; }
 
+# One worker per core (pytest-xdist), each with its own private mongod; a test module stays on one worker, so its
+# module fixtures are built once. `pytest -m "not slow"` (one process) is the quick loop.
 test: setup lint browser
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check fabricdata finetune tests benchmarks scripts

@@ -206,3 +206,9 @@ def test_thumbnails_decode_jpegs_at_reduced_size(tmp_path: Path) -> None:
     assert load_pixels(tmp_path / "a.jpg", min_side=192).size == (256, 192)  # decoded at 1/4 scale
     assert load_pixels(tmp_path / "a.jpg", min_side=200).size == (512, 384)  # never below min_side
     assert load_pixels(tmp_path / "a.png", min_side=192).size == (1024, 768)  # other formats: whole
+
+
+@pytest.mark.parametrize("count", [0, 1, 4])
+def test_frames_without_detail_are_searched_without_error(count: int) -> None:
+    """Plain frames (one colour: no weave, no anchors) give no windows at all: no pairs, no error."""
+    assert similar.near_duplicate_pairs(np.zeros((count, similar.LENGTH), dtype=np.int8)) == []

@@ -468,6 +468,9 @@ def _scan(
             hits[crowded] &= similarity[crowded] >= least[:, None]
         row, col = np.nonzero(hits)
         found.append((block[row], members[col], similarity[row, col]))
+    if not found:  # no windows at all (plain frames have no anchors)
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.float32)
     asked, hit, similarity = (np.concatenate(part) for part in zip(*found, strict=True))
     return asked, hit, similarity
 
