@@ -41,7 +41,11 @@ mongod.start(_SESSION_HOME / "mongodb")  # sets FIFTYONE_DATABASE_URI, overridin
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Browser tests are skipped at collection where Debian's chromium is absent (their fixtures, which train or
-    import, are never built); on CI they run, and fail there if chromium is missing (make test installs it)."""
+    import, are never built); on CI they run, and fail there if chromium is missing (make test installs it).
+    They drive a real browser for tens of seconds each, so they are also ``slow`` (out of the quick loop)."""
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)
     if shutil.which("chromium") or os.environ.get("CI"):
         return
     skip = pytest.mark.skip(reason="Debian's chromium is not installed (make test installs it where it can)")
