@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -26,6 +26,7 @@ from fabricdata.core.annotation import parse_class_list
 from fabricdata.core.errors import ConfigError
 from fabricdata.core.images import DEFAULT_MAX_PIXELS
 from fabricdata.core.wording import plural
+from fabricdata.formats.registry import help_list as format_names
 
 if TYPE_CHECKING:
     from fabricdata.store.importer import ImportReport
@@ -78,7 +79,7 @@ def import_(
         Path, typer.Argument(help="Folder (any depth): LabelImg, YOLO/Roboflow/Ultralytics, darknet or CreateML.")
     ],
     dataset: DatasetOption = "fabric",
-    format: Annotated[str, typer.Option("--format", help="auto, voc, yolo or createml.")] = "auto",
+    format: Annotated[str, typer.Option("--format", help=f"auto, {format_names()}.")] = "auto",
     classes: Annotated[
         str | None,
         typer.Option(help="Comma-separated classes: YOLO names where the folder has none; other labels are errors."),
@@ -140,20 +141,19 @@ def import_(
 
       fabricdata import steel/ --dataset steel --names steel/data.yaml --ledger steel-ledger.jsonl
     """
-    from fabricdata.formats import FORMATS, FormatName
+    from fabricdata.formats import FORMATS
     from fabricdata.store.importer import import_folder
 
     if format not in ("auto", *FORMATS):
-        raise ConfigError(f"--format: expected auto, voc, yolo or createml, got {format!r}")
+        raise ConfigError(f"--format: expected auto, {format_names()}, got {format!r}")
     if not folder.is_dir():
         raise ConfigError(f"{folder}: not a folder")
-    chosen = cast(FormatName | Literal["auto"], format)
     wanted = parse_class_list(classes) if classes else None
     with counted("import") as bar:
         report = import_folder(
             folder,
             dataset,
-            chosen,
+            format,
             wanted,
             prune,
             force,
