@@ -341,14 +341,17 @@ def writeback_(
     dataset: DatasetOption = "fabric",
     force: Annotated[bool, typer.Option(help="Overwrite files that changed on disk since import.")] = False,
 ) -> None:
-    """Write labels fixed in the App back to the original LabelImg files (atomic; never loses an edit).
+    """Write labels fixed in the App back to the original label files (atomic; never loses an edit).
 
-    Only files whose labels changed are written, in their own format (VOC, YOLO, CreateML), each atomically
-    and under a lock (a second write-back waits). A file that changed on disk since it was imported, or that
-    another program saves during the write-back, is left as it is and reported (--force overwrites the former).
-    A rerun after a crash finishes the interrupted writes from the journal. Images drafted by 'fabricdata prelabel'
-    get a new label file beside them once an annotator tags them 'verified' in the App (never before, and
-    never over an existing file).
+    Only files whose labels changed are written, in their own format, each atomically and under a lock (a second
+    write-back waits); in a file only what was edited changes (untouched boxes and lines keep their exact bytes,
+    edited values the file's own number style), and the dataset then holds what the file says. A file that
+    changed on disk since it was imported, or that another program saves during the write-back, is left as it is
+    and reported (--force overwrites the former); a file the system refuses (full or read-only disk, no access, a
+    FIFO in its place) is listed, and the others are written. A rerun after a crash (of the command or of the
+    database) finishes the interrupted writes from the journal. Images drafted by 'fabricdata prelabel' get a new
+    label file beside them once an annotator tags them 'verified' in the App (never before, and never over an
+    existing file).
 
     Examples:
 
@@ -369,7 +372,8 @@ def writeback_(
         console.print(f"recorded {report.recovered} file(s) an interrupted write-back had written")
     for path in report.written:
         console.print(f"[green]wrote[/] {path}")
-    console.print(f"{len(report.written)} file(s) written, {report.unchanged} unchanged")
+    rounded = f", {report.rounded} edit(s) rounded to the file's own numbers" if report.rounded else ""
+    console.print(f"{len(report.written)} file(s) written, {report.unchanged} unchanged{rounded}")
     if report.errors:
         error_table(f"{len(report.errors)} file(s) not written", report.errors)
         raise typer.Exit(1)
