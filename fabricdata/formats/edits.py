@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Any
 
@@ -292,6 +292,54 @@ def set_member(obj_text: str, key: str, value: str) -> str:
     return obj_text[:close] + member + obj_text[close:]
 
 
+@dataclass(slots=True)
+class JsonDocument:
+    """A JSON object's text (less a byte-order mark), where its top-level lists ``arrays`` are, and changes planned
+    to them: element index -> its new texts (none: removed; the first takes its place, the others follow it), and
+    new elements at a list's end. :meth:`apply` gives the text with the changes, all else byte for byte."""
+
+    bom: str
+    text: str
+    arrays: dict[str, JsonArray]
+    layout: JsonLayout
+    at: dict[str, dict[int, list[str]]] = field(default_factory=lambda: defaultdict(dict))
+    end: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    @classmethod
+    def of(cls, raw: str, keys: Iterable[str]) -> JsonDocument:
+        """The object ``raw`` with its lists named ``keys``.
+
+        Raises:
+            JsonShapeError: ``raw`` is not a JSON object, or one of those members is not a list.
+        """
+        text = raw.removeprefix("\ufeff")
+        members = json_members(text, skip_space(text, 0))
+        arrays = {key: json_array(text, span[0]) for key, span in members.items() if key in set(keys)}
+        return cls(raw[: len(raw) - len(text)], text, arrays, JsonLayout.of(text))
+
+    def piece(self, key: str, index: int) -> str:
+        start, end = self.arrays[key].elements[index]
+        return self.text[start:end]
+
+    def dump(self, key: str, value: Any, style: NumberStyle) -> str:
+        """``value`` laid out as an element of list ``key``."""
+        array = self.arrays[key]
+        where = array.elements[0][0] if array.elements else array.start
+        return self.layout.dump(value, style, indentation(self.text, where))
+
+    def apply(self) -> str:
+        spans = []
+        for key, array in self.arrays.items():
+            if self.at[key] or self.end[key]:
+                items: list[tuple[int | None, str]] = []
+                for k in range(len(array.elements)):
+                    new = self.at[key].get(k, [self.piece(key, k)])
+                    items += [(k if n == 0 else None, piece) for n, piece in enumerate(new)]
+                items += [(None, piece) for piece in self.end[key]]
+                spans.append((array.start, array.end, rebuild_array(self.text, array, items)))
+        return self.bom + splice(self.text, spans)
+
+
 def splice(text: str, replacements: Iterable[tuple[int, int, str]]) -> str:
     """``text`` with each span ``(start, end)`` replaced by its new text (spans must not overlap)."""
     out: list[str] = []
@@ -306,6 +354,7 @@ def splice(text: str, replacements: Iterable[tuple[int, int, str]]) -> str:
 __all__ = [
     "SAME_BOX_PX",
     "JsonArray",
+    "JsonDocument",
     "JsonLayout",
     "JsonShapeError",
     "NumberStyle",
