@@ -85,8 +85,35 @@ def createml(folder: Path) -> None:
     (folder / "annotations.json").write_text(json.dumps(entries, indent=2))
 
 
+def coco(folder: Path) -> None:
+    """_annotations.coco.json as Roboflow writes it: one compact line, a dataset category of id 0 above the
+    classes, float32 decimals in bbox and area, an empty segmentation."""
+    _images(folder)
+    categories = [{"id": 0, "name": "defects", "supercategory": "none"}]
+    categories += [{"id": n + 1, "name": name, "supercategory": "defects"} for n, name in enumerate(CLASSES)]
+    images, annotations = [], []
+    for k, (name, boxes) in enumerate(BOXES.items()):
+        width, height = SIZES[name]
+        images.append({"id": k, "license": 1, "file_name": name, "height": height, "width": width})
+        for label, x0, y0, x1, y1 in boxes:
+            bbox = [x0, y0, x1 - x0, y1 - y0]
+            category = CLASSES.index(label) + 1
+            annotations.append(
+                {
+                    "id": len(annotations),
+                    "image_id": k,
+                    "category_id": category,
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                }
+                | {"segmentation": [], "iscrowd": 0}
+            )
+    document = {"info": {"year": "2024"}, "categories": categories, "images": images, "annotations": annotations}
+    (folder / "_annotations.coco.json").write_text(json.dumps(document, separators=(",", ":")))
+
+
 #: format name -> the function that writes its sample folder
-SAMPLES: dict[str, Callable[[Path], None]] = {"voc": voc, "yolo": yolo, "createml": createml}
+SAMPLES: dict[str, Callable[[Path], None]] = {"voc": voc, "yolo": yolo, "createml": createml, "coco": coco}
 
 #: how close a format's reader gets to the sample's pixel coordinates (YOLO: what six decimals of a normalised
 #: value leave of a pixel)

@@ -39,13 +39,12 @@ FORMAT_MODULES: dict[str, str] = {
     "voc": "fabricdata.formats.voc",
     "yolo": "fabricdata.formats.yolo",
     "createml": "fabricdata.formats.createml",
+    "coco": "fabricdata.formats.coco",
 }
 
 #: label files recognised but not read, as no format is registered for them: name -> (their suffix, the function
 #: of :mod:`fabricdata.formats.layouts` that recognises one, why they are refused)
-UNSUPPORTED: dict[str, tuple[str, str, str]] = {
-    "coco": (".json", "looks_like_coco", "COCO detection JSON: not supported yet (convert it to VOC or YOLO)"),
-}
+UNSUPPORTED: dict[str, tuple[str, str, str]] = {}
 
 HashUnit = Literal["file", "entry"]
 
