@@ -227,9 +227,6 @@ def createml_to_box(coords: dict[str, float]) -> Box:
     return Box(cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0)
 
 
-# --- top-left corner and size in pixels (COCO's bbox, and what many tools write) -------------------------
-
-
 def box_to_xywh(box: Box) -> tuple[float, float, float, float]:
     """Canonical box to pixel ``x, y, width, height`` (top-left corner; COCO's ``bbox``)."""
     return (box.xmin, box.ymin, box.xmax - box.xmin, box.ymax - box.ymin)
