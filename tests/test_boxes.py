@@ -58,6 +58,9 @@ def test_yolo_and_createml_round_trips(case: tuple[ImageSize, tuple[int, ...]]) 
     frozen = dict(coords)
     assert bx.box_to_voc(bx.createml_to_box(coords)) == tuple(voc)
     assert coords == frozen
+    xywh = list(bx.box_to_xywh(box))
+    assert bx.xywh_to_box(xywh) == box and xywh == list(bx.box_to_xywh(box))  # exact for integers, not mutated
+    assert xywh[2:] == [box.width, box.height] and all(isinstance(v, float) for v in xywh)
 
 
 @settings(max_examples=300, deadline=None)

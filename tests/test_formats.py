@@ -7,8 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from fabricdata.core.annotation import ImageAnnotation
+from fabricdata.core.annotation import ImageAnnotation, LabeledBox
 from fabricdata.core.boxes import Box, ImageSize, box_to_voc
 from fabricdata.core.errors import (
     AnnotationError,
@@ -17,10 +18,13 @@ from fabricdata.core.errors import (
     MissingFieldError,
     UnknownClassError,
     UnsafeXMLError,
+    WriteBackConflictError,
 )
 from fabricdata.core.images import image_size
-from fabricdata.formats import detect_format, read_folder
+from fabricdata.formats import FolderItem, detect_format, read_folder, registry
 from fabricdata.formats.createml import createml_to_text, read_createml
+from fabricdata.formats.discover import discover
+from fabricdata.formats.registry import SampleLabels, Written
 from fabricdata.formats.voc import parse_voc, read_voc, voc_to_bytes, write_voc
 from fabricdata.formats.yolo import read_classes, read_yolo, yolo_to_text
 
@@ -286,3 +290,137 @@ def test_createml_label_must_be_a_string(assets: Path) -> None:
     annotations, errors = read_createml_from_text(folder / "annotations.json", text, folder)
     assert len(annotations) == 2 and len(errors) == 1
     assert errors[0].element.endswith("annotations[0].label") and "must be a string" in str(errors[0])
+
+
+# --- the contract every registered format passes -------------------------------------------------------------
+
+
+def _sample(fmt: str, folder: Path) -> Path:
+    from tests.formats_contract import SAMPLES
+
+    SAMPLES[fmt](folder)
+    return folder
+
+
+def _noisy(objects: tuple[LabeledBox, ...], size: ImageSize) -> tuple[LabeledBox, ...]:
+    """What the dataset hands back for ``objects``: their boxes through FiftyOne's relative coordinates."""
+    from fabricdata.core.boxes import box_to_fiftyone, fiftyone_to_box
+
+    return tuple(replace(obj, box=fiftyone_to_box(box_to_fiftyone(obj.box, size), size)) for obj in objects)
+
+
+def _edit(item: FolderItem, objects: tuple[LabeledBox, ...] | None = None) -> SampleLabels:
+    ann = item.annotation
+    return SampleLabels(
+        item.image_path,
+        ann.size,
+        _noisy(ann.objects, ann.size) if objects is None else objects,
+        verified=ann.verified,
+        class_file=item.class_file,
+        class_names=item.class_names,
+    )
+
+
+def _moved(obj: LabeledBox, dx: float) -> LabeledBox:
+    box = obj.box
+    return replace(obj, box=Box(box.xmin + dx, box.ymin, box.xmax + dx, box.ymax))
+
+
+@pytest.mark.parametrize("fmt", registry.names())
+class TestEveryRegisteredFormat:
+    """Detect, read, write back and write anew: what discovery, import, write-back and prelabel rely on, for each
+    format in the registry (a format without a sample in tests/formats_contract.py fails here)."""
+
+    def test_has_a_sample_folder(self, fmt: str) -> None:
+        from tests.formats_contract import SAMPLES
+
+        assert fmt in SAMPLES, f"add a sample folder of {fmt} to tests/formats_contract.py"
+
+    def test_detects_its_files(self, fmt: str, tmp_path: Path) -> None:
+        folder = _sample(fmt, tmp_path / fmt)
+        assert detect_format(folder) == fmt
+        assert {label.format for label in discover(folder).labels} == {fmt}
+
+    def test_reads_every_box_with_its_coordinates(self, fmt: str, tmp_path: Path) -> None:
+        from tests.formats_contract import BOXES, READ_TOLERANCE
+
+        scan = read_folder(_sample(fmt, tmp_path / fmt), fmt)
+        assert scan.errors == [] and {item.format for item in scan.items} == {fmt}
+        got = {
+            item.image_path.name: [(o.label, *o.box.as_tuple()) for o in item.annotation.objects] for item in scan.items
+        }
+        assert set(got) == set(BOXES)
+        for name, boxes in BOXES.items():
+            for (label, *want), (read_label, *read) in zip(boxes, got[name], strict=True):
+                assert label == read_label
+                assert max(abs(a - b) for a, b in zip(want, read, strict=True)) <= READ_TOLERANCE.get(fmt, 1e-9)
+
+    def test_write_back_of_unedited_labels_changes_no_byte(self, fmt: str, tmp_path: Path) -> None:
+        scan = read_folder(_sample(fmt, tmp_path / fmt), fmt)
+        format_ = registry.get(fmt)
+        for path in {item.annotation_path for item in scan.items}:
+            items = [item for item in scan.items if item.annotation_path == path]
+            data = path.read_bytes()
+            back = format_.write_back(data, path, [_edit(item) for item in items])
+            assert back.data == data and back.companions == []
+            for item in items:
+                written = back.results[item.image_path]
+                assert isinstance(written, Written) and written.annotation_hash == item.content_hash
+                assert written.objects == item.annotation.objects
+
+    def test_write_back_of_one_edit_changes_that_box_only(self, fmt: str, tmp_path: Path) -> None:
+        scan = read_folder(_sample(fmt, tmp_path / fmt), fmt)
+        item = next(item for item in scan.items if item.image_path.name == "a.png")
+        objects = _noisy(item.annotation.objects, item.annotation.size)
+        edited = (objects[0], _moved(objects[1], 3.25), objects[2])
+        back = registry.get(fmt).write_back(
+            item.annotation_path.read_bytes(), item.annotation_path, [_edit(item, edited)]
+        )
+        written = back.results[item.image_path]
+        assert isinstance(written, Written)
+        item.annotation_path.write_bytes(back.data)
+        again = {i.image_path.name: i for i in read_folder(item.annotation_path.parent, fmt).items}
+        got = again["a.png"].annotation.objects
+        assert got == written.objects
+        assert got[0] == item.annotation.objects[0] and got[2] == item.annotation.objects[2]  # untouched, exactly
+        assert abs(got[1].box.xmin - (item.annotation.objects[1].box.xmin + 3.25)) <= 0.5  # in the file's style
+        other = next(i for i in scan.items if i.image_path.name == "b.png")
+        assert again["b.png"].content_hash == other.content_hash and again["b.png"].annotation == other.annotation
+
+    def test_write_back_removes_and_adds_boxes(self, fmt: str, tmp_path: Path) -> None:
+        scan = read_folder(_sample(fmt, tmp_path / fmt), fmt)
+        item = next(item for item in scan.items if item.image_path.name == "a.png")
+        objects = _noisy(item.annotation.objects, item.annotation.size)
+        added = LabeledBox("broken", Box(100.0, 100.0, 164.0, 150.0))
+        back = registry.get(fmt).write_back(
+            item.annotation_path.read_bytes(), item.annotation_path, [_edit(item, (objects[0], objects[2], added))]
+        )
+        for companion, content in back.companions:
+            companion.write_bytes(content)
+        item.annotation_path.write_bytes(back.data)
+        got = next(i for i in read_folder(item.annotation_path.parent, fmt).items if i.image_path == item.image_path)
+        objects = got.annotation.objects
+        assert [o.label for o in objects] == ["drop", "drop", "broken"]
+        assert objects[:2] == (item.annotation.objects[0], item.annotation.objects[2])
+        assert all(abs(a - b) <= 0.5 for a, b in zip(objects[2].box.as_tuple(), added.box.as_tuple(), strict=True))
+
+    def test_a_verified_draft_becomes_a_new_file_read_back_as_written(self, fmt: str, tmp_path: Path) -> None:
+        folder = tmp_path / "drafts"
+        folder.mkdir()
+        Image.new("RGB", (200, 100)).save(folder / "new.png")
+        objects = (LabeledBox("drop", Box(10.3, 20.6, 60.2, 70.7)), LabeledBox("wrinkle", Box(0.0, 0.0, 200.0, 33.5)))
+        draft = SampleLabels(folder / "new.png", ImageSize(200, 100), objects, verified=True, class_names=CLASSES)
+        new = registry.get(fmt).new_file(draft)
+        for companion, content in new.companions:
+            companion.write_bytes(content)
+        new.path.write_bytes(new.data)
+        [item] = read_folder(folder, fmt).items
+        assert item.annotation.objects == new.written.objects and item.content_hash == new.written.annotation_hash
+        assert [o.label for o in item.annotation.objects] == ["drop", "wrinkle"]
+        for got, want in zip(item.annotation.objects, objects, strict=True):
+            assert all(abs(a - b) <= 0.5 for a, b in zip(got.box.as_tuple(), want.box.as_tuple(), strict=True))
+        try:  # never a second file (or entry) for one image
+            again = registry.get(fmt).new_file(draft)
+        except (FileExistsError, WriteBackConflictError):
+            return
+        assert again.replaces is None and again.path.exists()  # created only where none is: write-back's atomic link

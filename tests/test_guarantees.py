@@ -25,7 +25,8 @@ from PIL import Image
 
 from fabricdata.core import fileio
 from fabricdata.core.annotation import ImageAnnotation, LabeledBox
-from fabricdata.core.boxes import Box, ImageSize
+from fabricdata.core.boxes import Box, ImageSize, box_to_xywh
+from fabricdata.formats import registry
 from fabricdata.formats.createml import createml_entry
 from fabricdata.formats.voc import write_voc
 from fabricdata.formats.yolo import write_classes, yolo_to_text
@@ -39,7 +40,7 @@ SIZE = ImageSize(96, 64)
 
 
 def make_tree(folder: Path, fmt: str, images: int) -> Path:
-    """``images`` small LabelImg images with two boxes each, in ``fmt`` (voc, yolo or createml)."""
+    """``images`` small LabelImg images with two boxes each, in ``fmt`` (voc, yolo, createml or coco)."""
     folder.mkdir(parents=True)
     entries = []
     for index in range(images):
@@ -54,13 +55,27 @@ def make_tree(folder: Path, fmt: str, images: int) -> Path:
             write_voc(annotation, folder / f"fabric {index:03d}.xml")
         elif fmt == "yolo":
             (folder / f"fabric {index:03d}.txt").write_text(yolo_to_text(annotation, CLASSES))
-        else:
+        elif fmt == "createml":
             entries.append(createml_entry(annotation))
+        else:
+            entries.append({"id": index, "file_name": name, "width": SIZE.width, "height": SIZE.height})
+            entries += [_coco_box(obj, index, len(entries) + k) for k, obj in enumerate(objects)]
     if fmt == "yolo":
         write_classes(folder / "classes.txt", CLASSES)
     if fmt == "createml":
         (folder / "annotations.json").write_text(json.dumps(entries))
+    if fmt == "coco":
+        categories = [{"id": k + 1, "name": name} for k, name in enumerate(CLASSES)]
+        images = [entry for entry in entries if "file_name" in entry]
+        annotations = [entry for entry in entries if "bbox" in entry]
+        document = {"categories": categories, "images": images, "annotations": annotations}
+        (folder / "_annotations.coco.json").write_text(json.dumps(document))
     return folder
+
+
+def _coco_box(obj: LabeledBox, image_id: int, index: int) -> dict[str, object]:
+    x, y, w, h = box_to_xywh(obj.box)
+    return {"id": index, "image_id": image_id, "category_id": CLASSES.index(obj.label) + 1, "bbox": [x, y, w, h]}
 
 
 def edit_every_sample(dataset_name: str) -> None:
@@ -125,9 +140,7 @@ def assert_all_dead(pids: list[int], within: float = 10.0) -> None:
 
 # (format, crash point): killed with the journal written and the file not yet replaced, and with the file
 # replaced but its hash not yet recorded (the 3rd file for VOC/YOLO; CreateML has one file for all images)
-WRITEBACK_CRASHES = [
-    (fmt, point) for fmt in ("voc", "yolo", "createml") for point in ("writeback.journaled", "writeback.renamed")
-]
+WRITEBACK_CRASHES = [(fmt, point) for fmt in registry.names() for point in ("writeback.journaled", "writeback.renamed")]
 
 
 @pytest.mark.parametrize(
@@ -144,7 +157,11 @@ def test_writeback_killed_mid_way_finishes_on_rerun_byte_identical(
         assert not import_folder(folder, dataset).errors
         edit_every_sample(dataset)
     assert len(writeback(datasets[1]).written) == 8
-    kill_at(f"{point}:{1 if fmt == 'createml' else 3}", ["writeback", "--dataset", datasets[0]], tmp_path)
+    kill_at(
+        f"{point}:{1 if registry.get(fmt).hash_unit == 'entry' else 3}",
+        ["writeback", "--dataset", datasets[0]],
+        tmp_path,
+    )
     assert tree_bytes(crashed) != tree_bytes(straight) or point.endswith("renamed")
 
     done = fabricdata_cli("writeback", "--dataset", datasets[0])
@@ -188,13 +205,14 @@ def test_two_writebacks_at_once_serialize_without_conflicts(tmp_path: Path, name
     assert (again.written, again.errors) == ([], [])
 
 
-@pytest.mark.parametrize("fmt", ["voc", "yolo", "createml"])
+@pytest.mark.parametrize("fmt", registry.names())
 def test_a_labelimg_save_during_writeback_is_never_overwritten(
     fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: Callable[[], str]
 ) -> None:
     folder = make_tree(tmp_path / fmt, fmt, 3)
     dataset = names()
-    label_file = {"voc": "fabric 001.xml", "yolo": "fabric 001.txt", "createml": "annotations.json"}[fmt]
+    files = {"voc": "fabric 001.xml", "yolo": "fabric 001.txt", "createml": "annotations.json"}
+    label_file = files.get(fmt, "_annotations.coco.json")
     saved: dict[Path, bytes] = {}
 
     def labelimg_saves(target: Path) -> None:  # between write-back's check and its rename

@@ -141,9 +141,9 @@ def test_no_import_of_a_folder_holding_annotation_files_ends_with_exit_0_and_0_i
         flat_roboflow_tree(root, pool[:3], CLASSES)
         for image in root.glob("*.jpg"):
             image.rename(root / f"photo-{image.name}")
-    elif what == "coco-only":
+    elif what == "coco-only":  # a COCO file whose images are not in the folder (renamed)
         for xml in pool[:3]:
-            shutil.copyfile(xml.with_suffix(".jpg"), root / f"{xml.stem}.jpg")
+            shutil.copyfile(xml.with_suffix(".jpg"), root / f"photo-{xml.stem}.jpg")
         (root / "instances_train.json").write_text(json.dumps(_coco(pool[:3])))
     else:
         for xml in pool[:3]:
@@ -170,32 +170,35 @@ def test_the_ledger_accounts_for_every_file_with_a_reason(
     _voc_in(root, root, pool[:4])
     (root / "README.md").write_text("# defects\n")
     (root / "annotations").mkdir()
-    (root / "annotations" / "instances_val.json").write_text(json.dumps(_coco(pool[:4])))
+    (root / "annotations" / "instances_val.json").write_text(json.dumps(_coco(pool[6:8])))
+    (root / "images").mkdir()  # the COCO file's images, beside its annotations/ folder
+    for xml in pool[6:8]:
+        shutil.copyfile(xml.with_suffix(".jpg"), root / "images" / f"{xml.stem}.jpg")
     shutil.copyfile(pool[4].with_suffix(".jpg"), root / "new.jpg")  # an image without labels
     shutil.copyfile(pool[5], root / "ghost.xml")  # a label without an image
     bad = root / f"{pool[3].stem}.xml"
     bad.write_text(bad.read_text().replace("<width>160", "<width>999"))  # refused: size disagrees with the image
     ledger_file = tmp_path / "ledger.jsonl"
     code, report, _ = _import(root, name, capsys, "--ledger", str(ledger_file))
-    assert code == 1 and report["added"] == 3
+    assert code == 1 and report["added"] == 5
     written = [json.loads(line) for line in ledger_file.read_text().splitlines()]
     assert written == report["ledger"]
     by_path = {Path(entry["path"]).relative_to(root.resolve()).as_posix(): entry for entry in written}
     files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     assert set(by_path) == files  # every file once, nothing else
     status = {path: (entry["status"], entry["reason"]) for path, entry in by_path.items()}
-    coco = status["annotations/instances_val.json"]
-    assert coco[0] == "refused" and coco[1].startswith("COCO detection JSON: not supported yet")
+    assert status["annotations/instances_val.json"][0] == "imported"
+    assert {status[f"images/{xml.stem}.jpg"][0] for xml in pool[6:8]} == {"imported"}
     assert status["README.md"] == ("ignored", "not an image or annotation")
     assert status["new.jpg"] == ("ignored", "image without labels")
     assert status["ghost.xml"][0] == "ignored" and "label without an image" in status["ghost.xml"][1]
     assert status[bad.name][0] == "refused" and "size: annotation says 999x120" in status[bad.name][1]
     image = f"{pool[3].stem}.jpg"
     assert status[image][0] == "refused" and f"its annotation {bad.name} was refused" in status[image][1]
-    assert report["files"] == {"imported": 6, "layout": 0, "refused": 3, "ignored": 3}
+    assert report["files"] == {"imported": 9, "layout": 0, "refused": 2, "ignored": 3}
     assert not any("instances_val.json" in path for path in report["ignored"])
     code, out, _ = run(["import", str(root), "-d", name], capsys)
-    assert "ledger: 12 files (6 imported, 0 layout, 3 refused, 3 ignored)" in out
+    assert "ledger: 14 files (9 imported, 0 layout, 2 refused, 3 ignored)" in out
 
 
 # --- class names proven, never guessed -----------------------------------------------------------------------

@@ -40,6 +40,8 @@ def writeback_result(report: WriteBackReport) -> dict[str, Any]:
         parts.append(f"{plural(len(conflicts), 'file')} not written (conflicts, left as they are)")
     if report.recovered:
         parts.append(f"recorded {plural(report.recovered, 'file')} an interrupted write-back had written")
+    if report.rounded:
+        parts.append(f"{plural(report.rounded, 'edit')} rounded to the file's own numbers")
     if not parts:
         parts.append("nothing to write")
     parts.append(f"{report.unchanged} unchanged")

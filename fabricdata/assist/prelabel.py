@@ -23,6 +23,7 @@ from fabricdata.core.contracts import Tiling
 from fabricdata.core.errors import AnnotationError, FormatDetectionError
 from fabricdata.core.images import ImageInfo, image_info
 from fabricdata.core.walk import image_files
+from fabricdata.formats import registry
 from fabricdata.formats.discover import discover
 from fabricdata.store.dataset import (
     ATTR_PROPOSAL,
@@ -33,10 +34,9 @@ from fabricdata.store.dataset import (
     F_SOURCE_FOLDER,
     GT_FIELD,
     TAG_PRELABELED,
-    detections_to_objects,
+    detections_hash,
     enable_proxies,
     fiftyone,
-    labels_digest,
     managed_dir,
     open_dataset,
     pending_drafts,
@@ -159,7 +159,7 @@ def _new_images(root: Path, dataset: Any, report: PrelabelReport) -> list[Path]:
     known = set(dataset.values("filepath")) if len(dataset) else set()
     try:
         found = discover(root)
-        labeled = {path for path in (_image_of(found, label) for label in found.labels) if path is not None}
+        labeled = {image for label in found.labels for image in registry.get(label.format).images_of(label, found)}
     except FormatDetectionError:  # no label file at all: every image is new work
         labeled = set()
     new = []
@@ -171,15 +171,6 @@ def _new_images(root: Path, dataset: Any, report: PrelabelReport) -> list[Path]:
         else:
             new.append(image)
     return new
-
-
-def _image_of(found: Any, label: Any) -> Path | None:
-    """The image a label file annotates, as import would pair it (CreateML files annotate many: None)."""
-    if label.image is not None:
-        return Path(label.image)
-    if label.format == "voc":
-        return found.image_for(label.path)  # type: ignore[no-any-return]
-    return None
 
 
 def _readable(
@@ -248,7 +239,7 @@ class _Drafter:
                 GT_FIELD: drafts,
                 # the drafts' digest: an import that finds a label file made meanwhile takes it unless the
                 # draft was edited in the App (as for any sample)
-                F_LABELS_HASH: labels_digest(detections_to_objects(drafts, info.size)),
+                F_LABELS_HASH: detections_hash(drafts, info.size),
                 F_PRELABEL_RUN: self.run_name,
                 F_PRELABEL_CONFIDENCE: max((d.confidence for d in drafted), default=None),
                 F_SOURCE_FOLDER: str(self.root),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -27,6 +27,7 @@ from fabricdata.core.annotation import parse_class_list
 from fabricdata.core.errors import ConfigError
 from fabricdata.core.images import DEFAULT_MAX_PIXELS
 from fabricdata.core.wording import plural
+from fabricdata.formats.registry import help_list as format_names
 
 if TYPE_CHECKING:
     from fabricdata.store.importer import ImportReport
@@ -79,7 +80,7 @@ def import_(
         Path, typer.Argument(help="Folder (any depth): LabelImg, YOLO/Roboflow/Ultralytics, darknet or CreateML.")
     ],
     dataset: DatasetOption = "fabric",
-    format: Annotated[str, typer.Option("--format", help="auto, voc, yolo or createml.")] = "auto",
+    format: Annotated[str, typer.Option("--format", help=f"auto, {format_names()}.")] = "auto",
     classes: Annotated[
         str | None,
         typer.Option(help="Comma-separated classes: YOLO names where the folder has none; other labels are errors."),
@@ -141,20 +142,19 @@ def import_(
 
       fabricdata import steel/ --dataset steel --names steel/data.yaml --ledger steel-ledger.jsonl
     """
-    from fabricdata.formats import FORMATS, FormatName
+    from fabricdata.formats import FORMATS
     from fabricdata.store.importer import import_folder
 
     if format not in ("auto", *FORMATS):
-        raise ConfigError(f"--format: expected auto, voc, yolo or createml, got {format!r}")
+        raise ConfigError(f"--format: expected auto, {format_names()}, got {format!r}")
     if not folder.is_dir():
         raise ConfigError(f"{folder}: not a folder")
-    chosen = cast(FormatName | Literal["auto"], format)
     wanted = parse_class_list(classes) if classes else None
     with counted("import") as bar:
         report = import_folder(
             folder,
             dataset,
-            chosen,
+            format,
             wanted,
             prune,
             force,
@@ -366,14 +366,17 @@ def writeback_(
     dataset: DatasetOption = "fabric",
     force: Annotated[bool, typer.Option(help="Overwrite files that changed on disk since import.")] = False,
 ) -> None:
-    """Write labels fixed in the App back to the original LabelImg files (atomic; never loses an edit).
+    """Write labels fixed in the App back to the original label files (atomic; never loses an edit).
 
-    Only files whose labels changed are written, in their own format (VOC, YOLO, CreateML), each atomically
-    and under a lock (a second write-back waits). A file that changed on disk since it was imported, or that
-    another program saves during the write-back, is left as it is and reported (--force overwrites the former).
-    A rerun after a crash finishes the interrupted writes from the journal. Images drafted by 'fabricdata prelabel'
-    get a new label file beside them once an annotator tags them 'verified' in the App (never before, and
-    never over an existing file).
+    Only files whose labels changed are written, in their own format, each atomically and under a lock (a second
+    write-back waits); in a file only what was edited changes (untouched boxes and lines keep their exact bytes,
+    edited values the file's own number style), and the dataset then holds what the file says. A file that
+    changed on disk since it was imported, or that another program saves during the write-back, is left as it is
+    and reported (--force overwrites the former); a file the system refuses (full or read-only disk, no access, a
+    FIFO in its place) is listed, and the others are written. A rerun after a crash (of the command or of the
+    database) finishes the interrupted writes from the journal. Images drafted by 'fabricdata prelabel' get a new
+    label file beside them once an annotator tags them 'verified' in the App (never before, and never over an
+    existing file).
 
     Examples:
 
@@ -394,7 +397,8 @@ def writeback_(
         console.print(f"recorded {report.recovered} file(s) an interrupted write-back had written")
     for path in report.written:
         console.print(f"[green]wrote[/] {path}")
-    console.print(f"{len(report.written)} file(s) written, {report.unchanged} unchanged")
+    rounded = f", {report.rounded} edit(s) rounded to the file's own numbers" if report.rounded else ""
+    console.print(f"{len(report.written)} file(s) written, {report.unchanged} unchanged{rounded}")
     if report.errors:
         error_table(f"{len(report.errors)} file(s) not written", report.errors)
         raise typer.Exit(1)

@@ -227,6 +227,17 @@ def createml_to_box(coords: dict[str, float]) -> Box:
     return Box(cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0)
 
 
+def box_to_xywh(box: Box) -> tuple[float, float, float, float]:
+    """Canonical box to pixel ``x, y, width, height`` (top-left corner; COCO's ``bbox``)."""
+    return (box.xmin, box.ymin, box.xmax - box.xmin, box.ymax - box.ymin)
+
+
+def xywh_to_box(values: Sequence[float]) -> Box:
+    """Pixel ``x, y, width, height`` (top-left corner; COCO's ``bbox``) to a canonical box."""
+    x, y, w, h = (float(v) for v in values)
+    return Box(x, y, x + w, y + h)
+
+
 # --- Florence-2 location bins ---------------------------------------------------------------------------
 
 

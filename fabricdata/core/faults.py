@@ -6,7 +6,8 @@ read-only file system would make it fail.
   ``FABRICDATA_PAUSE_FILE`` and sleep: until killed, or, with ``FABRICDATA_RESUME_FILE`` set, until that file
   exists (then it carries on).
 - ``FABRICDATA_FAIL_AT=POINT:ERRNO`` (an errno name such as ``ENOSPC``) makes every arrival at ``POINT`` raise
-  ``OSError(ERRNO)`` without a file name, as ``write()`` reports a full disk: whoever writes must add the path.
+  ``OSError(ERRNO)`` without a file name, as ``write()`` reports a full disk: whoever writes must add the path;
+  ``POINT:ERRNO:N`` fails only the N-th arrival (1 = the first), as one file of a batch would.
 
 Unset (every normal run), :func:`point` is two dictionary lookups. Points: ``lease.acquired``, ``import.added``,
 ``writeback.journaled``, ``writeback.renamed``, ``augment.written``, ``export.written``, ``fileio.write`` (every
@@ -22,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 _arrivals: Counter[str] = Counter()
+_failures: Counter[str] = Counter()
 
 
 def point(name: str) -> None:
@@ -47,7 +49,13 @@ def point(name: str) -> None:
 
 
 def _fail(name: str, spec: str) -> None:
-    where, _, code = spec.partition(":")
-    if where == name:
-        number = getattr(errno, code, errno.EIO)
-        raise OSError(number, os.strerror(number))
+    where, _, rest = spec.partition(":")
+    if where != name:
+        return
+    code, _, nth = rest.partition(":")
+    if nth:
+        _failures[name] += 1
+        if _failures[name] != int(nth):
+            return
+    number = getattr(errno, code, errno.EIO)
+    raise OSError(number, os.strerror(number))

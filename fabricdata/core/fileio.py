@@ -67,7 +67,7 @@ def _write_and_rename(target: Path, data: bytes, overwrite: bool, expect: str | 
             os.chmod(tmp_name, 0o644)
         if before_replace is not None:
             before_replace(target)
-        if expect is not None and sha256_file(target) != expect:
+        if expect is not None and _regular_hash(target) != expect:
             raise ChangedOnDiskError(str(target))
         if overwrite:
             os.replace(tmp_name, target)
@@ -148,6 +148,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _regular_hash(path: Path) -> str | None:
+    """The sha256 of the regular file ``path``; None for anything else in its place (a FIFO is never waited on)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        digest = hashlib.sha256()
+        while block := handle.read(1 << 20):
+            digest.update(block)
+        return digest.hexdigest()
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

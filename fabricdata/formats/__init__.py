@@ -1,29 +1,33 @@
-"""Annotation formats LabelImg writes, and reading a whole annotation tree.
+"""Label formats, and reading a whole annotation tree.
 
-One module per format, each a reader/writer pair: :mod:`.voc` (Pascal VOC XML), :mod:`.yolo` (YOLO txt +
-``classes.txt``) and :mod:`.createml` (CreateML JSON); :mod:`fabricdata.formats.layouts` reads the files that describe
-published layouts (``data.yaml``, ``obj.data``, list files). :func:`read_folder` finds every annotation at any depth
-(:mod:`fabricdata.formats.discover`), reads it, checks it against the real image size, and collects per-file errors
-instead of stopping.
+One module per format, each registered in :mod:`fabricdata.formats.registry` (:mod:`.voc` Pascal VOC XML,
+:mod:`.yolo` YOLO txt + class names, :mod:`.createml` CreateML JSON, ...): reader, writer and in-place write-back.
+:mod:`fabricdata.formats.layouts` reads the files that describe published layouts (``data.yaml``, ``obj.data``,
+list files). :func:`read_folder` finds every annotation at any depth (:mod:`fabricdata.formats.discover`), reads
+it through its format, checks it against the real image size, and collects per-file errors instead of stopping.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 
 from fabricdata.core.annotation import ImageAnnotation
-from fabricdata.core.boxes import ImageSize
 from fabricdata.core.errors import AnnotationError, FormatDetectionError, InvalidValueError
-from fabricdata.core.fileio import sha256_bytes
-from fabricdata.core.images import ImageInfo, image_info
-from fabricdata.formats.discover import Discovery, LabelFile, Placement, discover
+from fabricdata.core.images import ImageInfo
+from fabricdata.formats import registry
+from fabricdata.formats.discover import Discovery, Placement, discover
 from fabricdata.formats.discover import FormatName as FormatName
 from fabricdata.formats.pairing import STRENGTH
+from fabricdata.formats.registry import Refused, Unpaired
 
-FORMATS: tuple[FormatName, ...] = ("voc", "yolo", "createml")
+if TYPE_CHECKING:
+    from fabricdata.formats.registry import ReadResult
+
+#: the registered label formats' names (``--format``)
+FORMATS: tuple[str, ...] = registry.names()
 #: boxes one image may hold: a sample is one MongoDB document (16 MB at most); 10 000 boxes take about 3 MB
 MAX_OBJECTS = 10_000
 
@@ -49,6 +53,8 @@ class FolderItem:
     how: str = "stem"
     #: YOLO segmentation lines read as their bounding boxes
     polygons: int = 0
+    #: YOLO read with ``--classes`` (no names file): the names by index, for write-back's ``classes.txt``
+    class_names: tuple[str, ...] | None = None
 
     @property
     def viewable(self) -> bool:
@@ -105,7 +111,7 @@ def detect_format(folder: str | Path) -> FormatName:
 
 def read_folder(
     folder: str | Path,
-    fmt: FormatName | Literal["auto"] = "auto",
+    fmt: FormatName = "auto",
     classes: Sequence[str] | None = None,
     check_sizes: bool = True,
     follow_links: bool = False,
@@ -134,13 +140,10 @@ def read_folder(
     )
     claims: dict[Path, FolderItem] = {}
     for label in found.labels:
-        results = _READERS[label.format](label, found, classes, check_sizes, scan)
+        results = registry.get(label.format).read(label, found, scan, classes, check_sizes)
         read = [_take(scan, claims, result) for result in results]
-        if label.format == "yolo" and label.image is not None and label.names is None:
-            scan.partner[label.path] = label.image
-            scan.unread[label.path] = ("refused", "no class names for its folder")
-        elif not any(read) and label.path not in scan.unread:
-            _unpaired(scan, label.path, "names no image that is in the folder")  # CreateML: no entry's image
+        if not any(read) and label.path not in scan.unread:
+            _unpaired(scan, label.path, "names no image that is in the folder")  # no entry's image is here
         if scan.classes is None and label.names is not None:
             scan.classes = label.names
     scan.items = list(claims.values())
@@ -152,24 +155,16 @@ def read_folder(
     return scan
 
 
-class Unpaired:
-    """An annotation file a reader found no image for (with the reason)."""
-
-    __slots__ = ("path", "reason")
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path, self.reason = path, reason
-
-
-_Result = FolderItem | AnnotationError | Unpaired | str
-
-
-def _take(scan: FolderScan, claims: dict[Path, FolderItem], result: _Result) -> bool:
-    """File one reader result into the scan; True for an item or an error (the file was paired and read)."""
+def _take(scan: FolderScan, claims: dict[Path, FolderItem], result: ReadResult) -> bool:
+    """File one reader result into the scan; True for an item, an error or a refusal (the file was paired)."""
     if isinstance(result, str):
         scan.warnings.append(result)
     elif isinstance(result, Unpaired):
         _unpaired(scan, result.path, result.reason)
+    elif isinstance(result, Refused):
+        scan.partner[result.path] = result.image
+        scan.unread[result.path] = ("refused", result.reason)
+        return True
     elif isinstance(result, AnnotationError):
         scan.errors.append(result)
         return True
@@ -215,110 +210,3 @@ def _judge_pairing(scan: FolderScan, found: Discovery) -> None:
     scan.guess = found.guess(scan.unpaired, scan.annotation_files)
     if 2 * (scan.annotation_files - len(scan.unpaired)) < scan.annotation_files:
         scan.errors.append(InvalidValueError(found.root, "pairing", scan.guess))
-
-
-def _scan_voc(
-    label: LabelFile, found: Discovery, classes: Sequence[str] | None, check_sizes: bool, scan: FolderScan
-) -> Iterator[_Result]:
-    from fabricdata.formats.voc import read_voc_bytes
-
-    xml = label.path
-    try:
-        data, annotation = read_voc_bytes(xml, classes)
-    except AnnotationError as exc:
-        yield exc
-        return
-    pairing = found.index.pair(xml, annotation.filename)
-    if pairing.problem:
-        yield InvalidValueError(xml, "filename", pairing.problem, annotation.filename)
-        return
-    if pairing.image is None:
-        yield Unpaired(xml, f"label without an image (<filename> {annotation.filename!r} not found beside it)")
-        return
-    if pairing.note:
-        yield pairing.note
-    image = scan.partner[xml] = pairing.image
-    try:
-        info = image_info(image)
-        if check_sizes:
-            _check_size(xml, image, annotation, info.size)
-        placement = found.placement(image)
-        yield FolderItem(image, xml, annotation, "voc", sha256_bytes(data), placement, info, how=pairing.how)
-    except AnnotationError as exc:
-        yield exc
-
-
-def _check_size(annotation_path: Path, image: Path, annotation: ImageAnnotation, real: ImageSize) -> None:
-    if real != annotation.size:
-        raise InvalidValueError(
-            annotation_path,
-            "size",
-            f"annotation says {annotation.size.width}x{annotation.size.height} "
-            f"but {image.name} is {real.width}x{real.height}",
-            f"{annotation.size.width}x{annotation.size.height}",
-        )
-
-
-def _scan_yolo(
-    label: LabelFile, found: Discovery, classes: Sequence[str] | None, check_sizes: bool, scan: FolderScan
-) -> Iterator[_Result]:
-    from fabricdata.formats.yolo import read_yolo_counted
-
-    if label.image is None or label.names is None:
-        return  # discovery reported it (label without image / without class names)
-    scan.partner[label.path] = label.image
-    try:
-        info = image_info(label.image)
-        data, annotation, polygons = read_yolo_counted(label.path, label.image.name, info.size, label.names, classes)
-        annotation = replace(annotation, depth=info.channels)
-        placement = found.placement(label.image)
-        digest = sha256_bytes(data)
-        yield FolderItem(
-            label.image,
-            label.path,
-            annotation,
-            "yolo",
-            digest,
-            placement,
-            info,
-            class_file=label.names_from,
-            how=label.how,
-            polygons=polygons,
-        )
-    except AnnotationError as exc:
-        yield exc
-
-
-def _scan_createml(
-    label: LabelFile, found: Discovery, classes: Sequence[str] | None, check_sizes: bool, scan: FolderScan
-) -> Iterator[_Result]:
-    from fabricdata.formats.createml import createml_entries, createml_entry_hash
-
-    path = label.path
-    images: dict[str, tuple[Path, ImageInfo]] = {}
-
-    def size_of(name: str) -> ImageSize | None:
-        image = found.image_named(path.parent, name)
-        if image is None:
-            return None
-        images[name] = (image, image_info(image))
-        return images[name][1].size
-
-    try:
-        entries = list(createml_entries(path, size_of, classes))
-    except AnnotationError as exc:
-        yield exc
-        return
-    for index, entry, result in entries:
-        if result is None:
-            yield f"{path}: [{index}].image {entry['image']!r}: label without an image"
-        elif isinstance(result, AnnotationError):
-            yield result
-        else:
-            image, info = images[entry["image"]]
-            annotation = replace(result, filename=image.name, depth=info.channels)
-            placement = found.placement(image)
-            yield FolderItem(image, path, annotation, "createml", createml_entry_hash(entry), placement, info)
-
-
-_READERS = {"voc": _scan_voc, "yolo": _scan_yolo, "createml": _scan_createml}

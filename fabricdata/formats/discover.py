@@ -12,7 +12,9 @@ Layouts understood (each pairs a label file with its image by the rules of :mod:
 YOLO class names come from the names source proven to describe the labels (:mod:`fabricdata.formats.names`),
 else ``--classes``. The authors' splits come from list files, then ``data.yaml`` split folders, then folder
 names (``train``, ``valid``/``val``, ``test``, also as the prefix of an image folder: ``Validation_Images``).
-COCO detection JSON is recognised and refused with a reason (not supported yet). Nothing here reads an image.
+Which files are labels, and of which format, the formats registered in :mod:`fabricdata.formats.registry` say; files
+recognised as labels of a format nobody registered yet are refused with the registry's reason. Nothing here reads
+an image.
 """
 
 from __future__ import annotations
@@ -21,18 +23,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from fabricdata.core.errors import AnnotationError, FormatDetectionError, InvalidValueError
+from fabricdata.core.errors import AnnotationError, FormatDetectionError
 from fabricdata.core.images import is_image
 from fabricdata.core.walk import walk
+from fabricdata.formats import registry
 from fabricdata.formats.layouts import (
     SPLIT_ALIASES,
     LayoutConfig,
     TreePaths,
-    looks_like_coco,
-    looks_like_createml,
-    looks_like_yolo_label,
     read_darknet_data,
     read_data_yaml,
     read_list_file,
@@ -40,22 +39,24 @@ from fabricdata.formats.layouts import (
 from fabricdata.formats.names import ClassNames, Names
 from fabricdata.formats.pairing import ImageIndex, folder_role
 
-FormatName = Literal["voc", "yolo", "createml"]
+#: a registered format's name (:func:`fabricdata.formats.registry.names`), or ``auto``
+FormatName = str
 #: folder names that organise files rather than name a category (besides image and label folders)
 STRUCTURAL_DIRS = frozenset({"obj", "data"})
 #: the class-name file at the import folder's top that gives the dataset's class order (LabelImg, `synth`)
 CLASS_ORDER_FILE = "classes.txt"
-#: why a COCO file is not imported (COCO import comes with the format registry)
-COCO_REFUSAL = "COCO detection JSON: not supported yet (convert it to VOC or YOLO to import it)"
+_KINDS = {".xml": "XML", ".txt": "YOLO .txt", ".json": "JSON"}
 
-_KINDS = {".xml": "XML", ".txt": "YOLO .txt", ".json": "CreateML JSON"}
 
-LAYOUTS_TRIED = (
-    "LabelImg (VOC .xml, YOLO .txt or CreateML .json beside the images)",
-    "Ultralytics/Roboflow (images/ + labels/, data.yaml)",
-    "darknet (obj.data + list files)",
-    "Pascal VOC (Annotations/ + JPEGImages/, or any *labels*/*annotations* folder beside an *images* folder)",
-)
+def layouts_tried() -> tuple[str, ...]:
+    """The layouts import looks for, in words (for the message when it finds nothing)."""
+    beside = ", ".join(fmt.title for fmt in registry.formats())
+    return (
+        f"label files beside the images ({beside})",
+        "Ultralytics/Roboflow (images/ + labels/, data.yaml)",
+        "darknet (obj.data + list files)",
+        "Pascal VOC (Annotations/ + JPEGImages/, or any *labels*/*annotations* folder beside an *images* folder)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,8 @@ class LabelFile:
     """One annotation file found, with what its layout says about it."""
 
     path: Path
-    format: FormatName
+    #: the registered format it is a file of
+    format: str
     #: YOLO: the image paired by the layout (VOC and CreateML name theirs inside the file)
     image: Path | None = None
     #: YOLO: class names by index, and the file they came from (None: from --classes)
@@ -101,8 +103,11 @@ class Discovery:
     errors: list[AnnotationError] = field(default_factory=list)
     #: annotations of another format than the one asked for: format -> first folder holding one
     skipped: dict[str, Path] = field(default_factory=dict)
-    #: annotation-like files not read: path -> (ledger status, reason); labels without an image, COCO JSON
+    #: annotation-like files not read: path -> (ledger status, reason); labels without an image, files of a
+    #: recognised format nobody registered
     unread: dict[Path, tuple[str, str]] = field(default_factory=dict)
+    #: label files paired with no image (a format's ``locate`` files them here; listed after the walk)
+    orphans: list[Path] = field(default_factory=list)
     #: why an ignored file was ignored, where there is more to say than "not an image or annotation"
     notes: dict[Path, str] = field(default_factory=dict)
     index: ImageIndex = field(default_factory=lambda: ImageIndex((), ()))
@@ -149,10 +154,11 @@ class Discovery:
         """One sentence on annotation files that paired with no image: the biggest group, and the folder where
         images of their names are, if any."""
         head = f"{len(unpaired)} of {total} annotation files pair with no image"
-        coco = [path for path in unpaired if self.unread.get(path, ("", ""))[1] == COCO_REFUSAL]
-        labels = [path for path in unpaired if path not in coco]
+        refusals = registry.refusals()
+        others = [path for path in unpaired if self.unread.get(path, ("", ""))[1] in refusals]
+        labels = [path for path in unpaired if path not in others]
         if not labels:
-            return f"{head}: {len(coco)} {COCO_REFUSAL.replace(':', ' file(s):', 1)}, e.g. {_rel(coco[0], self.root)}"
+            return f"{head}: {_unsupported(others, self.unread, self.root)}"
         folder, count = Counter(path.parent for path in labels).most_common(1)[0]
         group = [path for path in labels if path.parent == folder]
         kind = f"{_KINDS.get(group[0].suffix.lower(), group[0].suffix)} files in {_rel(folder, self.root) or '.'}/"
@@ -178,7 +184,7 @@ class Discovery:
 
 def discover(
     folder: str | Path,
-    fmt: FormatName | Literal["auto"] = "auto",
+    fmt: FormatName = "auto",
     classes: Sequence[str] | None = None,
     follow_links: bool = False,
     names: tuple[Names, Path] | None = None,
@@ -317,28 +323,27 @@ def _classify(
     files: Sequence[Path],
     consumed: set[Path],
     names: ClassNames,
-    fmt: FormatName | Literal["auto"],
+    fmt: FormatName,
     found: Discovery,
 ) -> None:
     layout = set(found.layout_files) | set(names.sources)
-    orphans: list[Path] = []
     for path in files:
         if is_image(path) or path in consumed or path in layout:
             continue  # names files are read when a label needs one
-        suffix = path.suffix.lower()
-        if suffix == ".xml":
-            _add(found, fmt, LabelFile(path, "voc"))
-        elif suffix == ".json" and looks_like_createml(path):
-            _add(found, fmt, LabelFile(path, "createml"))
-        elif suffix == ".json" and looks_like_coco(path):
-            found.unread[path] = ("refused", COCO_REFUSAL)
-            found.warnings.append(f"{path}: {COCO_REFUSAL}")
-        elif suffix != ".txt":
-            found.ignored.append(path)
+        owner = registry.owner(path, found)
+        if owner is None:
+            refusal = registry.unsupported(path)
+            if refusal is None:
+                found.ignored.append(path)
+            else:
+                found.unread[path] = ("refused", refusal)
+                found.warnings.append(f"{path}: {refusal}")
+        elif fmt not in ("auto", owner.name):
+            found.skipped.setdefault(owner.name, path.parent)
         else:
-            orphan = _classify_text(path, names, fmt, found)
-            if orphan:
-                orphans.append(path)
+            label = owner.locate(path, found, names)
+            if label is not None:
+                found.labels.append(label)
     found.layout_files.extend(path for path in names.used if path not in found.layout_files)
     for path in names.unused():
         if path == found.root / CLASS_ORDER_FILE:  # the class order of the dataset (import reads it)
@@ -346,50 +351,33 @@ def _classify(
         elif path not in found.layout_files:
             found.ignored.append(path)
             found.notes[path] = "class names that no label here was proven to use"
-    for path in orphans:
+    for path in found.orphans:
         found.warnings.append(f"{path}: label without an image")
         found.unread[path] = ("ignored", "label without an image")
     found.errors.extend(names.errors())
 
 
-def _classify_text(path: Path, names: ClassNames, fmt: str, found: Discovery) -> bool:
-    """A text file beside (or paired with) an image is its YOLO label; others must look like one. True for a
-    label without an image."""
-    pairing = found.index.pair(path)
-    if pairing.image is None and not pairing.problem and not looks_like_yolo_label(path):
-        found.ignored.append(path)  # README, notes, licences, list files nothing refers to
-    elif fmt not in ("auto", "yolo"):
-        found.skipped.setdefault("yolo", path.parent)
-    elif pairing.problem:
-        found.errors.append(InvalidValueError(path, "image", pairing.problem))
-    elif pairing.image is None:
-        return True
-    else:
-        class_names, source = names.for_label(path, pairing.image)
-        found.labels.append(LabelFile(path, "yolo", pairing.image, class_names, source, pairing.how))
-    return False
-
-
-def _add(found: Discovery, fmt: str, label: LabelFile) -> None:
-    if fmt in ("auto", label.format):
-        found.labels.append(label)
-    else:
-        found.skipped.setdefault(label.format, label.path.parent)
+def _unsupported(paths: Sequence[Path], unread: dict[Path, tuple[str, str]], root: Path) -> str:
+    """``2 COCO detection JSON file(s): not supported yet (...), e.g. a.json``: the refusal of the most such files."""
+    reason, count = Counter(unread[path][1] for path in paths).most_common(1)[0]
+    example = next(path for path in paths if unread[path][1] == reason)
+    return f"{count} {reason.replace(':', ' file(s):', 1)}, e.g. {_rel(example, root)}"
 
 
 def _nothing_found(root: Path, found: Discovery, fmt: str) -> str:
     what = "annotations" if fmt == "auto" else f"{fmt} annotations"
-    lines = [f"{root}: no {what} found at any depth; layouts tried: " + "; ".join(LAYOUTS_TRIED)]
+    lines = [f"{root}: no {what} found at any depth; layouts tried: " + "; ".join(layouts_tried())]
     for other, folder in sorted(found.skipped.items()):
         lines.append(f"{other} annotations found in {_rel(folder, root) or '.'} (use --format {other} or auto)")
     if found.images:
         lines.append(f"{len(found.images)} image(s) without labels, e.g. {_rel(found.images[0], root)}")
-    coco = [path for path, (_, reason) in found.unread.items() if reason == COCO_REFUSAL]
-    if coco:
-        lines.append(f"{len(coco)} {COCO_REFUSAL.replace(':', ' file(s):', 1)}, e.g. {_rel(coco[0], root)}")
+    refusals = registry.refusals()
+    others = [path for path, (_, reason) in found.unread.items() if reason in refusals]
+    if others:
+        lines.append(_unsupported(others, found.unread, root))
     elif found.warnings:
         lines.append(found.warnings[0])
     return ". ".join(lines)
 
 
-__all__ = ["COCO_REFUSAL", "LAYOUTS_TRIED", "Discovery", "LabelFile", "Placement", "discover"]
+__all__ = ["Discovery", "LabelFile", "Placement", "discover", "layouts_tried"]

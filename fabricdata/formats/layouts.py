@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -179,6 +180,12 @@ def looks_like_coco(path: Path) -> bool:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
     return isinstance(data, dict) and "annotations" in data and ("images" in data or "categories" in data)
+
+
+def split_in_name(path: Path) -> str | None:
+    """The split a label file's name says (``instances_train2017.json`` -> train, ``val.json``), or None."""
+    words = re.split(r"[^a-z]+", path.name.lower())
+    return next((SPLIT_ALIASES[word] for word in words if word in SPLIT_ALIASES), None)
 
 
 # --- reading layout files inside a tree ---------------------------------------------------------------------

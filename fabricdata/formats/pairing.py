@@ -15,6 +15,8 @@ Nothing here opens a file.
 from __future__ import annotations
 
 import functools
+import posixpath
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -150,6 +152,19 @@ class ImageIndex:
             if found is not None:
                 return found
         return None
+
+    def relative(self, label: Path, name: str) -> Path | None:
+        """The image a path ``name`` in a label file of many images names (COCO ``file_name``): relative to the
+        label's folder, an ``images`` folder in it, the folder above it, that one's ``images`` folder or the
+        folder the label's name ends with (``annotations/instances_train2017.json`` -> ``train2017/``); else by
+        its base name (:meth:`named`)."""
+        text, folder = name.replace("\\", "/"), label.parent
+        tail = re.split(r"[_.]", label.stem)[-1]
+        for base in (folder, folder / "images", folder.parent, folder.parent / "images", folder.parent / tail):
+            candidate = Path(posixpath.normpath(base / text))
+            if (candidate.parent, candidate.name) in self._names:
+                return candidate
+        return self.named(folder, text)
 
     def by_loose_stem(self) -> dict[str, list[Path]]:
         """Every image of the tree by its lower-case stem (for guessing where unpaired labels' images are)."""

@@ -14,21 +14,41 @@ from __future__ import annotations
 import codecs
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 
 from fabricdata.core.annotation import ImageAnnotation, LabeledBox, check_box, check_label
-from fabricdata.core.boxes import ImageSize, box_to_voc, voc_to_box
-from fabricdata.core.errors import InvalidValueError, MissingFieldError, UnsafeXMLError
-from fabricdata.core.fileio import MAX_LABEL_BYTES, atomic_write_bytes, read_limited
+from fabricdata.core.boxes import ImageSize, voc_to_box
+from fabricdata.core.errors import AnnotationError, InvalidValueError, MissingFieldError, UnsafeXMLError
+from fabricdata.core.fileio import MAX_LABEL_BYTES, atomic_write_bytes, read_limited, sha256_bytes
+from fabricdata.core.images import image_info
+from fabricdata.formats.edits import NumberStyle
+from fabricdata.formats.registry import (
+    HashUnit,
+    LabelFormat,
+    NewFile,
+    SampleLabels,
+    Unpaired,
+    WriteBack,
+    Written,
+    check_size,
+)
+
+if TYPE_CHECKING:
+    from fabricdata.formats import FolderScan
+    from fabricdata.formats.discover import Discovery, LabelFile
+    from fabricdata.formats.names import ClassNames
+    from fabricdata.formats.registry import ReadResult
 
 MAX_XML_BYTES = MAX_LABEL_BYTES
 _MODELLED_TOP = {"folder", "filename", "path", "source", "size", "segmented", "object"}
 _MODELLED_OBJECT = {"name", "pose", "truncated", "difficult", "bndbox", "caption"}
-_COORDS = ("xmin", "ymin", "xmax", "ymax")
+VOC_COORDS = ("xmin", "ymin", "xmax", "ymax")
+#: LabelImg's number style: integers, rounded to nearest
+LABELIMG_STYLE = NumberStyle(None)
 _DECLARATION = re.compile(r"^\ufeff?\s*<\?xml\b[^>]*?\?>")
 _DECLARED = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<\?xml\b[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._:-]{1,40})[\"']")
 _BOMS = (
@@ -87,7 +107,7 @@ def parse_voc(data: bytes, path: str | Path | None = None, classes: Sequence[str
 
 
 def _safe_root(data: bytes, path: str | Path | None) -> etree._Element:
-    text, encoding = _decode(data, path)
+    text, encoding = decode_xml(data, path)
     if "<!DOCTYPE" in text or "<!ENTITY" in text:
         raise UnsafeXMLError(path, "document", "DTD and entity declarations are not allowed (XXE protection)")
     if encoding not in ("utf-8", "utf-8-sig"):  # parsed as UTF-8 below, whatever it declared
@@ -102,7 +122,7 @@ def _safe_root(data: bytes, path: str | Path | None) -> etree._Element:
     return root
 
 
-def _decode(data: bytes, path: str | Path | None) -> tuple[str, str]:
+def decode_xml(data: bytes, path: str | Path | None) -> tuple[str, str]:
     """The document's text, decoded as its byte-order mark or XML declaration says (UTF-8 when neither does),
     and the codec's name.
 
@@ -149,7 +169,7 @@ def _read_object(
     label = check_label(path, f"{where}/name", node.findtext("name") or "", classes)
     if node.find("bndbox") is None:
         raise MissingFieldError(path, f"{where}/bndbox")
-    values = [_number(node, f"bndbox/{name}", path, where) for name in _COORDS]
+    values = [_number(node, f"bndbox/{name}", path, where) for name in VOC_COORDS]
     box = voc_to_box(values)
     check_box(path, f"{where}/bndbox", box, size)
     caption = node.findtext("caption")
@@ -227,8 +247,9 @@ def _serialize(child: etree._Element) -> str:
 # --- writer --------------------------------------------------------------------------------------------
 
 
-def voc_to_bytes(annotation: ImageAnnotation) -> bytes:
-    """Serialise an annotation exactly as LabelImg lays out its XML files."""
+def voc_to_bytes(annotation: ImageAnnotation, style: NumberStyle | None = None) -> bytes:
+    """Serialise an annotation exactly as LabelImg lays out its XML files (``bndbox`` integers rounded to nearest;
+    in ``style`` where given)."""
     root = etree.Element("annotation")
     if annotation.verified:
         root.set("verified", "yes")
@@ -245,12 +266,12 @@ def voc_to_bytes(annotation: ImageAnnotation) -> bytes:
     for extra in annotation.extra_xml:
         root.append(etree.fromstring(extra, parser=_parser()))
     for obj in annotation.objects:
-        _write_object(root, obj)
+        _write_object(root, obj, style or LABELIMG_STYLE)
     etree.indent(root, space="\t")
     return etree.tostring(root, encoding="utf-8", pretty_print=True)
 
 
-def _write_object(root: etree._Element, obj: LabeledBox) -> None:
+def _write_object(root: etree._Element, obj: LabeledBox, style: NumberStyle) -> None:
     node = etree.SubElement(root, "object")
     _sub(node, "name", obj.label)
     _sub(node, "pose", obj.pose)
@@ -261,8 +282,8 @@ def _write_object(root: etree._Element, obj: LabeledBox) -> None:
     for extra in obj.extra_xml:
         node.append(etree.fromstring(extra, parser=_parser()))
     bndbox = etree.SubElement(node, "bndbox")
-    for name, value in zip(_COORDS, box_to_voc(obj.box), strict=True):
-        _sub(bndbox, name, str(value))
+    for name, value in zip(VOC_COORDS, obj.box.as_tuple(), strict=True):
+        _sub(bndbox, name, style.format(value))
 
 
 def _sub(parent: etree._Element, tag: str, text: str) -> None:
@@ -272,3 +293,82 @@ def _sub(parent: etree._Element, tag: str, text: str) -> None:
 def write_voc(annotation: ImageAnnotation, path: str | Path) -> None:
     """Write an annotation atomically (temp file + rename) in LabelImg's layout."""
     atomic_write_bytes(path, voc_to_bytes(annotation))
+
+
+# --- the registry's VOC ---------------------------------------------------------------------------------
+
+
+class VocFormat:
+    """Pascal VOC XML, one file per image (see :class:`fabricdata.formats.registry.LabelFormat`)."""
+
+    name = "voc"
+    title = "Pascal VOC .xml"
+    hash_unit: HashUnit = "file"
+    max_bytes = MAX_XML_BYTES
+
+    def claims(self, path: Path, found: Discovery) -> bool:
+        return path.suffix.lower() == ".xml"
+
+    def locate(self, path: Path, found: Discovery, names: ClassNames) -> LabelFile | None:
+        from fabricdata.formats.discover import LabelFile
+
+        return LabelFile(path, self.name)
+
+    def read(
+        self, label: LabelFile, found: Discovery, scan: FolderScan, classes: Sequence[str] | None, check_sizes: bool
+    ) -> Iterator[ReadResult]:
+        from fabricdata.formats import FolderItem
+
+        xml = label.path
+        try:
+            data, annotation = read_voc_bytes(xml, classes)
+        except AnnotationError as exc:
+            yield exc
+            return
+        pairing = found.index.pair(xml, annotation.filename)
+        if pairing.problem:
+            yield InvalidValueError(xml, "filename", pairing.problem, annotation.filename)
+            return
+        if pairing.image is None:
+            yield Unpaired(xml, f"label without an image (<filename> {annotation.filename!r} not found beside it)")
+            return
+        if pairing.note:
+            yield pairing.note
+        image = scan.partner[xml] = pairing.image
+        try:
+            info = image_info(image)
+            if check_sizes:
+                check_size(xml, image, annotation.size, info.size)
+            placement = found.placement(image)
+            yield FolderItem(image, xml, annotation, self.name, sha256_bytes(data), placement, info, how=pairing.how)
+        except AnnotationError as exc:
+            yield exc
+
+    def images_of(self, label: LabelFile, found: Discovery) -> list[Path]:
+        image = found.image_for(label.path)
+        return [image] if image is not None else []
+
+    def entry_hashes(self, data: bytes, path: Path) -> dict[str, str]:
+        return {}
+
+    def write_back(self, data: bytes, path: Path, edits: Sequence[SampleLabels]) -> WriteBack:
+        from fabricdata.formats.vocedit import voc_write_back
+
+        (edit,) = edits
+        return voc_write_back(data, path, edit)
+
+    def new_file(self, draft: SampleLabels) -> NewFile:
+        image = draft.image
+        annotation = ImageAnnotation(
+            image.name, draft.size, draft.objects, depth=draft.channels, folder=image.parent.name, path=str(image),
+            verified=draft.verified,
+        )  # fmt: skip
+        data = voc_to_bytes(annotation)
+        path = image.with_suffix(".xml")
+        return NewFile(path, data, Written(sha256_bytes(data), parse_voc(data, path).objects))
+
+    def read_annotation(self, path: Path, image: Path, size: ImageSize) -> ImageAnnotation:
+        return read_voc(path)
+
+
+FORMAT: LabelFormat = VocFormat()

@@ -28,6 +28,7 @@ from fabricdata.store.dataset import (
     F_ANNOTATION_PATH,
     F_CATEGORY,
     F_CLASS_FILE,
+    F_CLASS_NAMES,
     F_LABELS_HASH,
     F_PROXY,
     F_SOURCE_FOLDER,
@@ -37,7 +38,7 @@ from fabricdata.store.dataset import (
     detection_extras,
     document_shape,
     fiftyone,
-    labels_digest,
+    labels_hash,
     objects_to_detections,
 )
 
@@ -80,8 +81,9 @@ def label_fields(item: FolderItem, detections: Any = None) -> dict[str, Any]:
         F_ANNOTATION_PATH: str(item.annotation_path),
         F_ANNOTATION_FORMAT: item.format,
         F_ANNOTATION_HASH: item.content_hash,
-        F_LABELS_HASH: labels_digest(ann.objects),
+        F_LABELS_HASH: labels_hash(ann.objects, ann.size),
         F_VERIFIED: ann.verified,
+        F_CLASS_NAMES: list(item.class_names) if item.class_names is not None else None,
     }
 
 
@@ -163,8 +165,8 @@ def sample_document(item: FolderItem, root: Path, dataset_id: Any) -> dict[str, 
         },
         "_media_type": "image",
         "_rand": random.random() * 0.001 + 0.999,
-        **fields,
         # FiftyOne stores no key for a field that is None
+        **{key: value for key, value in fields.items() if value is not None},
         **{key: value for key, value in _placement_fields(item, root).items() if value is not None},
         "_dataset_id": dataset_id,
         "created_at": now,

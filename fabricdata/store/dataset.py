@@ -42,6 +42,8 @@ F_CATEGORY = "category"
 F_PROXY = "proxy_filepath"
 #: YOLO: the file its class names came from (classes.txt, *.names, data.yaml), for write-back
 F_CLASS_FILE = "class_file"
+#: YOLO read with ``--classes`` (no names file): the names by index (write-back writes them to a classes.txt)
+F_CLASS_NAMES = "class_names"
 #: prelabel: the run whose model drafted a sample's boxes, and the confidence of its best box (None: no box)
 F_PRELABEL_RUN = "prelabel_run"
 F_PRELABEL_CONFIDENCE = "prelabel_confidence"
@@ -177,6 +179,7 @@ def ensure_schema(dataset: fo.Dataset, classes: Sequence[str]) -> None:
         F_CATEGORY: (fo.StringField, {}),
         F_PROXY: (fo.StringField, {}),
         F_CLASS_FILE: (fo.StringField, {}),
+        F_CLASS_NAMES: (fo.ListField, {"subfield": fo.StringField}),
         F_PRELABEL_RUN: (fo.StringField, {}),
         F_PRELABEL_CONFIDENCE: (fo.FloatField, {}),
         F_WRITEBACK_PENDING: (fo.StringField, {}),
@@ -424,12 +427,42 @@ def detections_layout_matches() -> bool:
 
 
 def labels_digest(objects: Iterable[LabeledBox]) -> str:
-    """A hash of what a LabelImg file would store for these labels (order-independent, VOC-rounded)."""
+    """A hash of what a LabelImg file would store for these labels (order-independent, VOC-rounded): how
+    ``export labelimg``'s sidecar recognises a file fixed in LabelImg."""
     rows = sorted(
         [obj.label, list(box_to_voc(obj.box)), obj.difficult, obj.truncated, obj.pose, obj.caption or ""]
         for obj in objects
     )
     return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def labels_hash(objects: Iterable[LabeledBox], size: ImageSize) -> str:
+    """The digest of labels exactly as the dataset stores them (``labels_hash``): the relative boxes bit for bit
+    (FiftyOne's ``[x, y, w, h]`` of ``size``), labels, flags, pose and caption, in any order. Equal to
+    :func:`detections_hash` of the detections made of ``objects``; any App edit, even of a thousandth of a pixel,
+    changes it."""
+    return _rows_hash(_row(obj, box_to_fiftyone(obj.box, size)) for obj in objects)
+
+
+def detections_hash(detections: Any, size: ImageSize) -> str:
+    """:func:`labels_hash` of stored FiftyOne ``Detections`` (or None), read from their own relative boxes."""
+    if detections is None:
+        return _rows_hash([])
+    objects = detections_to_objects(detections, size)
+    return _rows_hash(_row(obj, det.bounding_box) for obj, det in zip(objects, detections.detections, strict=True))
+
+
+def sample_labels_hash(sample: Any, field: str = GT_FIELD) -> str:
+    """:func:`labels_hash` of what a sample holds now (compared with its ``labels_hash``: edited since?)."""
+    return detections_hash(sample[field], sample_size(sample))
+
+
+def _row(obj: LabeledBox, rel: Sequence[float]) -> list[Any]:
+    return [obj.label, [float(v).hex() for v in rel], obj.difficult, obj.truncated, obj.pose, obj.caption or ""]
+
+
+def _rows_hash(rows: Iterable[list[Any]]) -> str:
+    return hashlib.sha256(json.dumps(sorted(rows), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def sample_size(sample: Any) -> ImageSize:

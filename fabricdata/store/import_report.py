@@ -17,7 +17,7 @@ from typing import Any
 from fabricdata.core.errors import AnnotationError
 from fabricdata.core.fileio import atomic_write_text
 from fabricdata.core.wording import plural
-from fabricdata.formats import FolderItem, FolderScan
+from fabricdata.formats import FolderItem, FolderScan, registry
 from fabricdata.store.dataset import SPLITS
 
 #: ledger statuses, in the order the summary counts them
@@ -181,7 +181,7 @@ def _items(items: Sequence[FolderItem], refused: dict[Path, str], entries: dict[
     kept: dict[Path, list[str]] = {}
     for item in items:
         image, annotation = item.image_path, item.annotation_path
-        whole_file = item.format != "createml"  # a CreateML file's error may concern one entry only
+        whole_file = registry.get(item.format).hash_unit == "file"  # an error in a file of many may be one entry's
         problem = refused.get(image) or (refused.get(annotation) if whole_file else None)
         if problem is None:
             _put(entries, image, "image", "imported", "", str(annotation))

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fabricdata.core.errors import AnnotationError, DatasetError, InvalidValueError
 from fabricdata.core.images import DEFAULT_MAX_PIXELS, check_complete, pixel_limit, write_proxy
@@ -40,6 +40,7 @@ from fabricdata.store.dataset import (
     managed_dir,
     objects_to_detections,
     open_dataset,
+    sample_labels_hash,
     sample_objects,
 )
 from fabricdata.store.import_report import ImportReport, build_ledger
@@ -53,7 +54,7 @@ _OBJECT_ID = re.compile(r"[0-9a-f]{24}")
 def import_folder(
     folder: str | Path,
     dataset_name: str,
-    fmt: FormatName | Literal["auto"] = "auto",
+    fmt: FormatName = "auto",
     classes: Sequence[str] | None = None,
     prune: bool = False,
     force: bool = False,
@@ -226,7 +227,7 @@ def _known_samples(dataset: Any) -> dict[str, tuple[str, str | None]]:
 
 def _pending_edits(sample: Any) -> bool:
     """True when the sample's labels differ from what was imported and not written back yet."""
-    return bool(labels_digest(sample_objects(sample)) != sample[F_LABELS_HASH])
+    return bool(sample_labels_hash(sample) != sample[F_LABELS_HASH])
 
 
 def _apply_changes(

@@ -26,6 +26,7 @@ import inspect
 import os
 import shlex
 import socket
+import stat
 import sys
 import threading
 import time
@@ -38,7 +39,8 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from fabricdata.core import faults
-from fabricdata.core.errors import DatasetError
+from fabricdata.core.errors import DatasetError, InvalidValueError
+from fabricdata.core.fileio import file_kind
 
 #: the collection of leases in FiftyOne's database
 LEASES = "fabricdata_leases"
@@ -265,11 +267,19 @@ def lease_holder(dataset_name: str) -> dict[str, Any] | None:
 @contextlib.contextmanager
 def file_lock(path: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on the existing file ``path``. A writer that replaced the file (a rename) while we
-    waited leaves us holding the old inode: then the new one is locked instead."""
+    waited leaves us holding the old inode: then the new one is locked instead.
+
+    Raises:
+        InvalidValueError: ``path`` is not a regular file (a FIFO, a device, a folder), found without blocking.
+        OSError: it cannot be opened (FileNotFoundError when it is gone).
+    """
     target = Path(path)
     while True:
-        fd = os.open(target, os.O_RDONLY)
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO in the file's place must not block the open
         try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise InvalidValueError(target, "file", f"not a regular file ({file_kind(mode)})")
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.fstat(fd).st_ino == target.stat().st_ino:
                 break

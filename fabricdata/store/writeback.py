@@ -1,13 +1,17 @@
-"""Write labels fixed in FiftyOne back to LabelImg files, and export views as LabelImg folders.
+"""Write labels fixed in FiftyOne back to their label files, and export views as LabelImg folders.
 
-Write-back never loses an edit: files are written atomically (temp file + rename) in their own format; a file
-whose labels did not change is never touched; a file that changed on disk since it was imported is refused
-(per file, with a clear message) unless ``force``. Coordinates are rounded, never truncated.
+Write-back never loses an edit: files are written atomically (temp file + rename) in their own format, through
+the format registry (:mod:`fabricdata.formats.registry`); a file whose labels did not change is never touched, and in
+a file that is written only what was edited changes (untouched boxes and lines keep their exact bytes, edited ones
+the file's own number style), after which the dataset holds what the file says. A file that changed on disk since it
+was imported is refused (per file, with a clear message) unless ``force``. A file the system will not let us write
+(a full disk, a read-only folder, a FIFO in its place) is listed and the others are written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Sequence
@@ -16,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from fabricdata.core import faults
-from fabricdata.core.annotation import ImageAnnotation, LabeledBox
-from fabricdata.core.errors import AnnotationError, DatasetError, WriteBackConflictError
+from fabricdata.core.annotation import ImageAnnotation
+from fabricdata.core.errors import OS_FIXES, AnnotationError, ConfigError, WriteBackConflictError
 from fabricdata.core.fileio import (
-    MAX_CREATEML_BYTES,
     ChangedOnDiskError,
     atomic_write_bytes,
     atomic_write_text,
@@ -28,15 +31,17 @@ from fabricdata.core.fileio import (
     sha256_bytes,
     unique_name,
 )
-from fabricdata.formats.createml import createml_entry, createml_entry_hash, parse_createml
-from fabricdata.formats.voc import read_voc, read_voc_bytes, voc_to_bytes, write_voc
-from fabricdata.formats.yolo import CLASSES_FILE, read_classes, write_classes, yolo_to_text
+from fabricdata.formats import registry
+from fabricdata.formats.registry import LabelFormat, SampleLabels, Written
+from fabricdata.formats.voc import write_voc
+from fabricdata.formats.yolo import CLASSES_FILE, write_classes
 from fabricdata.store import journal
 from fabricdata.store.dataset import (
     F_ANNOTATION_FORMAT,
     F_ANNOTATION_HASH,
     F_ANNOTATION_PATH,
     F_CLASS_FILE,
+    F_CLASS_NAMES,
     F_LABELS_HASH,
     F_VERIFIED,
     TAG_PRELABELED,
@@ -46,11 +51,12 @@ from fabricdata.store.dataset import (
     labels_digest,
     load_dataset,
     load_view,
+    sample_labels_hash,
     sample_objects,
     sample_size,
 )
 from fabricdata.store.importer import SIDECAR
-from fabricdata.store.journal import Pending, roll_forward
+from fabricdata.store.journal import FileJournal, Pending, roll_forward
 from fabricdata.store.locks import dataset_lock, file_lock
 
 
@@ -61,6 +67,9 @@ class WriteBackReport:
     errors: list[AnnotationError] = field(default_factory=list)
     #: writes a killed write-back had finished, recorded now (see :mod:`fabricdata.store.journal`)
     recovered: int = 0
+    #: edited samples whose file did not change in its own number style (a box moved by a fraction of a pixel in
+    #: a file of integers): the dataset now holds what the file says
+    rounded: int = 0
 
 
 def writeback(
@@ -75,16 +84,22 @@ def writeback(
     the ids ``samples``, when given: the App's current view or selection, read unfiltered from the dataset).
 
     A transaction per file: the dataset's lock (a second write-back waits for this one), the file's lock, a
-    journal entry on the sample, the file's hash checked again just before the atomic rename (a save from
-    LabelImg meanwhile wins and is reported), the rename, then the new hashes. A rerun after a crash finishes
-    from the journal. ``on_total`` is called once with the number of samples that have an annotation file.
+    journal entry (in a file beside the dataset and on the sample), the file's hash checked again just before the
+    atomic rename (a save from LabelImg meanwhile wins and is reported), the rename, then the new hashes and what
+    the file now says. A rerun after a crash (of this process or of the database) finishes from the journal. A file
+    that cannot be written (changed on disk, gone, a FIFO, a full or read-only disk) is one error in the report and
+    the other files are written. ``on_total`` is called once with the number of samples that have a label file.
+
+    Raises:
+        DatasetError: the dataset does not exist.
     """
     with dataset_lock(dataset_name, "writeback"):
         dataset = load_dataset(dataset_name)
         report = WriteBackReport(recovered=roll_forward(dataset))
         chosen = dataset if samples is None else dataset.select(list(samples))
-        _write_changed(chosen, force, report, progress, on_total)
-        _write_verified_drafts(dataset, chosen, report)
+        ledger = FileJournal(dataset_name)
+        _write_changed(chosen, force, report, progress, on_total, ledger)
+        _write_verified_drafts(dataset, chosen, report, ledger)
     return report
 
 
@@ -94,49 +109,130 @@ def _write_changed(
     report: WriteBackReport,
     progress: Callable[[int], None] | None,
     on_total: Callable[[int], None] | None,
+    ledger: FileJournal,
 ) -> None:
     fo = fiftyone()
     imported = dataset.exists(F_ANNOTATION_PATH).match(fo.ViewField(F_ANNOTATION_PATH) != "")
     if on_total is not None:
         on_total(len(imported))
-    pending: dict[str, list[_Edited]] = defaultdict(list)  # CreateML: one file, many samples
+    files: dict[str, list[Any]] = defaultdict(list)  # a file of many images: all its edited samples at once
     for sample in imported.iter_samples():
         if progress:
             progress(1)
-        objects = sample_objects(sample)
-        edited = _Edited(sample, objects, labels_digest(objects))
-        if edited.digest == sample[F_LABELS_HASH]:
+        if sample_labels_hash(sample) == sample[F_LABELS_HASH]:
             report.unchanged += 1
-        elif sample[F_ANNOTATION_FORMAT] == "createml":
-            pending[sample[F_ANNOTATION_PATH]].append(edited)
         else:
-            try:
-                _write_one(edited, force)
-            except AnnotationError as exc:
-                report.errors.append(exc)
-                continue
-            report.written.append(sample[F_ANNOTATION_PATH])
-    for path, samples in pending.items():
-        _write_createml(Path(path), samples, force, report)
-
-
-@dataclass(frozen=True, slots=True)
-class _Edited:
-    """A sample whose labels differ from its file's: the labels and their digest."""
-
-    sample: Any
-    objects: list[LabeledBox]
-    digest: str
+            files[sample[F_ANNOTATION_PATH]].append(sample)
+    for path, edited in files.items():
+        _write_file(Path(path), edited, force, report, ledger)
 
 
 _GONE = "annotation file no longer exists"
+_CHANGED = "changed on disk since it was imported; re-import it first or use --force"
 
 
-def _replace(path: Path, data: bytes, read_hash: str | None, staged: Sequence[tuple[Any, Pending]]) -> None:
+def _write_file(path: Path, samples: list[Any], force: bool, report: WriteBackReport, ledger: FileJournal) -> None:
+    """Write the edits of ``samples`` (all of the file ``path``) into it; every problem is one error of the
+    report, naming the file."""
+    try:
+        fmt = registry.get(samples[0][F_ANNOTATION_FORMAT])
+        with file_lock(path):
+            data = read_limited(path, fmt.max_bytes)
+            before = registry.hashes(fmt, data, path)
+            edits = []
+            for sample in samples:
+                if registry.unit_hash(before, Path(sample.filepath)) != sample[F_ANNOTATION_HASH] and not force:
+                    report.errors.append(WriteBackConflictError(path, "file", _CHANGED))
+                    continue
+                edits.append((sample, sample_labels(sample)))
+            if edits:
+                _apply(fmt, path, data, before, edits, report, ledger)
+    except FileNotFoundError:
+        report.errors.append(WriteBackConflictError(path, "file", _GONE))
+    except AnnotationError as exc:
+        report.errors.append(exc)
+    except ConfigError as exc:  # a format this version does not know
+        report.errors.append(WriteBackConflictError(path, "format", str(exc)))
+    except OSError as exc:
+        report.errors.append(os_fault(path, exc))
+
+
+def _apply(
+    fmt: LabelFormat,
+    path: Path,
+    data: bytes,
+    before: str | dict[str, str],
+    edits: list[tuple[Any, SampleLabels]],
+    report: WriteBackReport,
+    ledger: FileJournal,
+) -> None:
+    """The format's write-back of ``edits`` into ``data``; the file replaced when its text changed, and every
+    sample recorded as the file now says."""
+    result = fmt.write_back(data, path, [edit for _, edit in edits])
+    staged: list[tuple[Any, Pending]] = []
+    changed: list[str] = []
+    for sample, edit in edits:
+        outcome = result.results[edit.image]
+        if isinstance(outcome, AnnotationError):
+            report.errors.append(outcome)
+            continue
+        staged.append((sample, _pending(outcome, edit)))
+        if outcome.annotation_hash == registry.unit_hash(before, edit.image):
+            report.rounded += 1
+        else:
+            changed.append(str(path) if fmt.hash_unit == "file" else f"{path}#{edit.image.name}")
+    if not staged:
+        return
+    for companion, content in result.companions:
+        atomic_write_bytes(companion, content)
+    if result.data == data:
+        for sample, pending in staged:  # nothing to write: the dataset takes what the file says
+            journal.commit(sample, pending)
+    else:
+        _replace(path, result.data, sha256_bytes(data), staged, ledger)
+    report.written.extend(changed)
+
+
+def sample_labels(sample: Any) -> SampleLabels:
+    """What the dataset holds for ``sample``, as the format registry takes it."""
+    class_file = sample[F_CLASS_FILE] if sample.has_field(F_CLASS_FILE) else None
+    class_names = sample[F_CLASS_NAMES] if sample.has_field(F_CLASS_NAMES) else None
+    channels = sample.metadata.num_channels if sample.metadata is not None else None
+    return SampleLabels(
+        image=Path(sample.filepath),
+        size=sample_size(sample),
+        objects=tuple(sample_objects(sample)),
+        verified=bool(sample[F_VERIFIED]) if sample.has_field(F_VERIFIED) else False,
+        channels=int(channels or 3),
+        class_file=Path(class_file) if class_file else None,
+        class_names=tuple(class_names) if class_names else None,
+    )
+
+
+def _pending(written: Written, edit: SampleLabels, path: Path | None = None, fmt: str | None = None) -> Pending:
+    return Pending(
+        written.annotation_hash,
+        path=str(path) if path is not None else None,
+        format=fmt,
+        class_file=str(written.class_file) if written.class_file is not None else None,
+        objects=journal.rows(written.objects, edit.size),
+    )
+
+
+def os_fault(path: Path, exc: OSError) -> AnnotationError:
+    """An operating-system error on one label file as one error line naming it (and the fix where known)."""
+    code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    fix = OS_FIXES.get(exc.errno or 0)
+    problem = f"cannot be written: {exc.strerror or exc.__class__.__name__} [{code}]" + (f": {fix}" if fix else "")
+    return AnnotationError(exc.filename or path, "file", problem)
+
+
+def _replace(
+    path: Path, data: bytes, read_hash: str | None, staged: Sequence[tuple[Any, Pending]], ledger: FileJournal
+) -> None:
     """Journal, write ``path`` (replacing it unless it changed since it was read with hash ``read_hash``; with
     ``read_hash`` None, creating it, never over an existing file: FileExistsError), settle."""
-    for sample, entry in staged:
-        journal.begin(sample, entry)
+    journal.begin(ledger, staged)
     faults.point("writeback.journaled")
     try:
         if read_hash is None:
@@ -161,21 +257,9 @@ def _replace(path: Path, data: bytes, read_hash: str | None, staged: Sequence[tu
 # --- verified drafts (prelabel) ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _NewLabels:
-    """What a verified draft becomes: ``data`` at ``path`` (CreateML: the whole file, the entry's hash)."""
-
-    path: Path
-    data: bytes
-    annotation_hash: str
-    class_file: str | None = None
-    #: CreateML: the hash the existing file was read with (None: a new file, never over an existing one)
-    replaces: str | None = None
-
-
-def _write_verified_drafts(dataset: Any, chosen: Any, report: WriteBackReport) -> None:
+def _write_verified_drafts(dataset: Any, chosen: Any, report: WriteBackReport, ledger: FileJournal) -> None:
     """A new label file for every draft of ``chosen`` an annotator tagged ``verified``, in the format of the
-    dataset's other files, beside its image as LabelImg saves it; never over an existing file. Unverified drafts
+    dataset's other files, beside its image as its tools save it; never over an existing file. Unverified drafts
     are never written."""
     fo = fiftyone()
     drafts = chosen.match_tags(TAG_PRELABELED).match_tags(TAG_VERIFIED)
@@ -183,20 +267,19 @@ def _write_verified_drafts(dataset: Any, chosen: Any, report: WriteBackReport) -
     if not len(drafts):
         return
     formats = Counter({k: v for k, v in dataset.count_values(F_ANNOTATION_FORMAT).items() if k})
-    fmt = formats.most_common(1)[0][0] if formats else "voc"
+    fmt = registry.get(formats.most_common(1)[0][0] if formats else "voc")
+    classes = tuple(dataset.default_classes or ())
     for sample in drafts.iter_samples():
-        objects = sample_objects(sample)
-        image = Path(sample.filepath)
-        channels = sample.metadata.num_channels or 3
-        annotation = ImageAnnotation(
-            image.name, sample_size(sample), tuple(objects), depth=int(channels), folder=image.parent.name,
-            path=str(image), verified=True,
-        )  # fmt: skip
+        draft = replace(sample_labels(sample), verified=True, class_names=classes)
+        target = draft.image
         try:
-            new = _NEW_FILE_WRITERS[fmt](annotation, image, dataset)
-            entry = Pending(new.annotation_hash, labels_digest(objects), str(new.path), fmt, new.class_file)
+            new = fmt.new_file(draft)
+            target = new.path
+            for companion, content in new.companions:
+                atomic_write_bytes(companion, content)
+            entry = _pending(new.written, draft, new.path, fmt.name)
             with file_lock(new.path) if new.replaces is not None else contextlib.nullcontext():
-                _replace(new.path, new.data, new.replaces, [(sample, entry)])
+                _replace(new.path, new.data, new.replaces, [(sample, entry)], ledger)
         except AnnotationError as exc:
             report.errors.append(exc)
             continue
@@ -204,154 +287,26 @@ def _write_verified_drafts(dataset: Any, chosen: Any, report: WriteBackReport) -
             problem = "exists already (made since prelabel): import it instead of writing the draft"
             report.errors.append(WriteBackConflictError(Path(exc.filename2 or exc.filename), "file", problem))
             continue
+        except OSError as exc:
+            report.errors.append(os_fault(target, exc))
+            continue
         report.written.append(str(new.path))
-
-
-def _new_voc(annotation: ImageAnnotation, image: Path, dataset: Any) -> _NewLabels:
-    data = voc_to_bytes(annotation)
-    return _NewLabels(image.with_suffix(".xml"), data, sha256_bytes(data))
-
-
-def _new_yolo(annotation: ImageAnnotation, image: Path, dataset: Any) -> _NewLabels:
-    path = image.with_suffix(".txt")
-    if path.exists():
-        raise FileExistsError(0, "exists", str(path))
-    classes_path = image.parent / CLASSES_FILE
-    classes = list(read_classes(classes_path)) if classes_path.is_file() else list(dataset.default_classes or [])
-    wanted = classes + [label for label in dict.fromkeys(annotation.labels) if label not in classes]
-    if wanted != classes or not classes_path.is_file():
-        write_classes(classes_path, wanted)
-    data = yolo_to_text(annotation, wanted).encode("utf-8")
-    return _NewLabels(path, data, sha256_bytes(data), class_file=str(classes_path))
-
-
-def _new_createml(annotation: ImageAnnotation, image: Path, dataset: Any) -> _NewLabels:
-    path = image.parent / "annotations.json"
-    exists = path.is_file()
-    raw = read_limited(path, MAX_CREATEML_BYTES) if exists else b"[]"
-    entries = parse_createml(raw, path)
-    if any(entry.get("image") == image.name for entry in entries):
-        raise WriteBackConflictError(path, image.name, "has an entry for this image already: import it instead")
-    entry = createml_entry(annotation)
-    data = json.dumps([*entries, entry], ensure_ascii=False).encode("utf-8")
-    return _NewLabels(path, data, createml_entry_hash(entry), replaces=sha256_bytes(raw) if exists else None)
-
-
-_NEW_FILE_WRITERS: dict[str, Callable[[ImageAnnotation, Path, Any], _NewLabels]] = {
-    "voc": _new_voc,
-    "yolo": _new_yolo,
-    "createml": _new_createml,
-}
-
-
-# --- the samples' own files ---------------------------------------------------------------------------------
-
-
-def _check_unchanged_on_disk(path: Path, current_hash: str, stored_hash: str, force: bool) -> None:
-    if current_hash != stored_hash and not force:
-        raise WriteBackConflictError(
-            path, "file", "changed on disk since it was imported; re-import it first or use --force"
-        )
-
-
-def _write_one(edited: _Edited, force: bool) -> None:
-    sample, objects = edited.sample, edited.objects
-    path = Path(sample[F_ANNOTATION_PATH])
-    fmt = sample[F_ANNOTATION_FORMAT]
-    if fmt not in ("voc", "yolo"):
-        raise DatasetError(f"{path}: unknown annotation format {fmt!r}")
-    try:
-        with file_lock(path):
-            if fmt == "voc":
-                data, on_disk = read_voc_bytes(path)
-                read_hash = sha256_bytes(data)
-                _check_unchanged_on_disk(path, read_hash, sample[F_ANNOTATION_HASH], force)
-                updated = replace(on_disk, objects=tuple(objects), verified=bool(sample[F_VERIFIED]))
-                new_bytes = voc_to_bytes(updated)
-            else:
-                read_hash = sha256_bytes(read_limited(path))
-                _check_unchanged_on_disk(path, read_hash, sample[F_ANNOTATION_HASH], force)
-                new_bytes = _yolo_bytes(sample, path, objects)
-            _replace(path, new_bytes, read_hash, [(sample, Pending(sha256_bytes(new_bytes), edited.digest))])
-    except FileNotFoundError:
-        raise WriteBackConflictError(path, "file", _GONE) from None
-
-
-def _yolo_bytes(sample: Any, path: Path, objects: list[LabeledBox]) -> bytes:
-    named = sample[F_CLASS_FILE] if sample.has_field(F_CLASS_FILE) else None
-    classes_path = Path(named) if named else path.parent / CLASSES_FILE
-    classes = list(read_classes(classes_path))
-    annotation = ImageAnnotation(path.name, sample_size(sample), tuple(objects))
-    added = list(dict.fromkeys(obj.label for obj in annotation.objects if obj.label not in classes))
-    if added and classes_path.suffix.lower() in (".yaml", ".yml"):
-        raise WriteBackConflictError(
-            classes_path, "names", f"class {added[0]!r} is not listed; add it to the YAML's names first"
-        )
-    if added:  # LabelImg appends new classes the same way
-        classes += added
-        write_classes(classes_path, classes)
-    return yolo_to_text(annotation, classes).encode("utf-8")
-
-
-def _write_createml(path: Path, samples: list[_Edited], force: bool, report: WriteBackReport) -> None:
-    """One CreateML file holds many samples: every changed entry is replaced in one write of the file; the
-    samples' hashes are recorded only after it (the journal covers a crash in between)."""
-    try:
-        with file_lock(path):
-            raw = read_limited(path, MAX_CREATEML_BYTES)
-            entries = parse_createml(raw, path)
-            staged = _stage_createml(path, entries, samples, force, report)
-            if staged:
-                _replace(path, json.dumps(entries, ensure_ascii=False).encode("utf-8"), sha256_bytes(raw), staged)
-                report.written.extend(f"{path}#{Path(sample.filepath).name}" for sample, _ in staged)
-    except FileNotFoundError:
-        report.errors.append(WriteBackConflictError(path, "file", _GONE))
-    except AnnotationError as exc:
-        report.errors.append(exc)
-
-
-def _stage_createml(
-    path: Path,
-    entries: list[dict[str, Any]],
-    samples: list[_Edited],
-    force: bool,
-    report: WriteBackReport,
-) -> list[tuple[Any, Pending]]:
-    """Replace the changed samples' entries in ``entries``; the samples with what their entries become."""
-    by_image = {entry["image"]: index for index, entry in enumerate(entries)}
-    staged = []
-    for edited in samples:
-        sample, name = edited.sample, Path(edited.sample.filepath).name
-        index = by_image.get(name)
-        if index is None:
-            report.errors.append(WriteBackConflictError(path, name, "entry no longer in the file"))
-            continue
-        try:
-            _check_unchanged_on_disk(path, createml_entry_hash(entries[index]), sample[F_ANNOTATION_HASH], force)
-        except AnnotationError as exc:
-            report.errors.append(exc)
-            continue
-        verified = bool(sample[F_VERIFIED])
-        entries[index] = createml_entry(
-            ImageAnnotation(name, sample_size(sample), tuple(edited.objects), verified=verified)
-        )
-        staged.append((sample, Pending(createml_entry_hash(entries[index]), edited.digest)))
-    return staged
 
 
 # --- export labelimg -------------------------------------------------------------------------------------
 
 
 def _source_annotation(sample: Any) -> ImageAnnotation:
-    """What the sample's own VOC file says beyond the boxes (database, segmented, unknown elements); ``<depth>``
-    is the image's real channel count (never what an XML claimed)."""
+    """What the sample's own label file says beyond the boxes (VOC: database, segmented, unknown elements);
+    ``<depth>`` is the image's real channel count (never what an XML claimed)."""
     channels = sample.metadata.num_channels if sample.metadata is not None else None
     path = sample[F_ANNOTATION_PATH] if sample.has_field(F_ANNOTATION_PATH) else None
-    if path and sample[F_ANNOTATION_FORMAT] == "voc":
+    if path and sample[F_ANNOTATION_FORMAT]:
         try:
-            source = read_voc(path)
+            fmt = registry.get(sample[F_ANNOTATION_FORMAT])
+            source = fmt.read_annotation(Path(path), Path(sample.filepath), sample_size(sample))
             return replace(source, depth=int(channels)) if channels else source
-        except AnnotationError:
+        except (AnnotationError, ConfigError):
             pass  # the file changed into something unreadable: fall back to what the dataset knows
     return ImageAnnotation("", sample_size(sample), depth=int(channels or 3))
 
