@@ -158,7 +158,7 @@ def import_folder(
     name, _ = _target(dataset, "import_folder", views=False)
     meter = _Meter("importing", progress)
     return run(
-        folder, name, fmt, classes, prune, force, meter.advance, meter.total,  # type: ignore[arg-type]
+        folder, name, fmt, classes, prune, force, meter.advance, meter.total,
         follow_links=follow_links, max_pixels=max_pixels, names=names,
     )  # fmt: skip
 
