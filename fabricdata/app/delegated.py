@@ -15,7 +15,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from fabricdata.app.context import progress, refusal, require_ours, run_choices, runs_root
-from fabricdata.app.forms import refuse, result_outputs, run_picker
+from fabricdata.app.forms import operator_config, refuse, result_outputs, run_picker
 from fabricdata.assist.prelabel import DEFAULT_MIN_CONFIDENCE, PrelabelReport, prelabel
 from fabricdata.core.contracts import RunFolder
 from fabricdata.core.errors import ConfigError
@@ -44,14 +44,12 @@ class Prelabel(foo.Operator):  # type: ignore[misc]
 
     @property
     def config(self) -> Any:
-        return foo.OperatorConfig(
-            name="prelabel",
-            label="Prelabel a folder",
-            description="Add a folder's new photos with a run's boxes as drafts to verify (runs the model)",
-            icon="auto_fix_high",
-            allow_delegated_execution=True,
-            allow_immediate_execution=False,
-            default_choice_to_delegated=True,
+        return operator_config(
+            "prelabel",
+            "Prelabel a folder",
+            "Add a folder's new photos with a run's boxes as drafts to verify (runs the model)",
+            "auto_fix_high",
+            delegated=True,
         )
 
     def resolve_delegation(self, ctx: Any) -> bool:
@@ -111,14 +109,12 @@ class ReviewRun(foo.Operator):  # type: ignore[misc]
 
     @property
     def config(self) -> Any:
-        return foo.OperatorConfig(
-            name="review_run",
-            label="Review a run",
-            description="Evaluate a run's predictions and save its mistakes as views",
-            icon="rule",
-            allow_delegated_execution=True,
-            allow_immediate_execution=False,
-            default_choice_to_delegated=True,
+        return operator_config(
+            "review_run",
+            "Review a run",
+            "Evaluate a run's predictions and save its mistakes as views",
+            "rule",
+            delegated=True,
         )
 
     def resolve_delegation(self, ctx: Any) -> bool:

@@ -14,6 +14,22 @@ import fiftyone.operators.types as types
 from fabricdata.app.context import RunChoice
 
 
+def operator_config(name: str, label: str, description: str, icon: str, *, delegated: bool = False) -> Any:
+    """An operator's config: ``delegated`` ones (they train or predict) always run through ``fiftyone delegated
+    launch``; the others run at once (or delegated where the user asks) and build their form dynamically."""
+    import fiftyone.operators as foo
+
+    if delegated:
+        return foo.OperatorConfig(
+            name=name, label=label, description=description, icon=icon, allow_delegated_execution=True,
+            allow_immediate_execution=False, default_choice_to_delegated=True,
+        )  # fmt: skip
+    return foo.OperatorConfig(
+        name=name, label=label, description=description, icon=icon, dynamic=True, allow_immediate_execution=True,
+        allow_delegated_execution=True,
+    )  # fmt: skip
+
+
 def refuse(inputs: Any, why: str, name: str = "refused") -> Any:
     """Add an error notice that makes the form invalid; returns the form's property."""
     notice = inputs.str(name, label=why, view=types.Error(label=why))

@@ -14,7 +14,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from fabricdata.app.context import progress, refusal, require_ours, target_ids
-from fabricdata.app.forms import refuse, result_outputs
+from fabricdata.app.forms import operator_config, refuse, result_outputs
 from fabricdata.assist.verify import Verdict, accept_drafts, reject_proposals
 from fabricdata.core.wording import plural
 from fabricdata.store.dataset import GT_FIELD
@@ -55,14 +55,11 @@ class WriteBack(foo.Operator):  # type: ignore[misc]
 
     @property
     def config(self) -> Any:
-        return foo.OperatorConfig(
-            name="writeback",
-            label="Write back to label files",
-            description="Write App edits back to the LabelImg files (VOC, YOLO, CreateML), atomically",
-            dynamic=True,
-            icon="save",
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
+        return operator_config(
+            "writeback",
+            "Write back to label files",
+            "Write App edits back to the LabelImg files (VOC, YOLO, CreateML), atomically",
+            "save",
         )
 
     def resolve_input(self, ctx: Any) -> Any:
@@ -108,14 +105,11 @@ class VerifyDrafts(foo.Operator):  # type: ignore[misc]
 
     @property
     def config(self) -> Any:
-        return foo.OperatorConfig(
-            name="verify_drafts",
-            label="Verify drafts",
-            description="Accept prelabeled images (tag verified) or reject drafted boxes, then write back",
-            dynamic=True,
-            icon="fact_check",
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
+        return operator_config(
+            "verify_drafts",
+            "Verify drafts",
+            "Accept prelabeled images (tag verified) or reject drafted boxes, then write back",
+            "fact_check",
         )
 
     def resolve_input(self, ctx: Any) -> Any:
