@@ -113,6 +113,8 @@ def _target(samples: Any, verb: str, *, views: bool = True) -> tuple[str, list[s
             raise DatasetError(
                 f"{verb} works on a whole dataset, not a view: pass the dataset ({samples.dataset_name!r}) or its name"
             )
+        if samples._is_patches:  # the App's patches view (boxes, evaluation patches): their images
+            return samples._root_dataset.name, [str(i) for i in samples.distinct("sample_id")]
         return samples.dataset_name, [str(i) for i in samples.values("id")]
     raise TypeError(f"{verb}: expected a dataset name, an fo.Dataset or an fo.DatasetView, not {type(samples)}")
 

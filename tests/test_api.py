@@ -73,6 +73,8 @@ def test_every_sample_verb_works_on_the_view_and_only_on_it(fabric: Path, name: 
     view = dataset.select(list(inside))  # as the App's selection gives it; stays these samples as variants come
 
     assert fd.stats(view).samples == 12 and fd.stats(name).samples == IMAGES
+    patches = view.to_patches("ground_truth").limit(5)  # the App's patches view: the images of those boxes
+    assert fd.stats(patches).samples == len(set(patches.values("sample_id"))) >= 1
     split = fd.split(view, ratios=(0.5, 0.25, 0.25))
     assert set(dataset.match_tags(["train", "val", "test"]).values("id")) == inside
     assert split.assigned > 0 and sum(table.get("(images)", 0) for table in split.images.values()) == 12
