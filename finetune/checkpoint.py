@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from fabricdata.core import faults
+from fabricdata.core.contracts import ExportFolder, RunFolder
 from fabricdata.core.errors import ConfigError, FabricDataError
 from finetune.config import TrainConfig, dump_config
 from finetune.model import ADAPTER_WEIGHTS
@@ -270,3 +271,14 @@ def restore(
     np.random.set_state(state["rng"]["numpy"])
     random.setstate(state["rng"]["python"])
     return Progress(**state["progress"]), state.get("run_id")
+
+
+def start_run_folder(out: Path, config: TrainConfig, processor: Any) -> None:
+    """config.yaml, the processor (copied into every checkpoint) and the export's manifest."""
+    run = RunFolder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run.config.write_text(dump_config(config), encoding="utf-8")
+    processor.save_pretrained(run.processor)
+    manifest = ExportFolder(Path(config.data)).manifest
+    if manifest.is_file():
+        shutil.copyfile(manifest, run.export_manifest)

@@ -9,7 +9,7 @@ on the CPU inside the workers and never touches CUDA; the loop moves batches to 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -306,3 +306,10 @@ def make_loader(dataset: RecordDataset, sampler: Any, config: TrainConfig, colla
         generator=torch.Generator().manual_seed(config.seed),
         pin_memory=torch.cuda.is_available(),
     )
+
+
+def accumulated(loader: Any, grad_accum: int, batches_left: int) -> Iterator[tuple[Any, bool]]:
+    """Each batch, and whether an optimizer step follows it: after every ``grad_accum`` batches, and after the
+    epoch's last batch (a shorter last group)."""
+    for index, batch in enumerate(loader, start=1):
+        yield batch, index % grad_accum == 0 or index == batches_left

@@ -14,27 +14,27 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fabricdata.core.contracts import ExportFolder, RunFolder
+from fabricdata.core.contracts import RunFolder
 from fabricdata.core.errors import ConfigError, FabricDataError
 from finetune import checkpoint
 from finetune.checkpoint import Progress
-from finetune.config import TrainConfig, dump_config, load_config
+from finetune.config import TrainConfig, load_config
 from finetune.data import (
     Collator,
     EpochSampler,
     ExportPin,
     ExportReplacedError,
     RecordDataset,
+    accumulated,
     check_handover,
     epoch_order,
     make_loader,
@@ -196,7 +196,7 @@ def _setup(config: TrainConfig, resume: bool, log: Log, on_step: OnStep | None, 
         progress, saved_id = checkpoint.restore(last, accelerator.unwrap_model(model), optimizer, scheduler, run_id)
     # the run folder
     if main:
-        _start_folder(out, config, processor)
+        checkpoint.start_run_folder(out, config, processor)
     metrics = MetricsLog(RunFolder(out).metrics, progress.global_step if resume else None) if main else None
     # loaders: training in a seeded order per epoch, validation sharded across processes without loss or repeat
     collate = Collator(processor)
@@ -221,17 +221,6 @@ def _setup(config: TrainConfig, resume: bool, log: Log, on_step: OnStep | None, 
         + ("bf16 autocast" if accelerator.mixed_precision == "bf16" else "full precision (fp32)")
     )
     return run
-
-
-def _start_folder(out: Path, config: TrainConfig, processor: Any) -> None:
-    """config.yaml, the processor (copied into every checkpoint) and the export's manifest."""
-    run = RunFolder(out)
-    out.mkdir(parents=True, exist_ok=True)
-    run.config.write_text(dump_config(config), encoding="utf-8")
-    processor.save_pretrained(run.processor)
-    manifest = ExportFolder(Path(config.data)).manifest
-    if manifest.is_file():
-        shutil.copyfile(manifest, run.export_manifest)
 
 
 def _run(run: Run) -> RunSummary:
@@ -288,7 +277,7 @@ def _train_epoch(run: Run) -> bool:
     run.sampler.set_epoch(progress.epoch, skip=progress.batches_done * config.batch_size)
     batches_left = run.batches_per_epoch - progress.batches_done
     step_losses: list[float] = []
-    for batch, steps in _accumulated(run.loader, config.grad_accum, batches_left):
+    for batch, steps in accumulated(run.loader, config.grad_accum, batches_left):
         with nullcontext() if steps else accelerator.no_sync(run.model):  # gradients synchronise on steps only
             loss = run.model(**_to(batch, accelerator.device)).loss
             accelerator.backward(loss / config.grad_accum)
@@ -300,13 +289,6 @@ def _train_epoch(run: Run) -> bool:
             if config.stop_after_steps and progress.global_step >= config.stop_after_steps:
                 return True
     return False
-
-
-def _accumulated(loader: Any, grad_accum: int, batches_left: int) -> Iterator[tuple[Any, bool]]:
-    """Each batch, and whether an optimizer step follows it: after every ``grad_accum`` batches, and after the
-    epoch's last batch (a shorter last group)."""
-    for index, batch in enumerate(loader, start=1):
-        yield batch, index % grad_accum == 0 or index == batches_left
 
 
 class NonFiniteLossError(FabricDataError):
