@@ -152,8 +152,8 @@ def import_folder(
 
     Raises:
         AnnotationError: the folder is unusable (not found, no images, an unknown ``fmt``).
-        DatasetError: a view was given, or the dataset's name clashes with an existing one.
-        LockTimeout: another command holds the dataset longer than the wait.
+        DatasetError: a view was given, the dataset's name clashes with an existing one, or another command
+            holds the dataset longer than ``FABRICDATA_LOCK_WAIT`` (the message names it).
     """
     from fabricdata.store.importer import import_folder as run
 
@@ -210,7 +210,7 @@ def writeback(
     """Write the App's label edits back to the label files (a view: its samples' files only).
 
     Raises:
-        DatasetError: no such dataset; LockTimeout: the dataset is held by another command.
+        DatasetError: no such dataset, or another command holds it longer than ``FABRICDATA_LOCK_WAIT``.
     """
     from fabricdata.store.writeback import writeback as run
 
