@@ -32,6 +32,13 @@ os.environ.update(
     }
 )
 (_SESSION_HOME / "home").mkdir(parents=True, exist_ok=True)
+# Under pytest-xdist the cores are shared by the workers: torch's (OpenMP's) threads per process are cut to the
+# worker's share, inherited by the commands the tests start. Oversubscribed, spinning OpenMP threads made the
+# training tests 4-8x slower when two of them overlapped.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_variable, _share)
 
 
 # Registered before fiftyone is imported, so it runs after FiftyOne's exit handlers and the private mongod's stop.
