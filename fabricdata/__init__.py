@@ -16,9 +16,9 @@ __version__ = "0.1.0"
 
 _API = frozenset(
     {
-        "DatasetStats", "LabelImgExport", "Progress", "ProgressCallback", "Restored", "Snapshot", "audit", "augment",
-        "balance", "diff", "export_florence", "export_labelimg", "import_folder", "load", "prelabel", "restore",
-        "review", "snapshot", "split", "stats", "validate", "writeback",
+        "DatasetStats", "FabricDataError", "LabelImgExport", "Progress", "ProgressCallback", "Restored", "Snapshot",
+        "audit", "augment", "balance", "diff", "export_florence", "export_labelimg", "import_folder", "load",
+        "prelabel", "restore", "review", "snapshot", "split", "stats", "validate", "writeback",
     }
 )  # fmt: skip
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from fabricdata.core.errors import DatasetError
+from fabricdata.core.errors import DatasetError, FabricDataError
 
 if TYPE_CHECKING:
     import fiftyone as fo
@@ -563,7 +563,7 @@ def restore(dataset: str | fo.Dataset, version: str, new_name: str) -> Restored:
 
 
 __all__ = [
-    "DatasetStats", "LabelImgExport", "Progress", "ProgressCallback", "Restored", "Snapshot", "audit", "augment",
-    "balance", "diff", "export_florence", "export_labelimg", "import_folder", "load", "prelabel", "restore",
-    "review", "snapshot", "split", "stats", "validate", "writeback",
+    "DatasetStats", "FabricDataError", "LabelImgExport", "Progress", "ProgressCallback", "Restored", "Snapshot",
+    "audit", "augment", "balance", "diff", "export_florence", "export_labelimg", "import_folder", "load", "prelabel",
+    "restore", "review", "snapshot", "split", "stats", "validate", "writeback",
 ]  # fmt: skip

@@ -138,6 +138,21 @@ def test_writeback_of_a_view_writes_its_files_only(fabric: Path, name: str) -> N
     assert fd.writeback(name).written == [last.annotation_path]
 
 
+@pytest.mark.parametrize("ratios", [(0.5,), (2.0, -1.0, 0.0), (0.8, float("nan"), 0.1), (0.0, 0.0, 0.0)])
+def test_split_refuses_bad_ratios_in_one_line_and_tags_nothing(
+    fabric: Path, name: str, ratios: tuple[float, ...]
+) -> None:
+    with pytest.raises(fd.FabricDataError, match="--ratios: expected three non-negative numbers"):
+        fd.split(name, ratios=ratios)
+    assert not fd.load(name).match_tags(["train", "val", "test"])
+
+
+def test_split_ratios_are_shares_as_on_the_command_line(fabric: Path, name: str) -> None:
+    fd.split(name, ratios=(16, 4, 4))  # the same shares as --ratios 0.666,0.167,0.167
+    counts = {s: len(fd.load(name).match_tags(s)) for s in ("train", "val", "test")}
+    assert counts["val"] > 0 and counts["test"] > 0 and counts["train"] >= counts["val"] + counts["test"]
+
+
 def test_label_versions_and_the_verbs_that_refuse_a_view(fabric: Path, name: str, tmp_path: Path) -> None:
     dataset = fd.load(name)
     view = dataset.limit(3)

@@ -10,6 +10,7 @@ test set does not churn between fine-tunes. Deterministic for a seed.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,12 +49,27 @@ def reshuffle_command(dataset_name: str, ratios: Sequence[float] = (0.8, 0.1, 0.
 
 
 def parse_ratios(text: str) -> tuple[float, float, float]:
+    """``--ratios 0.8,0.1,0.1`` as three shares summing to 1 (:func:`check_ratios`).
+
+    Raises:
+        ConfigError: not three non-negative numbers with a positive sum.
+    """
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise ConfigError(f"--ratios: expected three numbers such as 0.8,0.1,0.1, got {text!r}") from None
-    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
-        raise ConfigError(f"--ratios: expected three non-negative numbers such as 0.8,0.1,0.1, got {text!r}")
+    return check_ratios(values, text)
+
+
+def check_ratios(values: Sequence[float], given: str | None = None) -> tuple[float, float, float]:
+    """The train, val and test shares ``values`` normalised to sum to 1 (``(8, 1, 1)`` -> ``(0.8, 0.1, 0.1)``).
+
+    Raises:
+        ConfigError: not three finite non-negative numbers with a positive sum (the message quotes ``given``).
+    """
+    if len(values) != 3 or not all(math.isfinite(v) and v >= 0 for v in values) or sum(values) <= 0:
+        shown = given if given is not None else ",".join(f"{v:g}" for v in values)
+        raise ConfigError(f"--ratios: expected three non-negative numbers such as 0.8,0.1,0.1, got {shown!r}")
     total = sum(values)
     return (values[0] / total, values[1] / total, values[2] / total)
 
@@ -125,9 +141,15 @@ def split_dataset(
     members keep different splits (authors' splits, without ``reshuffle``) is reported, not moved. Every split
     with a positive ratio gets at least ``min_per_split`` groups where there are enough. ``progress`` advances
     once per original image whose stored fingerprint is checked; ``on_total`` is called once with their number.
+    ``ratios`` are shares of train, val and test (normalised: ``(8, 1, 1)`` is ``(0.8, 0.1, 0.1)``).
+
+    Raises:
+        ConfigError: ratios that are not three non-negative numbers with a positive sum.
+        DatasetError: no such dataset.
     """
     from fabricdata.store.fingerprints import near_duplicate_groups, refresh_fingerprints
 
+    ratios = check_ratios(ratios)
     dataset = load_dataset(dataset_name)
     ids, paths, tags, sources, labels = labeled(dataset).values(
         ["id", "filepath", "tags", F_SOURCE_ID, f"{GT_FIELD}.detections.label"]
