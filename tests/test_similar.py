@@ -212,3 +212,33 @@ def test_thumbnails_decode_jpegs_at_reduced_size(tmp_path: Path) -> None:
 def test_frames_without_detail_are_searched_without_error(count: int) -> None:
     """Plain frames (one colour: no weave, no anchors) give no windows at all: no pairs, no error."""
     assert similar.near_duplicate_pairs(np.zeros((count, similar.LENGTH), dtype=np.int8)) == []
+
+
+def test_byte_identical_plain_frames_are_kept_in_one_split(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plain frame has no detail for the fingerprint to compare, but the same file published in train/ and test/
+    is still one picture: ``split --reshuffle`` keeps the copies together (by the file's sha256)."""
+    pool = generate(SynthConfig(images=8, seed=4, width=160, height=120), tmp_path / "pool")
+    root = tmp_path / "published"
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+    for index, xml in enumerate(sorted(pool.glob("*.xml"))):
+        target = root / ("train" if index % 2 else "test")
+        shutil.copyfile(xml, target / xml.name)
+        shutil.copyfile(xml.with_suffix(".jpg"), target / f"{xml.stem}.jpg")
+    text = _without_objects(next(pool.glob("*.xml")).read_text())
+    for split in ("train", "test"):
+        Image.new("RGB", (160, 120), (30, 30, 30)).save(root / split / "plain.png")
+        stem = next(pool.glob("*.xml")).stem
+        (root / split / "plain.xml").write_text(text.replace(f"{stem}.jpg", "plain.png"))
+    assert run(["import", str(root), "-d", name], capsys)[0] == 0
+    for seed in range(4):  # whatever the draw, the two copies share a split
+        code, out, err = run(["split", "-d", name, "--reshuffle", "--seed", str(seed)], capsys)
+        assert code == 0, err
+        assert "1 group of near-identical images: each kept in one split" in out, out
+        import fiftyone as fo
+
+        tags = [next(t for t in s.tags if t in ("train", "val", "test")) for s in fo.load_dataset(name)
+                if Path(s.filepath).name == "plain.png"]  # fmt: skip
+        assert len(tags) == 2 and tags[0] == tags[1], tags

@@ -170,5 +170,18 @@ def near_duplicate_groups(samples: Any, exclude: Sequence[str] = ()) -> list[lis
     ids, prints = read_fingerprints(samples)
     chosen = [i for i, sid in enumerate(ids) if sid not in skip]
     ids = [ids[i] for i in chosen]
-    pairs = similar.near_duplicate_pairs(prints[chosen])
+    pairs = similar.near_duplicate_pairs(prints[chosen]) + _identical_pairs(samples, ids)
     return [sorted(ids[i] for i in group) for group in similar.near_duplicate_groups(len(ids), pairs)]
+
+
+def _identical_pairs(samples: Any, ids: list[str]) -> list[tuple[int, int]]:
+    """Pairs (indices into ``ids``) of byte-identical files: copies even where the fingerprint has no detail to
+    compare (a plain one-colour frame)."""
+    digest_of = dict(zip(*samples.values(["id", F_FINGERPRINT_KEY]), strict=True))
+    first: dict[str, int] = {}
+    pairs = []
+    for index, sid in enumerate(ids):
+        digest = key_digest(digest_of.get(sid))
+        if digest is not None:
+            pairs.append((first.setdefault(digest, index), index))
+    return [(a, b) for a, b in pairs if a != b]
