@@ -191,3 +191,26 @@ def test_a_coco_file_name_finds_its_image_and_its_split_in_each_layout(tmp_path:
         None,
         "test",
     ]
+
+
+def test_an_error_value_that_looks_like_console_markup_is_printed_whole(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``[nan, 1, 2, 2]`` reads like a rich style tag: the error line must still show it (no markup in errors)."""
+    from PIL import Image
+
+    folder = tmp_path / "coco"
+    folder.mkdir()
+    for stem in ("a", "b"):
+        Image.new("RGB", (32, 24), (80, 70, 60)).save(folder / f"{stem}.jpg")
+    document = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 32, "height": 24},
+                   {"id": 2, "file_name": "b.jpg", "width": 32, "height": 24}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [float("nan"), 1, 2, 2]},
+                        {"id": 2, "image_id": 2, "category_id": 1, "bbox": [4, 4, 10, 8]}],
+        "categories": [{"id": 1, "name": "wrinkle"}],
+    }  # fmt: skip
+    (folder / "_annotations.coco.json").write_text(json.dumps(document))  # json writes NaN as NaN
+    code, _, err = run(["import", str(folder), "-d", name], capsys)
+    assert code == 1
+    assert "annotations[0].bbox: expected 4 numbers: x, y, width, height in pixels (got [nan, 1, 2, 2])" in err, err

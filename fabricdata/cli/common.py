@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, TextIO
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperGroup
@@ -188,14 +189,14 @@ def error_table(title: str, errors: Sequence[AnnotationError]) -> None:
     if not err_console.is_terminal:
         err_console.print(f"{title}:", highlight=False)
         for exc in errors:
-            err_console.print(f"error: {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"error: {exc}", highlight=False, soft_wrap=True, markup=False)
         return
     table = Table(title=title, title_style="bold red", show_lines=False)
     for column in ("file", "element", "problem", "value"):
         table.add_column(column, overflow="fold")
     for exc in errors:
         value = "" if exc.value is None else repr(exc.value)[:60]
-        table.add_row(exc.path, exc.element, exc.problem, value)
+        table.add_row(*(escape(cell) for cell in (exc.path, exc.element, exc.problem, value)))
     err_console.print(table)
 
 

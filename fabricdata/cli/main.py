@@ -11,6 +11,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from rich.markup import escape
+
 from fabricdata.cli import (  # noqa: F401 - they register the commands
     audit,
     demo,
@@ -39,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         app(args=list(argv) if argv is not None else None, prog_name="fabricdata")
     except FabricDataError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
@@ -49,10 +51,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise
         fault = environment_fault(exc)  # a full disk, a read-only folder, the database down: not a bug
         if fault is not None:
-            err_console.print(f"[red]error:[/] {fault}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/] {escape(str(fault))}", highlight=False, soft_wrap=True)
             sys.exit(1)
         err_console.print(
-            f"[red]internal error:[/] {exc.__class__.__name__}: {exc} "
+            f"[red]internal error:[/] {exc.__class__.__name__}: {escape(str(exc))} "
             "(a bug in fabricdata; FABRICDATA_DEBUG=1 shows the traceback)",
             highlight=False,
             soft_wrap=True,
