@@ -214,3 +214,29 @@ def test_an_error_value_that_looks_like_console_markup_is_printed_whole(
     code, _, err = run(["import", str(folder), "-d", name], capsys)
     assert code == 1
     assert "annotations[0].bbox: expected 4 numbers: x, y, width, height in pixels (got [nan, 1, 2, 2])" in err, err
+
+
+def test_images_that_share_an_id_are_refused_each_in_one_line(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two entries with one id: whose are the annotations? Both are refused, named; the other images import."""
+    from PIL import Image
+
+    folder = tmp_path / "coco"
+    folder.mkdir()
+    for stem in ("a", "b", "c"):
+        Image.new("RGB", (32, 24), (80, 70, 60)).save(folder / f"{stem}.jpg")
+    document = {
+        "images": [{"id": 4, "file_name": "a.jpg"}, {"id": 4, "file_name": "b.jpg"}, {"id": 5, "file_name": "c.jpg"}],
+        "annotations": [{"id": 1, "image_id": 4, "category_id": 1, "bbox": [1, 1, 5, 5]},
+                        {"id": 2, "image_id": 5, "category_id": 1, "bbox": [4, 4, 10, 8]}],
+        "categories": [{"id": 1, "name": "wrinkle"}],
+    }  # fmt: skip
+    (folder / "_annotations.coco.json").write_text(json.dumps(document))
+    code, _, err = run(["import", str(folder), "-d", name], capsys)
+    assert code == 1
+    for k in (0, 1):
+        assert f"images[{k}].id: 2 images share this id: their annotations cannot be told apart (got 4)" in err, err
+    import fiftyone as fo
+
+    assert [Path(p).name for p in fo.load_dataset(name).values("filepath")] == ["c.jpg"]

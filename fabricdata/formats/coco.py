@@ -352,9 +352,14 @@ class CocoFormat:
             yield exc
             return
         yield from coco.strays
+        shared = Counter(entry["id"] for entry in coco.images if _valid_image(entry))
         for k, entry in enumerate(coco.images):
             if not _valid_image(entry):
                 yield InvalidValueError(path, f"images[{k}]", "each image needs an id and a file_name", entry)
+                continue
+            if shared[entry["id"]] > 1:
+                problem = f"{shared[entry['id']]} images share this id: their annotations cannot be told apart"
+                yield InvalidValueError(path, f"images[{k}].id", problem, entry["id"])
                 continue
             image = found.index.relative(path, entry["file_name"])
             if image is None:
