@@ -59,20 +59,6 @@ class FoldPlan:
             raise ConfigError(f"not a fold plan ({exc.__class__.__name__}: {exc})") from None
 
 
-def near_duplicate_groups(
-    dataset: Any, originals: dict[str, str], progress: Callable[[int], None] | None = None
-) -> dict[str, str]:
-    """Sample id -> the id that stands for its group of near-identical originals (members only): the groups
-    ``split`` keeps together, from the stored fingerprints (:mod:`fabricdata.store.fingerprints`; those missing or
-    stale are computed first, ``progress`` advancing once per original checked)."""
-    from fabricdata.store.fingerprints import near_duplicate_groups as groups_of
-    from fabricdata.store.fingerprints import refresh_fingerprints
-
-    view = dataset.select(list(originals))
-    refresh_fingerprints(view, progress=progress)
-    return {sid: group[0] for group in groups_of(view) for sid in group}
-
-
 def plan_folds(
     dataset_name: str,
     folds: int,
@@ -96,7 +82,9 @@ def plan_folds(
     originals = {sid: path for sid, path, source in zip(ids, paths, sources, strict=True) if not source}
     if on_total is not None:
         on_total(len(originals))
-    owner = near_duplicate_groups(dataset, originals, progress)
+    from fabricdata.store.fingerprints import groups_of_samples
+
+    owner = {sid: group[0] for group in groups_of_samples(dataset, originals, progress) for sid in group}
     group_of = {sid: f"g:{owner.get(sid, sid)}" for sid in originals}
     groups = _group_labels(group_of, dict(zip(ids, labels, strict=True)))
     if len(groups) < folds:

@@ -147,7 +147,7 @@ def split_dataset(
         ConfigError: ratios that are not three non-negative numbers with a positive sum.
         DatasetError: no such dataset.
     """
-    from fabricdata.store.fingerprints import near_duplicate_groups, refresh_fingerprints
+    from fabricdata.store.fingerprints import groups_of_samples
 
     ratios = check_ratios(ratios)
     dataset = load_dataset(dataset_name)
@@ -157,10 +157,8 @@ def split_dataset(
     originals = {sid: path for sid, path, source in zip(ids, paths, sources, strict=True) if not source}
     if on_total is not None:
         on_total(len(originals))
-    view = dataset.select(list(originals))
-    refresh_fingerprints(view, progress=progress)
     report = SplitReport()
-    found = near_duplicate_groups(view)
+    found = groups_of_samples(dataset, originals, progress)
     report.near_duplicate_groups = len(found)
     owner = {sid: group[0] for group in found for sid in group}
     groups: dict[str, set[str]] = {}

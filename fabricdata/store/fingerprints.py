@@ -9,7 +9,7 @@ fingerprinted again, one that was only touched gets its key renewed.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,15 +137,22 @@ def _store(samples: Any, prints: dict[str, np.ndarray], keys: dict[str, str]) ->
 
 def read_fingerprints(samples: Any) -> tuple[list[str], np.ndarray]:
     """Ids and stored fingerprints (N, LENGTH) of the samples of ``samples`` that have one of this version."""
+    ids, prints, _ = _stored(samples)
+    return ids, prints
+
+
+def _stored(samples: Any) -> tuple[list[str], np.ndarray, list[str]]:
+    """:func:`read_fingerprints` and the keys those fingerprints were computed from."""
     ids, prints, keys = samples.values(["id", F_FINGERPRINT, F_FINGERPRINT_KEY])
     kept = [
-        (sid, fp)
+        (sid, fp, key)
         for sid, fp, key in zip(ids, prints, keys, strict=True)
         if fp is not None and key and key.startswith(f"{similar.VERSION}:") and len(fp) == similar.LENGTH
     ]
     if not kept:
-        return [], np.zeros((0, similar.LENGTH), dtype=np.int8)
-    return [sid for sid, _ in kept], np.stack([np.asarray(fp, dtype=np.int8) for _, fp in kept])
+        return [], np.zeros((0, similar.LENGTH), dtype=np.int8), []
+    stacked = np.stack([np.asarray(fp, dtype=np.int8) for _, fp, _ in kept])
+    return [sid for sid, _, _ in kept], stacked, [key for _, _, key in kept]
 
 
 def near_duplicate_pairs_of(samples: Any, consider: Callable[[str, str], bool] | None = None) -> list[tuple[str, str]]:
@@ -161,27 +168,28 @@ def near_duplicate_pairs_of(samples: Any, consider: Callable[[str, str], bool] |
     return [(ids[a], ids[b]) for a, b in similar.near_duplicate_pairs(prints, wanted)]
 
 
-def near_duplicate_groups(samples: Any, exclude: Sequence[str] = ()) -> list[list[str]]:
+def near_duplicate_groups(samples: Any) -> list[list[str]]:
     """The near-duplicate groups of a collection: connected components (two or more samples each) of the graph
-    whose edges are near-identical images, as sorted sample ids. ``split`` keeps each group in one split; ``audit``
-    keeps each in one fold. Reads stored fingerprints (call :func:`refresh_fingerprints` first); samples in
-    ``exclude`` (variants, whose source already groups them) are left out."""
-    skip = set(exclude)
-    ids, prints = read_fingerprints(samples)
-    chosen = [i for i, sid in enumerate(ids) if sid not in skip]
-    ids = [ids[i] for i in chosen]
-    pairs = similar.near_duplicate_pairs(prints[chosen]) + _identical_pairs(samples, ids)
+    whose edges are near-identical images or byte-identical files, as sorted sample ids. ``split`` keeps each group
+    in one split; ``audit`` keeps each in one fold. Reads stored fingerprints (see :func:`groups_of_samples`)."""
+    ids, prints, keys = _stored(samples)
+    pairs = similar.near_duplicate_pairs(prints) + _identical_pairs(keys)
     return [sorted(ids[i] for i in group) for group in similar.near_duplicate_groups(len(ids), pairs)]
 
 
-def _identical_pairs(samples: Any, ids: list[str]) -> list[tuple[int, int]]:
-    """Pairs (indices into ``ids``) of byte-identical files: copies even where the fingerprint has no detail to
-    compare (a plain one-colour frame)."""
-    digest_of = dict(zip(*samples.values(["id", F_FINGERPRINT_KEY]), strict=True))
-    first: dict[str, int] = {}
-    pairs = []
-    for index, sid in enumerate(ids):
-        digest = key_digest(digest_of.get(sid))
-        if digest is not None:
-            pairs.append((first.setdefault(digest, index), index))
+def groups_of_samples(
+    dataset: Any, sample_ids: Iterable[str], progress: Callable[[int], None] | None = None
+) -> list[list[str]]:
+    """:func:`near_duplicate_groups` of these samples of ``dataset``, their missing or stale fingerprints computed
+    first (``progress`` advances once per sample checked)."""
+    view = dataset.select(list(sample_ids))
+    refresh_fingerprints(view, progress=progress)
+    return near_duplicate_groups(view)
+
+
+def _identical_pairs(keys: list[str]) -> list[tuple[int, int]]:
+    """Pairs (indices into ``keys``) of byte-identical files (one sha256 in their keys): copies even where the
+    fingerprint has no detail to compare (a plain one-colour frame)."""
+    first: dict[str | None, int] = {}
+    pairs = [(first.setdefault(key_digest(key), index), index) for index, key in enumerate(keys)]
     return [(a, b) for a, b in pairs if a != b]
