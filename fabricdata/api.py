@@ -76,6 +76,10 @@ class _Meter:
         self.count = count
         self._emit()
 
+    def at(self, done: int, total: int | None) -> None:
+        self.done, self.count = done, total
+        self._emit()
+
     def say(self, stage: str) -> None:
         self.stage, self.done, self.count = stage, 0, None
         self._emit()
@@ -120,16 +124,16 @@ def _target(samples: Any, verb: str, *, views: bool = True) -> tuple[str, list[s
 
 
 @contextmanager
-def _on(samples: Any, verb: str) -> Iterator[tuple[str, list[str] | None]]:
-    """The dataset's name and the view's ids, with the verbs reading only those samples within the block."""
+def _on(samples: Any, verb: str) -> Iterator[str]:
+    """The dataset's name, with the verbs reading only the view's samples within the block (a view given)."""
     from fabricdata.store.dataset import scoped
 
     name, ids = _target(samples, verb)
     if ids is None:
-        yield name, None
+        yield name
         return
     with scoped(ids):
-        yield name, ids
+        yield name
 
 
 # --- store ---------------------------------------------------------------------------------------------------
@@ -193,7 +197,7 @@ def stats(samples: str | fo.Dataset | fo.DatasetView) -> DatasetStats:
     """
     from fabricdata.prepare.stats import dataset_stats
 
-    with _on(samples, "stats") as (name, _):
+    with _on(samples, "stats") as name:
         figures = dataset_stats(name)
     known = set(DatasetStats.__dataclass_fields__) - {"extra"}
     return DatasetStats(
@@ -242,7 +246,7 @@ def export_labelimg(
     from fabricdata.store.writeback import export_labelimg as run
 
     meter = _Meter("exporting", progress)
-    with _on(samples, "export_labelimg") as (name, _):
+    with _on(samples, "export_labelimg") as name:
         count = run(name, out, tag=tag, progress=meter.advance, on_total=meter.total)
     return LabelImgExport(Path(out), count)
 
@@ -267,7 +271,7 @@ def split(
     from fabricdata.prepare.split import split_dataset
 
     meter = _Meter("checking near-duplicates", progress)
-    with _on(samples, "split") as (name, _):
+    with _on(samples, "split") as name:
         return split_dataset(name, ratios, seed, reshuffle, min_per_split, meter.advance, meter.total)
 
 
@@ -289,7 +293,7 @@ def augment(
     from fabricdata.prepare.augment import augment as run
 
     meter = _Meter("augmenting", progress)
-    with _on(samples, "augment") as (name, _):
+    with _on(samples, "augment") as name:
         return run(name, recipe, copies, seed, split, workers, meter.advance, meter.total)
 
 
@@ -313,7 +317,7 @@ def balance(
     from fabricdata.prepare.balance import balance as run
 
     meter = _Meter("balancing", progress)
-    with _on(samples, "balance") as (name, _):
+    with _on(samples, "balance") as name:
         return run(name, target, ratio, recipe, split, seed, workers, max_copies, meter.advance)
 
 
@@ -333,7 +337,7 @@ def validate(
     from fabricdata.prepare.validate import validate as run
 
     meter = _Meter("validating", progress)
-    with _on(samples, "validate") as (name, _):
+    with _on(samples, "validate") as name:
         return run(
             name, min_instances, imbalance_ratio, save_views=save_views, progress=meter.advance,
             on_total=meter.total,
@@ -355,7 +359,7 @@ def export_florence(
     from fabricdata.prepare.export import export_florence as run
 
     meter = _Meter("exporting", progress)
-    with _on(samples, "export_florence") as (name, _):
+    with _on(samples, "export_florence") as name:
         return run(name, out, options=options, progress=meter.advance, on_total=meter.total)
 
 
@@ -383,7 +387,7 @@ def review(
     from fabricdata.review.review import review as run_review
 
     meter = _Meter("reviewing", progress)
-    with _on(samples, "review") as (dataset, _):
+    with _on(samples, "review") as dataset:
         return run_review(
             dataset, run, compare, iou, meter.say, name,
             MIN_CONFIDENCE if min_confidence is None else min_confidence,
@@ -445,7 +449,7 @@ def audit(
     from fabricdata.loop.audit import AuditRequest, audit_predictions, rescore_audit, run_audit
 
     meter = _Meter("auditing", progress)
-    with _on(samples, "audit") as (dataset, _):
+    with _on(samples, "audit") as dataset:
         request = AuditRequest(
             dataset=dataset, name=name or dataset, folds=len(predictions) or folds,
             config=Path(config) if config is not None else None, sets=tuple(sets), root=Path(root), seed=seed,
@@ -463,11 +467,7 @@ def _trainer(meter: _Meter) -> Callable[[Any, bool, str], Any]:
 
         meter.say(f"training {Path(config.out).name}")
 
-        def step(done: int, total: int) -> None:
-            meter.done, meter.count = done, total
-            meter.advance(0)
-
-        return run_train(config, resume=resume, log=lambda _: None, on_step=step, run_id=run_id)
+        return run_train(config, resume=resume, log=lambda _: None, on_step=meter.at, run_id=run_id)
 
     return train
 
